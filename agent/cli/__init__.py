@@ -1,0 +1,56 @@
+"""`opsagent COMMAND ...`: one module per subcommand, each with main(argv) -> int.
+
+Subcommand modules are imported only when used, so `opsagent --help` and
+`opsagent validate` start without loading pyinfra's execution machinery.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from agent import __version__
+
+COMMANDS = {
+    "validate": ("agent.cli.validate", "check policies and inventory; print every problem"),
+    "plan": ("agent.cli.plan", "show what would change, per host and policy (check mode)"),
+    "apply": ("agent.cli.apply", "converge hosts to the policies now"),
+    "explain": ("agent.cli.explain", "describe a policy kind's fields"),
+}
+# Commands that run pyinfra over many hosts: gevent must patch the process first,
+# as pyinfra's own CLI does, or SSH hosts are worked one after another.
+PARALLEL = {"plan", "apply"}
+
+USAGE = "usage: opsagent [--version] COMMAND [ARGS...]\n\ncommands:\n" + "".join(
+    f"  {name:<10}{text}\n" for name, (_, text) in COMMANDS.items()
+) + "\nRun `opsagent COMMAND --help` for a command's options.\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help", "help"):
+        sys.stdout.write(USAGE)
+        return 0 if args else 1
+    if args[0] == "--version":
+        print(f"opsagent {__version__}")
+        return 0
+    command = args[0]
+    if command not in COMMANDS:
+        sys.stderr.write(f"opsagent: unknown command {command!r}\n\n{USAGE}")
+        return 1
+    if command in PARALLEL:
+        from gevent import monkey
+
+        monkey.patch_all()
+    module = importlib.import_module(COMMANDS[command][0])
+    code: int = module.main(args[1:])
+    return code
+
+
+def run() -> None:
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        sys.stderr.write("opsagent: interrupted\n")
+        code = 130
+    sys.exit(code)

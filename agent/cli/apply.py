@@ -1,0 +1,34 @@
+"""`opsagent apply`: converge hosts now and print a recap; exit 0 converged, 2 failures."""
+
+from __future__ import annotations
+
+from agent.cli.common import Parser, add_arguments, load_plan, report_problems
+from agent.cli.output import Printer, exit_code, to_json
+from agent.errors import Problems
+
+
+def main(argv: list[str], check: bool = False) -> int:
+    prog = "opsagent plan" if check else "opsagent apply"
+    parser = Parser(prog=prog, description=__doc__)
+    add_arguments(parser)
+    parser.add_argument("--diff", action="store_true", help="show file diffs")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON only")
+    if not check:
+        parser.add_argument("--check", action="store_true", help="check mode: same as plan")
+    args = parser.parse_args(argv)
+    check = check or args.check
+    try:
+        plan = load_plan(args)
+    except Problems as e:
+        return report_problems(e)
+
+    from agent.engine.run import execute
+
+    printer = Printer(diff=args.diff)
+    result = execute(plan, check=check, diff=args.diff or check,
+                     on_result=None if args.json else printer.progress)
+    if args.json:
+        print(to_json(result))
+    else:
+        printer.recap(result)
+    return exit_code(result)

@@ -1,0 +1,76 @@
+"""Options and loading shared by validate, plan and apply."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from agent.errors import Problems
+from agent.inventory import Inventory, load_inventory, local
+from agent.plan import RunPlan, build_plan
+from agent.policy.validate import load_policies
+
+DEFAULT_INVENTORY = Path("inventories/local.yml")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but bad usage is bad input: exit 1, as for every other input error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
+def add_arguments(parser: argparse.ArgumentParser, selection: bool = True) -> None:
+    parser.add_argument("paths", nargs="*", type=Path, default=[Path("policies")],
+                        help="policy files or directories (default: policies/)")
+    parser.add_argument("-i", "--inventory", type=Path,
+                        help="inventory file (default: inventories/local.yml if present, "
+                             "else @local)")
+    parser.add_argument("--templates", type=Path, default=Path("templates"),
+                        help="where relative template and file sources are found "
+                             "(default: templates/)")
+    if selection:
+        parser.add_argument("--limit", action="append", metavar="HOST|GROUP",
+                            help="only these hosts or groups (repeatable)")
+        parser.add_argument("--policy", action="append", metavar="NAME",
+                            help="only the policy with this name (repeatable)")
+
+
+def inventory_of(args: argparse.Namespace) -> tuple[Inventory, str]:
+    path = args.inventory
+    if path is None and DEFAULT_INVENTORY.is_file():
+        path = DEFAULT_INVENTORY
+    if path is None:
+        return local(), "@local"
+    return load_inventory(path), str(path)
+
+
+def load_plan(args: argparse.Namespace) -> RunPlan:
+    """Policies validated for every targeted host and planned; raises Problems."""
+    problems = []
+    try:
+        inventory, source = inventory_of(args)
+    except Problems as e:
+        problems.extend(e.problems)
+        inventory, source = None, ""
+    try:
+        policies = load_policies(args.paths)
+    except Problems as e:
+        problems.extend(e.problems)
+        policies = []
+    if problems or inventory is None:
+        raise Problems(problems)
+    return build_plan(policies, inventory, source, args.templates,
+                      getattr(args, "limit", None), getattr(args, "policy", None))
+
+
+def report_problems(e: Problems) -> int:
+    for problem in e.problems:
+        print(problem, file=sys.stderr)
+    count = len(e.problems)
+    print(f"{count} problem{'s' if count != 1 else ''} found; nothing was changed on any host.",
+          file=sys.stderr)
+    return 1

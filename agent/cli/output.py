@@ -1,0 +1,72 @@
+"""What people read: progress lines while hosts run, diffs, and the recap."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from typing import TextIO
+
+from agent.engine.results import OpResult, RunResult, Status
+
+_COLOURS = {
+    Status.OK: "32", Status.CHANGED: "33", Status.RAN: "36", Status.FAILED: "31",
+    Status.SKIPPED: "90",
+}
+_PLANNED = {Status.CHANGED: "would change", Status.RAN: "would run", Status.OK: "ok"}
+
+
+class Printer:
+    def __init__(self, out: TextIO = sys.stdout, diff: bool = False) -> None:
+        self.out = out
+        self.diff = diff
+        self.colour = out.isatty()
+
+    def paint(self, text: str, code: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.colour else text
+
+    def status(self, op: OpResult) -> str:
+        word = _PLANNED.get(op.status, op.status.value) if op.planned else op.status.value
+        return self.paint(word, _COLOURS[op.status])
+
+    def progress(self, host: str, op: OpResult) -> None:
+        line = f"{host}  {op.kind} {op.policy!r} > {op.name}: {self.status(op)}"
+        if op.duration >= 0.01:
+            line += f" ({op.duration:.2f}s)"
+        print(line, file=self.out, flush=True)
+        if self.diff and op.diff:
+            for diff_line in op.diff.splitlines():
+                print(f"    {diff_line}", file=self.out)
+        if op.status is Status.FAILED and op.error:
+            for error_line in op.error.splitlines():
+                print(self.paint(f"    {error_line}", "31"), file=self.out)
+
+    def recap(self, result: RunResult) -> None:
+        title = "PLAN RECAP" if result.check else "RECAP"
+        print(f"\n{title} " + "-" * 60, file=self.out)
+        width = max((len(h.host) for h in result.hosts), default=4) + 2
+        for host in result.hosts:
+            counts = host.counts()
+            fields = [
+                f"ok={counts[Status.OK]}",
+                f"{'would_change' if result.check else 'changed'}={counts[Status.CHANGED]}",
+                f"{'would_run' if result.check else 'ran'}={counts[Status.RAN]}",
+                f"failed={counts[Status.FAILED]}",
+                f"skipped={counts[Status.SKIPPED]}",
+                f"unreachable={int(host.unreachable)}",
+            ]
+            name = self.paint(host.host.ljust(width), "31" if host.failed else "32")
+            print(name + "  ".join(f.ljust(15) for f in fields).rstrip(), file=self.out)
+            if host.unreachable:
+                print(self.paint(f"  unreachable: {host.error}", "31"), file=self.out)
+        print(f"\n{len(result.hosts)} hosts in {result.duration:.2f}s", file=self.out)
+
+
+def to_json(result: RunResult) -> str:
+    data = asdict(result)
+    data["failed"] = result.failed
+    return json.dumps(data, indent=2)
+
+
+def exit_code(result: RunResult) -> int:
+    return 2 if result.failed else 0

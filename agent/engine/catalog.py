@@ -1,0 +1,130 @@
+"""pyinfra operations by dotted name, with an argument model built from each real signature.
+
+`tasks` policies and playbooks name operations as `module.function`; a wrong name or
+argument is caught here, at validation time, never on a host.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import pkgutil
+import typing
+from functools import cache
+from typing import IO, Any
+
+from pydantic import BaseModel, ConfigDict, create_model
+
+# pyinfra's global arguments that a task may set. Execution arguments (_serial,
+# _parallel, _run_once) must agree across hosts, callables cannot be written in
+# YAML, and passwords would have to be inlined: those are left out.
+GLOBAL_ARGUMENTS: dict[str, Any] = {
+    "_sudo": bool,
+    "_sudo_user": str,
+    "_use_sudo_login": bool,
+    "_preserve_sudo_env": bool,
+    "_su_user": str,
+    "_use_su_login": bool,
+    "_doas": bool,
+    "_doas_user": str,
+    "_env": dict[str, str],
+    "_chdir": str,
+    "_shell_executable": str,
+    "_success_exit_codes": list[int],
+    "_timeout": int,
+    "_get_pty": bool,
+    "_stdin": str | list[str],
+    "_ignore_errors": bool,
+    "_continue_on_error": bool,
+    "_retries": int,
+    "_retry_delay": float,
+}
+
+
+class UnknownOperation(ValueError):
+    pass
+
+
+@cache
+def modules() -> tuple[str, ...]:
+    import pyinfra.operations
+
+    return tuple(
+        sorted(m.name for m in pkgutil.iter_modules(pyinfra.operations.__path__) if not m.ispkg)
+    )
+
+
+@cache
+def operation(name: str) -> Any:
+    """The pyinfra operation function for 'module.function'."""
+    module_name, _, func_name = name.partition(".")
+    if module_name not in modules() or not func_name:
+        close = difflib.get_close_matches(module_name, modules(), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UnknownOperation(f"unknown operation module {module_name!r}{hint}")
+    module = importlib.import_module(f"pyinfra.operations.{module_name}")
+    names = [
+        n for n, f in vars(module).items() if callable(f) and hasattr(f, "_inner") and n[0] != "_"
+    ]
+    if func_name not in names:
+        close = difflib.get_close_matches(func_name, names, n=1)
+        hint = f"did you mean '{module_name}.{close[0]}'?" if close else "expected one of " + (
+            ", ".join(sorted(names))
+        )
+        raise UnknownOperation(f"unknown operation {name!r}; {hint}")
+    return getattr(module, func_name)
+
+
+def is_idempotent(name: str) -> bool:
+    return bool(operation(name)._inner.is_idempotent)
+
+
+@cache
+def arguments_model(name: str) -> type[BaseModel]:
+    """A pydantic model of the operation's parameters plus the allowed global arguments."""
+    inner = operation(name)._inner
+    signature = inspect.signature(inner)
+    try:
+        hints = typing.get_type_hints(inner)
+    except Exception:  # an annotation pyinfra's module cannot resolve: fall back per parameter
+        hints = {}
+    fields: dict[str, Any] = {}
+    takes_any = False
+    for pname, param in signature.parameters.items():
+        if param.kind is inspect.Parameter.VAR_KEYWORD:
+            takes_any = True
+            continue
+        if param.kind is inspect.Parameter.VAR_POSITIONAL:
+            continue
+        annotation = _yaml_type(hints.get(pname), param.default)
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[pname] = (annotation, default)
+    for gname, gtype in GLOBAL_ARGUMENTS.items():
+        fields[gname] = (gtype | None, None)
+    config = ConfigDict(extra="allow" if takes_any else "forbid", arbitrary_types_allowed=True)
+    model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+        name.replace(".", "_"), __config__=config, **fields
+    )
+    return model
+
+
+def parameter_names(name: str) -> list[str]:
+    inner = operation(name)._inner
+    return [
+        p.name
+        for p in inspect.signature(inner).parameters.values()
+        if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+    ]
+
+
+def _yaml_type(hint: Any, default: Any) -> Any:
+    """The type a YAML value must have for this parameter."""
+    if hint is None:
+        if default is inspect.Parameter.empty or default is None:
+            return Any
+        return type(default) | None if not isinstance(default, bool) else bool
+    text = str(hint)
+    if "IO" in text or hint is IO or "Callable" in text or "Function" in text:
+        return Any  # file objects and callables: only their string form can come from YAML
+    return hint

@@ -1,0 +1,60 @@
+"""What a run found and did: RunResult -> HostResult -> OpResult. The engine alone makes them."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    OK = "ok"  # already as wanted
+    CHANGED = "changed"  # changed (or, planned: would change)
+    RAN = "ran"  # a command with no guard ran: it cannot say whether it changed anything
+    FAILED = "failed"
+    SKIPPED = "skipped"  # not attempted: an earlier step of its policy failed, or host down
+
+
+@dataclass
+class OpResult:
+    policy: str
+    kind: str
+    name: str
+    operation: str
+    status: Status
+    planned: bool = False  # True: judged, not executed (check mode, or an audit policy)
+    stdout: str = ""
+    stderr: str = ""
+    error: str = ""
+    diff: str = ""
+    duration: float = 0.0
+
+
+@dataclass
+class HostResult:
+    host: str
+    ops: list[OpResult] = field(default_factory=list)
+    unreachable: bool = False
+    error: str = ""
+
+    def counts(self) -> Counter[Status]:
+        return Counter(op.status for op in self.ops)
+
+    @property
+    def failed(self) -> bool:
+        return self.unreachable or any(op.status is Status.FAILED for op in self.ops)
+
+
+@dataclass
+class RunResult:
+    hosts: list[HostResult]
+    check: bool
+    duration: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        return any(h.failed for h in self.hosts)
+
+    def changes(self) -> int:
+        """Operations that changed something (or would have)."""
+        return sum(h.counts()[Status.CHANGED] for h in self.hosts)

@@ -1,0 +1,181 @@
+"""A YAML inventory: hosts, groups (nested), variables and SSH settings.
+
+    vars: {sandbox: /srv/sandbox}          # every host
+    ssh: {user: root, key: ~/.ssh/id_ed25519, known_hosts_file: ~/.ssh/known_hosts}
+    hosts:
+      "@local": {}
+      web1: {ssh: {hostname: 10.0.0.11}}
+    groups:
+      web: {hosts: [web1], vars: {port: 8080}, children: [canary]}
+
+Settings merge from the least to the most specific: top level, groups (parents before
+children, then by name), the host itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agent.errors import Problem, Problems, dotted
+from agent.kinds.base import HostInfo
+from agent.policy.load import Document, load_file
+from agent.policy.messages import describe
+
+LOCAL = "@local"
+
+
+class SSH(BaseModel):
+    """How to reach a host over SSH; unset fields fall back to pyinfra's defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hostname: str | None = Field(None, description="Address; defaults to the host's name.")
+    port: int | None = Field(None, ge=1, le=65535)
+    user: str | None = None
+    key: str | None = Field(None, description="Private key file.")
+    known_hosts_file: str | None = None
+    strict_host_key_checking: Literal["yes", "no", "accept-new", "off"] | None = None
+    config_file: str | None = Field(None, description="ssh_config file to read.")
+    connect_timeout: int | None = Field(None, ge=1)
+
+
+class HostEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    vars: dict[str, Any] = Field(default_factory=dict)
+    ssh: SSH = Field(default_factory=SSH)
+
+
+class Group(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    hosts: list[str] = Field(default_factory=list)
+    children: list[str] = Field(default_factory=list)
+    vars: dict[str, Any] = Field(default_factory=dict)
+    ssh: SSH = Field(default_factory=SSH)
+
+
+class InventoryFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    vars: dict[str, Any] = Field(default_factory=dict)
+    ssh: SSH = Field(default_factory=SSH)
+    hosts: dict[str, HostEntry | None] = Field(min_length=1)
+    groups: dict[str, Group] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Host:
+    """A host as the engine needs it: planning facts plus how to connect."""
+
+    info: HostInfo
+    ssh: SSH = field(default_factory=SSH)
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def is_local(self) -> bool:
+        return self.info.name == LOCAL
+
+
+@dataclass(frozen=True)
+class Inventory:
+    hosts: tuple[Host, ...]
+    groups: dict[str, tuple[str, ...]]  # group -> host names, nested groups expanded
+
+    def names(self) -> set[str]:
+        return {h.name for h in self.hosts}
+
+    def resolve(self, targets: list[str]) -> list[Host]:
+        """Hosts named by targets (hosts or groups), in inventory order."""
+        wanted: set[str] = set()
+        for target in targets:
+            wanted.update(self.groups.get(target, (target,)))
+        return [h for h in self.hosts if h.name in wanted]
+
+    def knows(self, target: str) -> bool:
+        return target in self.groups or target in self.names()
+
+
+def local() -> Inventory:
+    """The embedded default: this machine, through pyinfra's @local connector."""
+    return Inventory((Host(HostInfo(LOCAL, ("all",))),), {"all": (LOCAL,)})
+
+
+def load_inventory(path: Path) -> Inventory:
+    docs = load_file(path)
+    if len(docs) != 1:
+        raise Problems([Problem(str(path), 1, 1, "inventory", "", "expected one YAML document")])
+    doc = docs[0]
+    try:
+        model = InventoryFile.model_validate(doc.data)
+    except ValidationError as e:
+        raise Problems(
+            doc.problem(err["loc"], "inventory", dotted(err["loc"]), describe(err, InventoryFile))
+            for err in e.errors()
+        ) from None
+    return _build(model, doc)
+
+
+def _build(model: InventoryFile, doc: Document) -> Inventory:
+    problems: list[Problem] = []
+    for name in model.groups:
+        if name in model.hosts:
+            problems.append(doc.problem(("groups", name), "inventory", f"groups.{name}",
+                                        "a group cannot have the name of a host"))
+    members: dict[str, tuple[str, ...]] = {"all": tuple(model.hosts)}
+    depth: dict[str, int] = {}
+
+    def expand(group: str, trail: tuple[str, ...]) -> tuple[str, ...]:
+        if group in members:
+            return members[group]
+        if group in trail:
+            loc = ("groups", group)
+            problems.append(doc.problem(loc, "inventory", f"groups.{group}.children",
+                                        "groups contain each other: " + " > ".join(trail)))
+            return ()
+        entry = model.groups[group]
+        names: list[str] = []
+        for i, host in enumerate(entry.hosts):
+            if host not in model.hosts:
+                problems.append(doc.problem(("groups", group, "hosts", i), "inventory",
+                                            f"groups.{group}.hosts[{i}]",
+                                            f"unknown host {host!r}"))
+            names.append(host)
+        for i, child in enumerate(entry.children):
+            if child not in model.groups:
+                problems.append(doc.problem(("groups", group, "children", i), "inventory",
+                                            f"groups.{group}.children[{i}]",
+                                            f"unknown group {child!r}"))
+                continue
+            depth[child] = max(depth.get(child, 0), len(trail) + 1)
+            names.extend(expand(child, (*trail, group)))
+        members[group] = tuple(dict.fromkeys(names))
+        return members[group]
+
+    for group in model.groups:
+        expand(group, ())
+    if problems:
+        raise Problems(problems)
+
+    hosts = []
+    for name, entry in model.hosts.items():
+        entry = entry or HostEntry()
+        groups = sorted((g for g in model.groups if name in members[g]),
+                        key=lambda g: (depth.get(g, 0), g))
+        variables: dict[str, Any] = dict(model.vars)
+        ssh = model.ssh.model_dump(exclude_none=True)
+        for g in groups:
+            variables.update(model.groups[g].vars)
+            ssh.update(model.groups[g].ssh.model_dump(exclude_none=True))
+        variables.update(entry.vars)
+        ssh.update(entry.ssh.model_dump(exclude_none=True))
+        info = HostInfo(name, ("all", *groups), variables)
+        hosts.append(Host(info, SSH(**ssh)))
+    return Inventory(tuple(hosts), members)

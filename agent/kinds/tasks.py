@@ -1,0 +1,145 @@
+"""The `tasks` kind: an ordered list of pyinfra operations by name; the escape hatch.
+
+    spec:
+      tasks:
+        - name: sandbox folder
+          files.directory: {path: /srv/app, mode: "755"}
+        - server.shell: {commands: ["make install"]}
+          creates: /usr/local/bin/app
+
+Every operation's arguments are checked against its real signature when the policy is
+validated. Relative `src` of files.template / files.put is looked up in templates/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from agent.engine import catalog
+from agent.kinds.base import Guard, HostInfo, Step
+
+_TASK_KEYS = ("name", *Guard.model_fields)
+_SRC_OPS = ("files.template", "files.put")
+
+
+class Task(Guard):
+    """One operation: `module.function: {arguments}`, optionally named and guarded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = Field(None, description="Shown in plans, recaps and history.")
+    operation: str = Field(description="The pyinfra operation, e.g. files.line.")
+    args: dict[str, Any] = Field(default_factory=dict, description="Its arguments.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict) or "operation" in data:
+            return data
+        ops = [k for k in data if "." in k]
+        if len(ops) != 1:
+            found = ", ".join(ops) if ops else "none"
+            raise PydanticCustomError(
+                "task_operation",
+                "a task names exactly one operation, like `files.line: {{...}}`; found {found}",
+                {"found": found},
+            )
+        op = ops[0]
+        args = data[op] if data[op] is not None else {}
+        _check_args(op, args, info)
+        rest = {k: v for k, v in data.items() if k != op}
+        return {**rest, "operation": op, "args": _coerce(op, args, info)}
+
+    def guard(self) -> Guard | None:
+        guard = Guard(creates=self.creates, removes=self.removes, unless=self.unless,
+                      only_if=self.only_if)
+        return None if guard.is_empty() else guard
+
+    def title(self) -> str:
+        if self.name:
+            return self.name
+        first = next(iter(self.args.values()), "")
+        if isinstance(first, list):
+            first = " ".join(str(x) for x in first)
+        text = f"{self.operation} {first}".strip()
+        return text if len(text) <= 60 else text[:57] + "..."
+
+
+class TasksSpec(BaseModel):
+    """Ordered pyinfra operations, run top to bottom on every target host."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: list[Task] = Field(min_length=1, description="The operations, in order.")
+
+
+class TasksKind:
+    name = "tasks"
+    Spec = TasksSpec
+
+    def plan(self, spec: TasksSpec, host: HostInfo) -> list[Step]:
+        return [Step(t.title(), t.operation, t.args, t.guard()) for t in spec.tasks]
+
+
+KIND = TasksKind()
+
+
+def _fail(loc: tuple[str | int, ...], kind: str, message: str, value: Any) -> ValidationError:
+    error: InitErrorDetails = {
+        "type": PydanticCustomError(kind, message), "loc": loc, "input": value,
+    }
+    return ValidationError.from_exception_data("task", [error])
+
+
+def _check_args(op: str, args: Any, info: ValidationInfo) -> None:
+    try:
+        catalog.operation(op)
+    except catalog.UnknownOperation as e:
+        raise _fail((op,), "unknown_operation", str(e), op) from None
+    if not isinstance(args, dict):
+        raise _fail((op,), "task_arguments", "expected a mapping of arguments", args)
+    if op in _SRC_OPS and isinstance(args.get("src"), str):
+        src = _template_path(args["src"], info)
+        if not src.is_file():
+            raise _fail((op, "src"), "template_missing", f"no such file: {src}", args["src"])
+
+
+def _coerce(op: str, args: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+    model = catalog.arguments_model(op)
+    if model.model_config.get("extra") == "forbid":
+        known = set(model.model_fields)
+        unknown = [k for k in args if k not in known]
+        if unknown:
+            import difflib
+
+            name = unknown[0]
+            close = difflib.get_close_matches(name, catalog.parameter_names(op), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "expected one of " + ", ".join(
+                catalog.parameter_names(op)
+            )
+            raise _fail((op, name), "unknown_argument", f"unknown argument for {op}; {hint}", name)
+    try:
+        checked = model.model_validate(args)
+    except ValidationError as e:
+        errors: list[InitErrorDetails] = [
+            {"type": err["type"], "loc": (op, *err["loc"]), "input": err["input"],
+             "ctx": err.get("ctx") or {}}  # type: ignore[typeddict-item]
+            for err in e.errors()
+        ]
+        raise ValidationError.from_exception_data("task", errors) from None
+    out = checked.model_dump(exclude_unset=True)
+    if op in _SRC_OPS and isinstance(out.get("src"), str):
+        out["src"] = str(_template_path(out["src"], info))
+    return out
+
+
+def _template_path(src: str, info: ValidationInfo) -> Path:
+    path = Path(src)
+    if path.is_absolute():
+        return path
+    base = (info.context or {}).get("templates", Path("templates"))
+    return Path(base) / path

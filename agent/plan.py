@@ -1,0 +1,98 @@
+"""What a run will do: for each host, the steps of every policy that targets it, in order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.errors import Problem, Problems
+from agent.inventory import Host, Inventory
+from agent.kinds.base import Step
+from agent.policy.render import Renderer
+from agent.policy.validate import Policy, check_targets, host_spec
+
+
+@dataclass(frozen=True)
+class PolicyRef:
+    name: str
+    kind: str
+    mode: str  # enforce | audit
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.name!r}"
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    policy: PolicyRef
+    step: Step
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    host: Host
+    steps: tuple[PlannedStep, ...]
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    hosts: tuple[HostPlan, ...]
+    policies: tuple[PolicyRef, ...]
+
+
+def build_plan(
+    policies: list[Policy],
+    inventory: Inventory,
+    inventory_source: str,
+    templates: Path,
+    limit: list[str] | None = None,
+    only: list[str] | None = None,
+) -> RunPlan:
+    """Validate every policy for every host it targets and plan its steps.
+
+    Raises Problems with everything wrong, so that nothing runs on any host.
+    """
+    problems = check_targets(policies, inventory, inventory_source)
+    problems.extend(_check_selection(policies, inventory, limit, only))
+    if problems:
+        raise Problems(problems)
+    chosen = [p for p in policies if not only or p.name in only]
+    allowed = {h.name for h in inventory.resolve(limit)} if limit else None
+    renderer = Renderer()
+    per_host: dict[str, list[PlannedStep]] = {}
+    for policy in chosen:
+        ref = PolicyRef(policy.name, policy.envelope.kind, policy.envelope.mode)
+        for host in inventory.resolve(policy.envelope.targets):
+            if allowed is not None and host.name not in allowed:
+                continue
+            try:
+                spec = host_spec(policy, host.info, renderer, templates)
+            except Problems as e:
+                problems.extend(e.problems)
+                continue
+            steps = per_host.setdefault(host.name, [])
+            steps.extend(PlannedStep(ref, s) for s in policy.kind.plan(spec, host.info))
+    if problems:
+        raise Problems(problems)
+    hosts = tuple(
+        HostPlan(h, tuple(per_host[h.name])) for h in inventory.hosts if h.name in per_host
+    )
+    refs = tuple(PolicyRef(p.name, p.envelope.kind, p.envelope.mode) for p in chosen)
+    return RunPlan(hosts, refs)
+
+
+def _check_selection(
+    policies: list[Policy], inventory: Inventory, limit: list[str] | None, only: list[str] | None
+) -> list[Problem]:
+    problems = []
+    names = {p.name for p in policies}
+    for name in only or ():
+        if name not in names:
+            problems.append(Problem("--policy", 0, 0, "", "", f"no policy named {name!r}; "
+                                    f"known: {', '.join(sorted(names))}"))
+    for target in limit or ():
+        if not inventory.knows(target):
+            problems.append(Problem("--limit", 0, 0, "", "", f"no host or group {target!r} "
+                                    "in the inventory"))
+    return problems

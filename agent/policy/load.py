@@ -1,0 +1,197 @@
+"""Load YAML files into plain data, keeping the line and column of every key and value.
+
+Hostile input is refused with a Problem rather than a traceback: files over a size
+limit, non-UTF-8 bytes, syntax errors, tabs, duplicate keys, recursive aliases and
+alias bombs (documents that expand past a node budget).
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from agent.errors import Problem, Problems, dotted
+
+MAX_FILE_BYTES = 1024 * 1024
+MAX_NODES = 100_000
+MAX_DEPTH = 64
+
+Loc = tuple[str | int, ...]
+Pos = tuple[int, int]  # 1-based line and column
+
+
+@dataclass
+class Document:
+    """One YAML document as plain data, with positions for every path inside it."""
+
+    file: str
+    index: int
+    data: Any
+    start: Pos
+    values: dict[Loc, Pos] = field(default_factory=dict)
+    keys: dict[Loc, Pos] = field(default_factory=dict)
+
+    def pos(self, loc: Loc) -> Pos:
+        """Position of the value at loc, or of its nearest ancestor that exists.
+
+        An unknown key points at the key itself; a missing one at its parent.
+        """
+        if loc in self.keys:
+            return self.keys[loc]
+        for end in range(len(loc), 0, -1):
+            if loc[:end] in self.values:
+                return self.values[loc[:end]]
+        return self.start
+
+    def problem(self, loc: Loc, context: str, field_: str, message: str) -> Problem:
+        line, col = self.pos(loc)
+        return Problem(self.file, line, col, context, field_, message)
+
+
+def find_files(paths: list[Path]) -> list[Path]:
+    """Files named directly, and *.yml / *.yaml under directories, sorted."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(
+                sorted(p for p in path.rglob("*") if p.suffix in (".yml", ".yaml") and p.is_file())
+            )
+        else:
+            found.append(path)
+    return found
+
+
+def load_file(path: Path) -> list[Document]:
+    """Every non-empty document of one file; raises Problems if the file cannot be read."""
+    name = str(path)
+    text = _read_text(path, name)
+    yaml = YAML(typ="rt", pure=True)
+    yaml.allow_duplicate_keys = False
+    docs: list[Document] = []
+    try:
+        for index, raw in enumerate(yaml.load_all(text)):
+            if raw is None:
+                continue
+            docs.append(_convert(name, index, raw))
+    except MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        message = " ".join(str(part) for part in (e.context, e.problem) if part)
+        duplicate = re.search(r'found duplicate key "(.*?)" with value', message)
+        if duplicate:  # ruamel's text repeats both values, which may be secrets
+            message = f'duplicate key "{duplicate.group(1)}"'
+        if "\t" in (e.problem or "") or "'\\t'" in (e.problem or ""):
+            message += " (YAML does not allow tabs for indentation; use spaces)"
+        raise Problems([Problem(name, line, col, "", "", f"invalid YAML: {message}")]) from None
+    except YAMLError as e:
+        raise Problems([Problem(name, 1, 1, "", "", f"invalid YAML: {e}")]) from None
+    if not docs:
+        raise Problems([Problem(name, 1, 1, "", "", "file is empty: expected a YAML mapping")])
+    return docs
+
+
+def _read_text(path: Path, name: str) -> str:
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise Problems(
+                [Problem(name, 1, 1, "", "", f"file is {size} bytes; the limit is {MAX_FILE_BYTES}")]
+            )
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise Problems([Problem(name, 0, 0, "", "", "no such file or directory")]) from None
+    except OSError as e:
+        raise Problems([Problem(name, 0, 0, "", "", f"cannot read: {e.strerror}")]) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        before = raw[: e.start]
+        line = before.count(b"\n") + 1
+        col = e.start - (before.rfind(b"\n") + 1) + 1
+        message = f"not valid UTF-8: byte 0x{raw[e.start]:02x} cannot be decoded"
+        raise Problems([Problem(name, line, col, "", "", message)]) from None
+
+
+class _Walker:
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self.nodes = 0
+        self.active: set[int] = set()
+
+    def fail(self, loc: Loc, message: str) -> Problems:
+        return Problems([self.doc.problem(loc, "", dotted(loc), message)])
+
+    def plain(self, node: Any, loc: Loc) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise self.fail(
+                loc, f"document expands to more than {MAX_NODES} values (alias bomb?)"
+            )
+        if len(loc) > MAX_DEPTH:
+            raise self.fail(loc, f"nested deeper than {MAX_DEPTH} levels")
+        if isinstance(node, CommentedMap | CommentedSeq):
+            if id(node) in self.active:
+                raise self.fail(loc, "recursive alias: a node contains itself")
+            self.active.add(id(node))
+            try:
+                return self._container(node, loc)
+            finally:
+                self.active.discard(id(node))
+        return _scalar(node)
+
+    def _container(self, node: CommentedMap | CommentedSeq, loc: Loc) -> Any:
+        if isinstance(node, CommentedMap):
+            out: dict[str, Any] = {}
+            for key in node:
+                child = (*loc, str(key))
+                kline, kcol = node.lc.key(key)
+                vline, vcol = node.lc.value(key)
+                self.doc.keys[child] = (kline + 1, kcol + 1)
+                self.doc.values[child] = (vline + 1, vcol + 1)
+                out[str(key)] = self.plain(node[key], child)
+            return out
+        items: list[Any] = []
+        for i, item in enumerate(node):
+            child = (*loc, i)
+            line, col = node.lc.item(i)
+            self.doc.values[child] = (line + 1, col + 1)
+            items.append(self.plain(item, child))
+        return items
+
+
+def _scalar(node: Any) -> Any:
+    if node is None or isinstance(node, bool):
+        return node
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    if isinstance(node, str):
+        return str(node)
+    if isinstance(node, datetime.date):
+        return node.isoformat()
+    return str(node)
+
+
+def _convert(file: str, index: int, raw: Any) -> Document:
+    start = (raw.lc.line + 1, raw.lc.col + 1) if hasattr(raw, "lc") else (1, 1)
+    doc = Document(file, index, None, start)
+    doc.data = _Walker(doc).plain(raw, ())
+    return doc
+
+
+def iter_documents(paths: list[Path]) -> Iterator[Document | Problems]:
+    """Documents of every file in order; a file that cannot be loaded yields its Problems."""
+    for path in find_files(paths):
+        try:
+            yield from load_file(path)
+        except Problems as e:
+            yield e

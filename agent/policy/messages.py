@@ -1,0 +1,107 @@
+"""Pydantic errors in words a person can act on: what was expected, and what was found."""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import ErrorDetails
+
+_EXPECTED = {
+    "int_parsing": "an integer",
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "float_parsing": "a number",
+    "float_type": "a number",
+    "bool_parsing": "true or false",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "tuple_type": "a list",
+    "none_required": "nothing (null)",
+}
+
+
+def found(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing (null)"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def describe(err: ErrorDetails, model: type[BaseModel] | None = None) -> str:
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        name = str(err["loc"][-1])
+        return f"unknown field {name!r}" + _suggest(name, _fields_at(model, err["loc"][:-1]))
+    if kind in _EXPECTED:
+        return f"expected {_EXPECTED[kind]}, got {found(err['input'])}"
+    if kind == "literal_error":
+        return f"expected {ctx.get('expected', '')}, got {found(err['input'])}"
+    if kind in ("value_error", "assertion_error"):
+        return str(ctx.get("error", err["msg"]))
+    if kind == "too_short":
+        return f"expected at least {ctx.get('min_length')} item(s), got {ctx.get('actual_length')}"
+    if kind == "greater_than_equal":
+        return f"expected a value >= {ctx.get('ge')}, got {found(err['input'])}"
+    if kind == "greater_than":
+        return f"expected a value > {ctx.get('gt')}, got {found(err['input'])}"
+    if err["msg"].startswith("Input should"):
+        return f"expected {err['msg'][len('Input should be '):]}, got {found(err['input'])}"
+    return err["msg"]  # our own errors (PydanticCustomError) are already worded
+
+
+def _suggest(name: str, valid: list[str]) -> str:
+    if not valid:
+        return ""
+    close = difflib.get_close_matches(name, valid, n=1)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return "; expected one of " + ", ".join(valid)
+
+
+def _fields_at(model: type[BaseModel] | None, loc: tuple[str | int, ...]) -> list[str]:
+    """Field names of the model found by walking loc from the given root model."""
+    current: Any = model
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(part, int):
+            continue
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            if part not in current.model_fields:
+                return []
+            current = current.model_fields[part].annotation
+        else:
+            return []
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [f.alias or name for name, f in current.model_fields.items()]
+    return []
+
+
+def _unwrap(tp: Any) -> Any:
+    """list[X] / X | None / dict[str, X] -> X, repeatedly."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin in (list, tuple, dict):
+            tp = typing.get_args(tp)[-1]
+        elif origin in (typing.Union, types.UnionType):
+            models = [a for a in typing.get_args(tp) if a is not type(None)]
+            if len(models) != 1:
+                return tp
+            tp = models[0]
+        else:
+            return tp

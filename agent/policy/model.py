@@ -1,0 +1,85 @@
+"""The envelope every policy document shares; `spec` is validated by its kind's own model."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from agent.kinds import KINDS
+from agent.policy.durations import Duration
+
+NAME = re.compile(r"^[a-z0-9]([a-z0-9_.-]{0,62})$")
+_AT = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+class Metadata(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Unique policy name: lowercase letters, digits, '-', '_', '.'.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Free-form labels.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME.match(value):
+            raise ValueError(
+                f"expected lowercase letters, digits, '-', '_' or '.', at most 63, got {value!r}"
+            )
+        return value
+
+
+class Schedule(BaseModel):
+    """When the daemon converges this policy: exactly one of every, at or cron."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    every: Duration | None = Field(None, description="Interval, e.g. 30m, 1h, 1d.")
+    at: str | None = Field(None, description="Daily at this local time, HH:MM.")
+    cron: str | None = Field(None, description="Cron expression, five fields.")
+    splay: Duration = Field(0, description="Spread start times by up to this much per host.")
+
+    @field_validator("at")
+    @classmethod
+    def _at(cls, value: str | None) -> str | None:
+        if value is not None and not _AT.match(value):
+            raise ValueError(f"expected a time as HH:MM, got {value!r}")
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None and len(value.split()) != 5:
+            raise ValueError(f"expected five cron fields (min hour day month weekday), got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _one(self) -> Schedule:
+        if sum(x is not None for x in (self.every, self.at, self.cron)) != 1:
+            raise ValueError("expected exactly one of every, at or cron")
+        return self
+
+
+class Envelope(BaseModel):
+    """The fields every policy document has, whatever its kind."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    api_version: Literal["opsagent/v1"] = Field(alias="apiVersion", description="Always opsagent/v1.")
+    kind: str = Field(description="The policy kind; see `opsagent explain KIND`.")
+    metadata: Metadata
+    targets: list[str] = Field(min_length=1, description="Inventory groups or hosts.")
+    mode: Literal["enforce", "audit"] = Field(
+        "enforce", description="enforce converges; audit only reports drift."
+    )
+    schedule: Schedule | None = Field(None, description="Omitted: one-shot runs only.")
+    spec: dict[str, Any] = Field(description="Kind-specific; validated by the kind's model.")
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        if value not in KINDS:
+            valid = ", ".join(repr(k) for k in sorted(KINDS))
+            raise ValueError(f"unknown kind {value!r}; expected one of {valid}")
+        return value

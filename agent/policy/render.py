@@ -1,0 +1,54 @@
+"""Jinja2 in policy string values, rendered per host with inventory variables.
+
+Undefined variables are errors (StrictUndefined), reported at the string's position.
+The environment is sandboxed: templates can read variables, not reach into Python.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jinja2 import StrictUndefined, Template, TemplateError, UndefinedError
+from jinja2.sandbox import SandboxedEnvironment
+
+from agent.errors import Problem, dotted
+from agent.kinds.base import HostInfo
+from agent.policy.load import Document, Loc
+
+
+class Renderer:
+    def __init__(self) -> None:
+        self.env = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
+        self._compiled: dict[str, Template] = {}
+
+    def variables(self, host: HostInfo) -> dict[str, Any]:
+        return {**host.vars, "host": {"name": host.name, "groups": list(host.groups)}}
+
+    def render(
+        self, value: Any, variables: dict[str, Any], doc: Document, loc: Loc, context: str,
+        problems: list[Problem], host: str,
+    ) -> Any:
+        """value with every templated string rendered; problems collects what failed."""
+        if isinstance(value, dict):
+            return {
+                k: self.render(v, variables, doc, (*loc, k), context, problems, host)
+                for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [
+                self.render(v, variables, doc, (*loc, i), context, problems, host)
+                for i, v in enumerate(value)
+            ]
+        if not isinstance(value, str) or ("{{" not in value and "{%" not in value):
+            return value
+        try:
+            template = self._compiled.get(value)
+            if template is None:
+                template = self._compiled[value] = self.env.from_string(value)
+            return template.render(variables)
+        except UndefinedError as e:
+            message = f"undefined variable: {e.message} (rendering for host {host!r})"
+        except TemplateError as e:
+            message = f"template error: {e.message or e}"
+        problems.append(doc.problem(loc, context, dotted(loc), message))
+        return value

@@ -20,10 +20,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent.errors import Problem, Problems, dotted
+from agent.errors import Problem, Problems
 from agent.kinds.base import HostInfo
 from agent.policy.load import Document, load_file
-from agent.policy.messages import describe
+from agent.policy.messages import problem
 
 LOCAL = "@local"
 
@@ -116,10 +116,7 @@ def load_inventory(path: Path) -> Inventory:
     try:
         model = InventoryFile.model_validate(doc.data)
     except ValidationError as e:
-        raise Problems(
-            doc.problem(err["loc"], "inventory", dotted(err["loc"]), describe(err, InventoryFile))
-            for err in e.errors()
-        ) from None
+        raise Problems(problem(doc, err, "inventory", InventoryFile) for err in e.errors()) from None
     return _build(model, doc)
 
 

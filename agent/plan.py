@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from agent.errors import Problem, Problems
@@ -55,24 +55,25 @@ def build_plan(
     """
     problems = check_targets(policies, inventory, inventory_source)
     problems.extend(_check_selection(policies, inventory, limit, only))
-    if problems:
-        raise Problems(problems)
     chosen = [p for p in policies if not only or p.name in only]
     allowed = {h.name for h in inventory.resolve(limit)} if limit else None
     renderer = Renderer()
     per_host: dict[str, list[PlannedStep]] = {}
     for policy in chosen:
         ref = PolicyRef(policy.name, policy.envelope.kind, policy.envelope.mode)
-        for host in inventory.resolve(policy.envelope.targets):
-            if allowed is not None and host.name not in allowed:
-                continue
+        targeted = [h for h in inventory.resolve(policy.envelope.targets)
+                    if allowed is None or h.name in allowed]
+        failed_on: dict[Problem, list[str]] = {}
+        for host in targeted:
             try:
                 spec = host_spec(policy, host.info, renderer, templates)
             except Problems as e:
-                problems.extend(e.problems)
+                for problem in e.problems:
+                    failed_on.setdefault(problem, []).append(host.name)
                 continue
             steps = per_host.setdefault(host.name, [])
             steps.extend(PlannedStep(ref, s) for s in policy.kind.plan(spec, host.info))
+        problems.extend(_on_hosts(p, hosts, len(targeted)) for p, hosts in failed_on.items())
     if problems:
         raise Problems(problems)
     hosts = tuple(
@@ -80,6 +81,13 @@ def build_plan(
     )
     refs = tuple(PolicyRef(p.name, p.envelope.kind, p.envelope.mode) for p in chosen)
     return RunPlan(hosts, refs)
+
+
+def _on_hosts(problem: Problem, hosts: list[str], targeted: int) -> Problem:
+    """A problem found for only some of the targeted hosts says which ones."""
+    if len(hosts) == targeted:
+        return problem
+    return replace(problem, message=f"{problem.message} (for host {', '.join(hosts)})")
 
 
 def _check_selection(

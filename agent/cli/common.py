@@ -10,7 +10,7 @@ from typing import NoReturn
 from agent.errors import Problems
 from agent.inventory import Inventory, load_inventory, local
 from agent.plan import RunPlan, build_plan
-from agent.policy.validate import load_policies
+from agent.policy.validate import read_policies
 
 DEFAULT_INVENTORY = Path("inventories/local.yml")
 
@@ -56,15 +56,18 @@ def load_plan(args: argparse.Namespace) -> RunPlan:
     except Problems as e:
         problems.extend(e.problems)
         inventory, source = None, ""
+    policies, policy_problems = read_policies(args.paths)
+    problems.extend(policy_problems)
+    if inventory is None:
+        raise Problems(problems)
     try:
-        policies = load_policies(args.paths)
+        plan = build_plan(policies, inventory, source, args.templates,
+                          getattr(args, "limit", None), getattr(args, "policy", None))
     except Problems as e:
         problems.extend(e.problems)
-        policies = []
-    if problems or inventory is None:
+    if problems:
         raise Problems(problems)
-    return build_plan(policies, inventory, source, args.templates,
-                      getattr(args, "limit", None), getattr(args, "policy", None))
+    return plan
 
 
 def report_problems(e: Problems) -> int:

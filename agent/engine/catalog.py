@@ -14,7 +14,7 @@ import typing
 from functools import cache
 from typing import IO, Any
 
-from pydantic import BaseModel, ConfigDict, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 # pyinfra's global arguments that a task may set. Execution arguments (_serial,
 # _parallel, _run_once) must agree across hosts, callables cannot be written in
@@ -99,14 +99,24 @@ def arguments_model(name: str) -> type[BaseModel]:
             continue
         annotation = _yaml_type(hints.get(pname), param.default)
         default = ... if param.default is inspect.Parameter.empty else param.default
-        fields[pname] = (annotation, default)
+        fields[_field_name(pname)] = (annotation, Field(default, alias=pname))
     for gname, gtype in GLOBAL_ARGUMENTS.items():
-        fields[gname] = (gtype | None, None)
+        fields[_field_name(gname)] = (gtype | None, Field(None, alias=gname))
     config = ConfigDict(extra="allow" if takes_any else "forbid", arbitrary_types_allowed=True)
-    model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    model: type[BaseModel] = create_model(
         name.replace(".", "_"), __config__=config, **fields
     )
     return model
+
+
+def _field_name(name: str) -> str:
+    """pydantic treats names with a leading underscore as private: rename, keep the alias."""
+    return f"arg{name}" if name.startswith("_") else name
+
+
+def argument_names(name: str) -> set[str]:
+    """Every argument the operation accepts from YAML, its own and the global ones."""
+    return {f.alias or n for n, f in arguments_model(name).model_fields.items()}
 
 
 def parameter_names(name: str) -> list[str]:

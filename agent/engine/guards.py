@@ -27,17 +27,17 @@ def guard_script(guard: Guard) -> str:
     return " && ".join(parts)
 
 
-class GuardAllows(FactBase[bool]):
+class GuardAllows(FactBase[bool]):  # type: ignore[misc]
     """True when the guard's condition says the command is still needed."""
 
-    def command(self, script: str) -> str:  # type: ignore[override]
+    def command(self, script: str) -> str:
         return f"if {script}; then echo run; else echo skip; fi"
 
-    def process(self, output: list[str]) -> bool:  # type: ignore[override]
+    def process(self, output: list[str]) -> bool:
         return bool(output) and output[-1].strip() == "run"
 
 
-@operation(is_idempotent=False)
+@operation(is_idempotent=False)  # type: ignore[untyped-decorator]
 def guarded(op_name: str, args: dict[str, Any], script: str) -> Generator[Any, None, None]:
     """Run the named operation only when the guard allows it."""
     if not host.get_fact(GuardAllows, script=script):

@@ -7,6 +7,7 @@ mode adds operations with change detection on and executes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -93,10 +94,8 @@ def _pyinfra_host(host: Host) -> str | tuple[str, dict[str, Any]]:
 
 
 def _connect(state: State, results: dict[str, HostResult], logs: Capture) -> None:
-    try:
+    with contextlib.suppress(PyinfraError):  # raised when every host is down
         connect_all(state)
-    except PyinfraError:
-        pass  # every host is down: each is reported below
     for host in state.inventory:
         if host in state.failed_hosts or not host.connected:
             results[host.name].unreachable = True

@@ -32,8 +32,11 @@ class Task(Guard):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str | None = Field(None, description="Shown in plans, recaps and history.")
-    operation: str = Field(description="The pyinfra operation, e.g. files.line.")
-    args: dict[str, Any] = Field(default_factory=dict, description="Its arguments.")
+    operation: str = Field(
+        description="Written as the task's key: `files.line: {path: ..., line: ...}`; "
+        "see `opsagent explain tasks files.line`."
+    )
+    args: dict[str, Any] = Field(default_factory=dict, description="The key's value.")
 
     @model_validator(mode="before")
     @classmethod
@@ -45,7 +48,7 @@ class Task(Guard):
             found = ", ".join(ops) if ops else "none"
             raise PydanticCustomError(
                 "task_operation",
-                "a task names exactly one operation, like `files.line: {{...}}`; found {found}",
+                "a task names exactly one operation (a key such as files.line); found {found}",
                 {"found": found},
             )
         op = ops[0]
@@ -78,10 +81,11 @@ class TasksSpec(BaseModel):
 
 
 class TasksKind:
-    name = "tasks"
-    Spec = TasksSpec
+    name: str = "tasks"
+    Spec: type[BaseModel] = TasksSpec
 
-    def plan(self, spec: TasksSpec, host: HostInfo) -> list[Step]:
+    def plan(self, spec: Any, host: HostInfo) -> list[Step]:
+        assert isinstance(spec, TasksSpec)
         return [Step(t.title(), t.operation, t.args, t.guard()) for t in spec.tasks]
 
 
@@ -111,7 +115,7 @@ def _check_args(op: str, args: Any, info: ValidationInfo) -> None:
 def _coerce(op: str, args: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
     model = catalog.arguments_model(op)
     if model.model_config.get("extra") == "forbid":
-        known = set(model.model_fields)
+        known = catalog.argument_names(op)
         unknown = [k for k in args if k not in known]
         if unknown:
             import difflib
@@ -127,11 +131,11 @@ def _coerce(op: str, args: dict[str, Any], info: ValidationInfo) -> dict[str, An
     except ValidationError as e:
         errors: list[InitErrorDetails] = [
             {"type": err["type"], "loc": (op, *err["loc"]), "input": err["input"],
-             "ctx": err.get("ctx") or {}}  # type: ignore[typeddict-item]
+             "ctx": err.get("ctx") or {}}
             for err in e.errors()
         ]
         raise ValidationError.from_exception_data("task", errors) from None
-    out = checked.model_dump(exclude_unset=True)
+    out = checked.model_dump(exclude_unset=True, by_alias=True)
     if op in _SRC_OPS and isinstance(out.get("src"), str):
         out["src"] = str(_template_path(out["src"], info))
     return out

@@ -39,20 +39,19 @@ class Document:
     values: dict[Loc, Pos] = field(default_factory=dict)
     keys: dict[Loc, Pos] = field(default_factory=dict)
 
-    def pos(self, loc: Loc) -> Pos:
-        """Position of the value at loc, or of its nearest ancestor that exists.
-
-        An unknown key points at the key itself; a missing one at its parent.
-        """
-        if loc in self.keys:
+    def pos(self, loc: Loc, at_key: bool = False) -> Pos:
+        """Position of the value at loc (or its key), else of its nearest existing ancestor."""
+        if at_key and loc in self.keys:
             return self.keys[loc]
         for end in range(len(loc), 0, -1):
             if loc[:end] in self.values:
                 return self.values[loc[:end]]
         return self.start
 
-    def problem(self, loc: Loc, context: str, field_: str, message: str) -> Problem:
-        line, col = self.pos(loc)
+    def problem(
+        self, loc: Loc, context: str, field_: str, message: str, at_key: bool = False
+    ) -> Problem:
+        line, col = self.pos(loc, at_key)
         return Problem(self.file, line, col, context, field_, message)
 
 

@@ -10,6 +10,9 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
+from agent.errors import Problem, dotted
+from agent.policy.load import Document
+
 _EXPECTED = {
     "int_parsing": "an integer",
     "int_type": "an integer",
@@ -26,6 +29,19 @@ _EXPECTED = {
     "tuple_type": "a list",
     "none_required": "nothing (null)",
 }
+
+
+KEY_ERRORS = ("extra_forbidden", "unknown_argument", "unknown_operation")
+
+
+def problem(
+    doc: Document, err: ErrorDetails, context: str, model: type[BaseModel] | None,
+    prefix: tuple[str | int, ...] = (),
+) -> Problem:
+    """A pydantic error as a Problem at the position of the value (or key) it is about."""
+    loc = (*prefix, *err["loc"])
+    return doc.problem(loc, context, dotted(loc), describe(err, model),
+                       at_key=err["type"] in KEY_ERRORS)
 
 
 def found(value: Any) -> str:
@@ -57,6 +73,8 @@ def describe(err: ErrorDetails, model: type[BaseModel] | None = None) -> str:
         return f"expected at least {ctx.get('min_length')} item(s), got {ctx.get('actual_length')}"
     if kind == "greater_than_equal":
         return f"expected a value >= {ctx.get('ge')}, got {found(err['input'])}"
+    if kind == "less_than_equal":
+        return f"expected a value <= {ctx.get('le')}, got {found(err['input'])}"
     if kind == "greater_than":
         return f"expected a value > {ctx.get('gt')}, got {found(err['input'])}"
     if err["msg"].startswith("Input should"):
@@ -77,31 +95,25 @@ def _fields_at(model: type[BaseModel] | None, loc: tuple[str | int, ...]) -> lis
     """Field names of the model found by walking loc from the given root model."""
     current: Any = model
     for part in loc:
-        current = _unwrap(current)
-        if isinstance(part, int):
-            continue
-        if isinstance(current, type) and issubclass(current, BaseModel):
+        current = _strip_optional(current)
+        if typing.get_origin(current) in (list, tuple, dict):
+            current = typing.get_args(current)[-1]  # part is an index or a mapping key
+        elif isinstance(current, type) and issubclass(current, BaseModel):
             if part not in current.model_fields:
                 return []
-            current = current.model_fields[part].annotation
+            current = current.model_fields[str(part)].annotation
         else:
             return []
-    current = _unwrap(current)
+    current = _strip_optional(current)
     if isinstance(current, type) and issubclass(current, BaseModel):
         return [f.alias or name for name, f in current.model_fields.items()]
     return []
 
 
-def _unwrap(tp: Any) -> Any:
-    """list[X] / X | None / dict[str, X] -> X, repeatedly."""
-    while True:
-        origin = typing.get_origin(tp)
-        if origin in (list, tuple, dict):
-            tp = typing.get_args(tp)[-1]
-        elif origin in (typing.Union, types.UnionType):
-            models = [a for a in typing.get_args(tp) if a is not type(None)]
-            if len(models) != 1:
-                return tp
-            tp = models[0]
-        else:
-            return tp
+def _strip_optional(tp: Any) -> Any:
+    """X | None -> X."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp

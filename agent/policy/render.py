@@ -26,17 +26,17 @@ class Renderer:
 
     def render(
         self, value: Any, variables: dict[str, Any], doc: Document, loc: Loc, context: str,
-        problems: list[Problem], host: str,
+        problems: list[Problem],
     ) -> Any:
         """value with every templated string rendered; problems collects what failed."""
         if isinstance(value, dict):
             return {
-                k: self.render(v, variables, doc, (*loc, k), context, problems, host)
+                k: self.render(v, variables, doc, (*loc, k), context, problems)
                 for k, v in value.items()
             }
         if isinstance(value, list):
             return [
-                self.render(v, variables, doc, (*loc, i), context, problems, host)
+                self.render(v, variables, doc, (*loc, i), context, problems)
                 for i, v in enumerate(value)
             ]
         if not isinstance(value, str) or ("{{" not in value and "{%" not in value):
@@ -47,7 +47,8 @@ class Renderer:
                 template = self._compiled[value] = self.env.from_string(value)
             return template.render(variables)
         except UndefinedError as e:
-            message = f"undefined variable: {e.message} (rendering for host {host!r})"
+            what = (e.message or "").removesuffix(" is undefined")
+            message = f"undefined variable {what}"
         except TemplateError as e:
             message = f"template error: {e.message or e}"
         problems.append(doc.problem(loc, context, dotted(loc), message))

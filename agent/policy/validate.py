@@ -8,12 +8,12 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from agent.errors import Problem, Problems, dotted
+from agent.errors import Problem, Problems
 from agent.inventory import Inventory
 from agent.kinds import KINDS
 from agent.kinds.base import HostInfo, Kind
 from agent.policy.load import Document, iter_documents
-from agent.policy.messages import describe
+from agent.policy.messages import problem
 from agent.policy.model import Envelope
 from agent.policy.render import Renderer
 
@@ -48,6 +48,14 @@ def label_of(data: Any, doc: Document) -> str:
 
 def load_policies(paths: list[Path]) -> list[Policy]:
     """Every policy under paths; raises Problems listing everything wrong at once."""
+    policies, problems = read_policies(paths)
+    if problems:
+        raise Problems(problems)
+    return policies
+
+
+def read_policies(paths: list[Path]) -> tuple[list[Policy], list[Problem]]:
+    """The policies that passed the envelope checks, and the problems of the others."""
     problems: list[Problem] = []
     policies: list[Policy] = []
     seen: dict[str, Policy] = {}
@@ -64,8 +72,7 @@ def load_policies(paths: list[Path]) -> list[Policy]:
         try:
             envelope = Envelope.model_validate(doc.data)
         except ValidationError as e:
-            problems.extend(doc.problem(err["loc"], context, dotted(err["loc"]),
-                                        describe(err, Envelope)) for err in e.errors())
+            problems.extend(problem(doc, err, context, Envelope) for err in e.errors())
             continue
         policy = Policy(doc, envelope)
         if policy.name in seen:
@@ -79,9 +86,7 @@ def load_policies(paths: list[Path]) -> list[Policy]:
     if not policies and not problems:
         shown = ", ".join(str(p) for p in paths)
         problems.append(Problem(shown, 0, 0, "", "", "no policy files (*.yml, *.yaml) found"))
-    if problems:
-        raise Problems(problems)
-    return policies
+    return policies, problems
 
 
 def check_targets(policies: list[Policy], inventory: Inventory, source: str) -> list[Problem]:
@@ -99,7 +104,7 @@ def host_spec(policy: Policy, host: HostInfo, renderer: Renderer, templates: Pat
     """The policy's spec rendered for one host and validated by its kind's model."""
     problems: list[Problem] = []
     raw = renderer.render(policy.envelope.spec, renderer.variables(host), policy.doc, ("spec",),
-                          policy.label, problems, host.name)
+                          policy.label, problems)
     if problems:
         raise Problems(problems)
     spec_model = policy.kind.Spec
@@ -107,7 +112,5 @@ def host_spec(policy: Policy, host: HostInfo, renderer: Renderer, templates: Pat
         return spec_model.model_validate(raw, context={"templates": templates})
     except ValidationError as e:
         raise Problems(
-            policy.doc.problem(("spec", *err["loc"]), policy.label, dotted(("spec", *err["loc"])),
-                               describe(err, spec_model))
-            for err in e.errors()
+            problem(policy.doc, err, policy.label, spec_model, ("spec",)) for err in e.errors()
         ) from None

@@ -1,0 +1,103 @@
+"""`opsagent explain KIND [OPERATION]`: a kind's fields, types and descriptions, from its models.
+
+For `tasks`, naming an operation (e.g. files.line) lists that operation's arguments.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel
+
+from agent.cli.common import Parser
+from agent.kinds import KINDS
+from agent.policy.durations import Duration
+from agent.policy.model import Envelope
+
+
+def main(argv: list[str]) -> int:
+    parser = Parser(prog="opsagent explain", description=__doc__)
+    parser.add_argument("kind", help="one of: " + ", ".join(sorted(KINDS)))
+    parser.add_argument("operation", nargs="?", help="tasks only: a pyinfra operation name")
+    args = parser.parse_args(argv)
+    if args.kind not in KINDS:
+        parser.error(f"unknown kind {args.kind!r}; expected one of {', '.join(sorted(KINDS))}")
+    if args.operation:
+        return _operation(parser, args.kind, args.operation)
+    kind = KINDS[args.kind]
+    print(f"kind: {args.kind}\n")
+    print((kind.Spec.__doc__ or "").strip() + "\n")
+    print("envelope (every kind):")
+    for line in describe(Envelope, exclude={"kind", "spec"}):
+        print("  " + line)
+    print("\nspec:")
+    for line in describe(kind.Spec):
+        print("  " + line)
+    return 0
+
+
+def _operation(parser: Parser, kind: str, name: str) -> int:
+    if kind != "tasks":
+        parser.error("an operation can only be explained for the tasks kind")
+    from agent.engine import catalog
+
+    try:
+        model = catalog.arguments_model(name)
+    except catalog.UnknownOperation as e:
+        parser.error(str(e))
+    doc = (catalog.operation(name).__doc__ or "").strip().split("\n\n")[0]
+    print(f"{name}: {doc}\n\narguments:")
+    for line in describe(model):
+        if not line.lstrip().startswith("_"):
+            print("  " + line)
+    print("\nglobal arguments: " + ", ".join(catalog.GLOBAL_ARGUMENTS))
+    return 0
+
+
+def describe(model: type[BaseModel], indent: str = "", exclude: set[str] | None = None,
+             seen: frozenset[type] = frozenset()) -> list[str]:
+    lines = []
+    for name, info in model.model_fields.items():
+        if exclude and name in exclude:
+            continue
+        key = info.alias or name
+        if info.is_required():
+            required = "required"
+        else:
+            required = f"default {info.get_default(call_default_factory=True)!r}"
+        text = f"{indent}{key}: {_type_name(info.annotation)} ({required})"
+        if info.description:
+            text += f"  {info.description}"
+        lines.append(text)
+        for sub in _models(info.annotation):
+            if sub not in seen:
+                lines.extend(describe(sub, indent + "  ", seen=seen | {model}))
+    return lines
+
+
+def _models(tp: Any) -> list[type[BaseModel]]:
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return [tp]
+    return [m for arg in typing.get_args(tp) for m in _models(arg)]
+
+
+def _type_name(tp: Any) -> str:
+    if tp == Duration:
+        return "duration"
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _type_name(typing.get_args(tp)[0])
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin is not None:
+        args = ", ".join(_type_name(a) for a in typing.get_args(tp))
+        return f"{getattr(origin, '__name__', str(origin))}[{args}]"
+    if tp is type(None):
+        return "null"
+    if tp is Any:
+        return "any"
+    return getattr(tp, "__name__", str(tp))

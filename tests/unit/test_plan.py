@@ -1,0 +1,63 @@
+"""Planning: which steps, in which order, with which rendered arguments, for which host."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.errors import Problems
+from agent.inventory import load_inventory
+from agent.kinds.base import Guard
+from agent.plan import RunPlan, build_plan
+from agent.policy.validate import load_policies
+
+CASES = Path(__file__).parent.parent / "cases"
+
+
+def plan(limit: list[str] | None = None, only: list[str] | None = None) -> RunPlan:
+    inventory = load_inventory(CASES / "inventory.yml")
+    policies = load_policies([CASES / "valid"])
+    return build_plan(policies, inventory, "inv", CASES / "templates", limit, only)
+
+
+def test_steps_per_host_in_policy_file_order() -> None:
+    result = plan()
+    summary = {h.host.name: [(s.policy.name, s.step.operation) for s in h.steps]
+               for h in result.hosts}
+    assert summary == {
+        "web1": [("base", "files.directory"), ("web-conf", "files.template"),
+                 ("web-conf", "server.shell")],
+        "web2": [("base", "files.directory"), ("web-conf", "files.template"),
+                 ("web-conf", "server.shell")],
+        "db1": [("base", "files.directory"), ("db-audit", "files.line")],
+    }
+
+
+def test_arguments_rendered_per_host_and_coerced() -> None:
+    hosts = {h.host.name: h for h in plan().hosts}
+    template = hosts["web1"].steps[1].step
+    assert template.args["dest"] == "/tmp/opsagent-cases/web1/app.conf"
+    assert template.args["port"] == "8080"
+    assert template.args["src"] == str(CASES / "templates" / "app.conf.j2")
+    directory = hosts["db1"].steps[0].step
+    assert directory.args == {"path": "/tmp/opsagent-cases", "mode": 755, "_sudo": False}
+    assert directory.name == "root folder"
+    shell = hosts["web2"].steps[2].step
+    assert shell.guard == Guard(creates="/tmp/opsagent-cases/web2/stamp")
+    assert hosts["db1"].steps[1].policy.mode == "audit"
+
+
+def test_limit_and_policy_selection() -> None:
+    result = plan(limit=["db"], only=["db-audit"])
+    assert [h.host.name for h in result.hosts] == ["db1"]
+    assert [s.step.operation for s in result.hosts[0].steps] == ["files.line"]
+
+
+def test_unknown_limit_and_policy_are_bad_input() -> None:
+    with pytest.raises(Problems) as e:
+        plan(limit=["nope"], only=["ghost"])
+    assert [str(p) for p in e.value.problems] == [
+        "--limit: no host or group 'nope' in the inventory",
+        "--policy: no policy named 'ghost'; known: base, db-audit, web-conf",
+    ]

@@ -47,14 +47,13 @@ class Printer:
         width = max((len(h.host) for h in result.hosts), default=4) + 2
         for host in result.hosts:
             counts = host.counts()
-            fields = [
-                f"ok={counts[Status.OK]}",
-                f"{'would_change' if result.check else 'changed'}={counts[Status.CHANGED]}",
-                f"{'would_run' if result.check else 'ran'}={counts[Status.RAN]}",
-                f"failed={counts[Status.FAILED]}",
-                f"skipped={counts[Status.SKIPPED]}",
-                f"unreachable={int(host.unreachable)}",
-            ]
+            if result.check:
+                keys = ("ok", "would_change", "would_run", "failed", "skipped")
+            else:  # apply: what audit policies would change is drift
+                counts["drift"] = counts["would_change"] + counts["would_run"]
+                keys = ("ok", "changed", "ran", "failed", "skipped", "drift")
+            fields = [f"{key}={counts[key]}" for key in keys]
+            fields.append(f"unreachable={int(host.unreachable)}")
             name = self.paint(host.host.ljust(width), "31" if host.failed else "32")
             print(name + "  ".join(f.ljust(15) for f in fields).rstrip(), file=self.out)
             if host.unreachable:

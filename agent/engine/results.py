@@ -37,8 +37,17 @@ class HostResult:
     unreachable: bool = False
     error: str = ""
 
-    def counts(self) -> Counter[Status]:
-        return Counter(op.status for op in self.ops)
+    def counts(self) -> Counter[str]:
+        """ok, changed, ran, failed, skipped; and would_change, would_run for judged-only
+        operations (check mode, audit policies), which changed nothing."""
+        tally: Counter[str] = Counter(dict.fromkeys(
+            ("ok", "changed", "ran", "failed", "skipped", "would_change", "would_run"), 0))
+        for op in self.ops:
+            if op.planned and op.status in (Status.CHANGED, Status.RAN):
+                tally["would_change" if op.status is Status.CHANGED else "would_run"] += 1
+            else:
+                tally[op.status.value] += 1
+        return tally
 
     @property
     def failed(self) -> bool:
@@ -56,5 +65,6 @@ class RunResult:
         return any(h.failed for h in self.hosts)
 
     def changes(self) -> int:
-        """Operations that changed something (or would have)."""
-        return sum(h.counts()[Status.CHANGED] for h in self.hosts)
+        """Operations executed that changed something."""
+        return sum(1 for h in self.hosts for op in h.ops
+                   if op.status is Status.CHANGED and not op.planned)

@@ -47,6 +47,7 @@ class Printer:
         width = max((len(h.host) for h in result.hosts), default=4) + 2
         for host in result.hosts:
             counts = host.counts()
+            keys: tuple[str, ...]
             if result.check:
                 keys = ("ok", "would_change", "would_run", "failed", "skipped")
             else:  # apply: what audit policies would change is drift

@@ -138,8 +138,8 @@ def test_failure_skips_rest_of_its_policy_on_that_host_only(fleet: Path, tmp_pat
 
 
 def test_bad_policy_changes_nothing_anywhere(fleet: Path, tmp_path: Path) -> None:
-    root = write_project(tmp_path, FAILING.replace("files.directory: {path: \"{{ sandbox }}/after\"}",
-                                                   "files.directory: {path: \"{{ sandbox }}/after\", mod: 1}"))
+    typo = FAILING.replace('{path: "{{ sandbox }}/after"}', '{path: "{{ sandbox }}/after", mod: 1}')
+    root = write_project(tmp_path, typo)
     proc = opsagent(root, "apply", "policies", "-i", str(fleet))
     assert proc.returncode == 1
     assert proc.stdout == ""

@@ -89,8 +89,8 @@ class Sshd:
         config = self.dir / "sshd_config"
         config.write_text(CONFIG.format(port=self.port, dir=self.dir, keys=self.keys.dir))
         Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
-        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)],
-                                     stderr=open(self.dir / "sshd.log", "ab"))
+        with open(self.dir / "sshd.log", "ab") as log:
+            self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=log)
         pub = (self.dir / "host_key.pub").read_text().split()
         with self.keys.known_hosts.open("a") as f:
             f.write(f"[127.0.0.1]:{self.port} {pub[0]} {pub[1]}\n")

@@ -120,7 +120,8 @@ def timed(fn: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
-def measure(n: int, reps: int, keys: sshd.Keys, port: int) -> dict[str, dict[str, list[float]]]:
+def measure(n: int, reps: int, keys: sshd.Keys, port: int, ansible: bool
+            ) -> dict[str, dict[str, list[float]]]:
     times: dict[str, dict[str, list[float]]] = {}
     for rep in range(reps):
         with tempfile.TemporaryDirectory(prefix="opsagent-bench-") as tmp:
@@ -130,7 +131,7 @@ def measure(n: int, reps: int, keys: sshd.Keys, port: int) -> dict[str, dict[str
             tools: dict[str, Callable[[], None] | None] = {
                 "opsagent": opsagent_project(work, names, keys, port),
                 "pyinfra": pyinfra_project(work, names, keys, port),
-                "ansible": ansible_project(work, names, keys, port),
+                "ansible": ansible_project(work, names, keys, port) if ansible else None,
             }
             order = list(tools) if rep % 2 == 0 else list(reversed(tools))
             for tool in order:
@@ -147,6 +148,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hosts", type=int, nargs="+", default=[1, 10, 50])
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--no-ansible", action="store_true", help="skip Ansible (slow at 50 hosts)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="opsagent-bench-sshd-") as tmp:
         keys = sshd.Keys.make(Path(tmp) / "keys")
@@ -156,7 +158,7 @@ def main() -> int:
             print(f"{'hosts':>5} {'case':>6} {'opsagent':>9} {'pyinfra':>8} {'ansible':>8} "
                   f"{'opsagent/pyinfra':>17} {'ansible/opsagent':>17}")
             for n in args.hosts:
-                times = measure(n, args.reps, keys, server.port)
+                times = measure(n, args.reps, keys, server.port, not args.no_ansible)
                 for case in ("first", "no-op"):
                     med = {t: statistics.median(v[case]) for t, v in times.items()}
                     ans = med.get("ansible")

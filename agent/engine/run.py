@@ -12,7 +12,6 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +28,9 @@ from agent.engine.capture import Capture, capture
 from agent.engine.guards import guard_script, guarded
 from agent.engine.results import HostResult, OpResult, RunResult, Status
 from agent.inventory import Host
-from agent.plan import HostPlan, PlannedStep, RunPlan
+from agent.plan import PlannedStep, RunPlan
 
 OnResult = Callable[[str, OpResult], None]
-
-
-@dataclass
-class _Slot:
-    """One planned step on one host, with the pyinfra operation that carries it."""
-
-    planned: PlannedStep
-    meta: OperationMeta | None = None
-    result: OpResult | None = None
 
 
 def _never() -> bool:
@@ -63,10 +53,10 @@ def execute(
         try:
             _connect(state, results, logs)
             live = [h for h in inventory if h.name in by_name and not results[h.name].unreachable]
-            slots = {h.name: [_Slot(s) for s in by_name[h.name].steps] for h in live}
             work = _judge if check else _converge
             greenlets = [
-                state.pool.spawn(work, state, h, slots[h.name], results[h.name], logs, on_result)
+                state.pool.spawn(work, state, h, by_name[h.name].steps, results[h.name], logs,
+                                 on_result)
                 for h in live
             ]
             gevent.joinall(greenlets, raise_error=True)
@@ -122,13 +112,13 @@ def _disconnect(state: State) -> None:
                 client.close()
 
 
-def _add(state: State, host: Any, slot: _Slot, audit: bool) -> OperationMeta:
-    step = slot.planned.step
+def _add(state: State, host: Any, planned: PlannedStep, judge_only: bool) -> OperationMeta:
+    step = planned.step
     args = dict(step.args)
     options = {k: args.pop(k) for k in list(args) if k in catalog.GLOBAL_ARGUMENTS}
-    if audit:
+    if judge_only:  # never executed, even if the run executes: facts are read, nothing done
         options["_if"] = _never
-    name = f"{slot.planned.policy.label} | {step.name}"
+    name = f"{planned.policy.label} | {step.name}"
     if step.guard is not None:
         metas = add_op(state, guarded, host=host, name=name, op_name=step.operation, args=args,
                        script=guard_script(step.guard), **options)
@@ -139,63 +129,63 @@ def _add(state: State, host: Any, slot: _Slot, audit: bool) -> OperationMeta:
     return meta
 
 
-def _judge(state: State, host: Any, slots: list[_Slot], result: HostResult, logs: Capture,
+def _judge(state: State, host: Any, steps: tuple[PlannedStep, ...], result: HostResult, logs: Capture,
            on_result: OnResult | None) -> None:
     """Check mode: add every operation (which reads facts) and report what would change."""
     with ctx_host.use(host):
-        for index, slot in enumerate(slots):
+        for index, planned in enumerate(steps):
             logs.step[host.name] = index
             started = time.monotonic()
             try:
-                meta = _add(state, host, slot, audit=True)
+                meta = _add(state, host, planned, judge_only=True)
                 if state.config.DIFF and meta.will_change:
                     _drain(state, host)
                 error = _fact_failure(state, host, logs, index)
-                status = Status.FAILED if error else _planned_status(slot, meta.will_change)
+                status = Status.FAILED if error else _planned_status(planned, meta.will_change)
             except Exception as e:  # a wrong argument or impossible state, e.g. OperationError
                 status, error = Status.FAILED, _describe(e, logs, host.name, index)
-            _finish(slot, result, status, True, time.monotonic() - started, logs, host.name,
+            _finish(planned, result, status, True, time.monotonic() - started, logs, host.name,
                     index, on_result, error=error)
 
 
-def _converge(state: State, host: Any, slots: list[_Slot], result: HostResult, logs: Capture,
+def _converge(state: State, host: Any, steps: tuple[PlannedStep, ...], result: HostResult, logs: Capture,
               on_result: OnResult | None) -> None:
     """Apply: add and execute operations in order; a failure skips the rest of its policy."""
     with ctx_host.use(host):
         failed_policies: set[str] = set()
-        for index, slot in enumerate(slots):
-            policy = slot.planned.policy
+        for index, planned in enumerate(steps):
+            policy = planned.policy
             if policy.name in failed_policies or result.unreachable:
-                _finish(slot, result, Status.SKIPPED, False, 0.0, logs, host.name, index,
+                _finish(planned, result, Status.SKIPPED, False, 0.0, logs, host.name, index,
                         on_result)
                 continue
             logs.step[host.name] = index
             started = time.monotonic()
-            status, planned, error, meta = _apply_one(state, host, slot, logs, index)
+            status, judged, error, meta = _apply_one(state, host, planned, logs, index)
             if status is Status.FAILED:
                 failed_policies.add(policy.name)
                 if not _connected(host):
                     result.unreachable = True
                     result.error = error or "connection lost"
-            _finish(slot, result, status, planned, time.monotonic() - started, logs, host.name,
+            _finish(planned, result, status, judged, time.monotonic() - started, logs, host.name,
                     index, on_result, error=error, meta=meta)
 
 
-def _apply_one(state: State, host: Any, slot: _Slot, logs: Capture, index: int
+def _apply_one(state: State, host: Any, planned: PlannedStep, logs: Capture, index: int
                ) -> tuple[Status, bool, str, OperationMeta | None]:
-    audit = slot.planned.policy.mode == "audit"
+    audit = planned.policy.mode == "audit"
     try:
-        meta = _add(state, host, slot, audit=audit)
+        meta = _add(state, host, planned, judge_only=audit)
         if audit:
             change = meta.will_change
             error = _fact_failure(state, host, logs, index)
-            return (Status.FAILED if error else _planned_status(slot, change)), True, error, None
+            return (Status.FAILED if error else _planned_status(planned, change)), True, error, None
         op_hash = host.op_hash_order[-1]
         ok = run_host_op(state, host, op_hash)
         error = _fact_failure(state, host, logs, index)
         if not ok or error:
             return Status.FAILED, False, error or logs.error(host.name, index), meta
-        return _done_status(slot, meta), False, "", meta
+        return _done_status(planned, meta), False, "", meta
     except Exception as e:
         return Status.FAILED, False, _describe(e, logs, host.name, index), None
 
@@ -211,21 +201,21 @@ def _drain(state: State, host: Any) -> None:
         pass
 
 
-def _planned_status(slot: _Slot, will_change: bool) -> Status:
+def _planned_status(planned: PlannedStep, will_change: bool) -> Status:
     if not will_change:
         return Status.OK
-    return Status.CHANGED if _knows_change(slot) else Status.RAN
+    return Status.CHANGED if _knows_change(planned) else Status.RAN
 
 
-def _done_status(slot: _Slot, meta: OperationMeta) -> Status:
+def _done_status(planned: PlannedStep, meta: OperationMeta) -> Status:
     if not meta.did_change():
         return Status.OK
-    return Status.CHANGED if _knows_change(slot) else Status.RAN
+    return Status.CHANGED if _knows_change(planned) else Status.RAN
 
 
-def _knows_change(slot: _Slot) -> bool:
+def _knows_change(planned: PlannedStep) -> bool:
     """Idempotent operations and guarded commands know whether they changed something."""
-    step = slot.planned.step
+    step = planned.step
     return step.guard is not None or catalog.is_idempotent(step.operation)
 
 
@@ -252,18 +242,17 @@ def _describe(e: Exception, logs: Capture, host: str, index: int) -> str:
     return f"{logged}\n{text}".strip() if logged else text
 
 
-def _finish(slot: _Slot, result: HostResult, status: Status, planned: bool, duration: float,
+def _finish(planned: PlannedStep, result: HostResult, status: Status, judged: bool, duration: float,
             logs: Capture, host: str, index: int, on_result: OnResult | None,
             error: str = "", meta: OperationMeta | None = None) -> None:
-    step = slot.planned.step
+    step = planned.step
     op = OpResult(
-        policy=slot.planned.policy.name, kind=slot.planned.policy.kind, name=step.name,
-        operation=step.operation, status=status, planned=planned, error=error,
+        policy=planned.policy.name, kind=planned.policy.kind, name=step.name,
+        operation=step.operation, status=status, planned=judged, error=error,
         diff=logs.diff(host, index), duration=duration,
     )
     if meta is not None and meta.is_complete():
         op.stdout, op.stderr = meta.stdout, meta.stderr
-    slot.result = op
     result.ops.append(op)
     if on_result is not None:
         on_result(host, op)
@@ -273,5 +262,3 @@ def _skipped(step: PlannedStep) -> OpResult:
     return OpResult(step.policy.name, step.policy.kind, step.step.name, step.step.operation,
                     Status.SKIPPED)
 
-
-__all__ = ["HostPlan", "execute"]

@@ -7,6 +7,7 @@ Subcommand modules are imported only when used, so `opsagent --help` and
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 from agent import __version__
@@ -53,4 +54,7 @@ def run() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("opsagent: interrupted\n")
         code = 130
+    except BrokenPipeError:  # the reader went away (e.g. `| head`); say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
     sys.exit(code)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import asdict
 from typing import TextIO
@@ -30,6 +31,12 @@ class Printer:
         return self.paint(word, _COLOURS[op.status])
 
     def progress(self, host: str, op: OpResult) -> None:
+        try:
+            self._progress(host, op)
+        except BrokenPipeError:  # e.g. piped into `head`: stop printing, let the run finish
+            self.out = open(os.devnull, "w")  # noqa: SIM115
+
+    def _progress(self, host: str, op: OpResult) -> None:
         line = f"{host}  {op.kind} {op.policy!r} > {op.name}: {self.status(op)}"
         if op.duration >= 0.01:
             line += f" ({op.duration:.2f}s)"

@@ -63,8 +63,3 @@ class RunResult:
     @property
     def failed(self) -> bool:
         return any(h.failed for h in self.hosts)
-
-    def changes(self) -> int:
-        """Operations executed that changed something."""
-        return sum(1 for h in self.hosts for op in h.ops
-                   if op.status is Status.CHANGED and not op.planned)

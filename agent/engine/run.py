@@ -141,7 +141,7 @@ def _judge(state: State, host: Any, steps: tuple[PlannedStep, ...], result: Host
                 if state.config.DIFF and meta.will_change:
                     _drain(state, host)
                 error = _fact_failure(state, host, logs, index)
-                status = Status.FAILED if error else _planned_status(planned, meta.will_change)
+                status = Status.FAILED if error else _status(planned, meta.will_change)
             except Exception as e:  # a wrong argument or impossible state, e.g. OperationError
                 status, error = Status.FAILED, _describe(e, logs, host.name, index)
             _finish(planned, result, status, True, time.monotonic() - started, logs, host.name,
@@ -179,13 +179,13 @@ def _apply_one(state: State, host: Any, planned: PlannedStep, logs: Capture, ind
         if audit:
             change = meta.will_change
             error = _fact_failure(state, host, logs, index)
-            return (Status.FAILED if error else _planned_status(planned, change)), True, error, None
+            return (Status.FAILED if error else _status(planned, change)), True, error, None
         op_hash = host.op_hash_order[-1]
         ok = run_host_op(state, host, op_hash)
         error = _fact_failure(state, host, logs, index)
         if not ok or error:
             return Status.FAILED, False, error or logs.error(host.name, index), meta
-        return _done_status(planned, meta), False, "", meta
+        return _status(planned, meta.did_change()), False, "", meta
     except Exception as e:
         return Status.FAILED, False, _describe(e, logs, host.name, index), None
 
@@ -201,14 +201,9 @@ def _drain(state: State, host: Any) -> None:
         pass
 
 
-def _planned_status(planned: PlannedStep, will_change: bool) -> Status:
-    if not will_change:
-        return Status.OK
-    return Status.CHANGED if _knows_change(planned) else Status.RAN
-
-
-def _done_status(planned: PlannedStep, meta: OperationMeta) -> Status:
-    if not meta.did_change():
+def _status(planned: PlannedStep, changed: bool) -> Status:
+    """ok, or (would have) changed; `ran` for a command that cannot know what it changed."""
+    if not changed:
         return Status.OK
     return Status.CHANGED if _knows_change(planned) else Status.RAN
 

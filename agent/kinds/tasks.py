@@ -21,6 +21,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from agent.engine import catalog
 from agent.kinds.base import Guard, HostInfo, Step
+from agent.policy.messages import suggest
 
 _TASK_KEYS = ("name", *Guard.model_fields)
 _SRC_OPS = ("files.template", "files.put")
@@ -118,14 +119,9 @@ def _coerce(op: str, args: dict[str, Any], info: ValidationInfo) -> dict[str, An
         known = catalog.argument_names(op)
         unknown = [k for k in args if k not in known]
         if unknown:
-            import difflib
-
             name = unknown[0]
-            close = difflib.get_close_matches(name, catalog.parameter_names(op), n=1)
-            hint = f"did you mean {close[0]!r}?" if close else "expected one of " + ", ".join(
-                catalog.parameter_names(op)
-            )
-            raise _fail((op, name), "unknown_argument", f"unknown argument for {op}; {hint}", name)
+            hint = suggest(name, catalog.parameter_names(op))
+            raise _fail((op, name), "unknown_argument", f"unknown argument for {op}{hint}", name)
     try:
         checked = model.model_validate(args)
     except ValidationError as e:

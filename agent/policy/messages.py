@@ -62,7 +62,7 @@ def describe(err: ErrorDetails, model: type[BaseModel] | None = None) -> str:
         return "required field is missing"
     if kind == "extra_forbidden":
         name = str(err["loc"][-1])
-        return f"unknown field {name!r}" + _suggest(name, _fields_at(model, err["loc"][:-1]))
+        return f"unknown field {name!r}" + suggest(name, _fields_at(model, err["loc"][:-1]))
     if kind in _EXPECTED:
         return f"expected {_EXPECTED[kind]}, got {found(err['input'])}"
     if kind == "literal_error":
@@ -82,7 +82,8 @@ def describe(err: ErrorDetails, model: type[BaseModel] | None = None) -> str:
     return err["msg"]  # our own errors (PydanticCustomError) are already worded
 
 
-def _suggest(name: str, valid: list[str]) -> str:
+def suggest(name: str, valid: list[str]) -> str:
+    """'; did you mean X?' for a near miss, else '; expected one of ...' ('' if none)."""
     if not valid:
         return ""
     close = difflib.get_close_matches(name, valid, n=1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from agent.cli.common import Parser, add_arguments, load_plan, report_problems
 from agent.cli.output import Printer, exit_code, to_json
 from agent.errors import Problems
@@ -13,6 +15,9 @@ def main(argv: list[str], check: bool = False) -> int:
     add_arguments(parser)
     parser.add_argument("--diff", action="store_true", help="show file diffs")
     parser.add_argument("--json", action="store_true", help="print the results as JSON only")
+    parser.add_argument("--timeout", type=_seconds, default=10, metavar="SECONDS",
+                        help="a host that does not connect or answer within this is unreachable "
+                             "(default: 10)")
     if not check:
         parser.add_argument("--check", action="store_true", help="check mode: same as plan")
     args = parser.parse_args(argv)
@@ -25,10 +30,16 @@ def main(argv: list[str], check: bool = False) -> int:
     from agent.engine.run import execute
 
     printer = Printer(diff=args.diff)
-    result = execute(plan, check=check, diff=args.diff or check,
+    result = execute(plan, check=check, diff=args.diff or check, connect_timeout=args.timeout,
                      on_result=None if args.json else printer.progress)
     if args.json:
         print(to_json(result))
     else:
         printer.recap(result)
     return exit_code(result)
+
+
+def _seconds(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds from 1 to 3600")
+    return int(text)

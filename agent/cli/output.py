@@ -8,7 +8,7 @@ import sys
 from dataclasses import asdict
 from typing import TextIO
 
-from agent.engine.results import OpResult, RunResult, Status
+from agent.engine.results import HostResult, OpResult, RunResult, Status
 
 _COLOURS = {
     Status.OK: "32", Status.CHANGED: "33", Status.RAN: "36", Status.FAILED: "31",
@@ -53,15 +53,7 @@ class Printer:
         print(f"\n{title} " + "-" * 60, file=self.out)
         width = max((len(h.host) for h in result.hosts), default=4) + 2
         for host in result.hosts:
-            counts = host.counts()
-            keys: tuple[str, ...]
-            if result.check:
-                keys = ("ok", "would_change", "would_run", "failed", "skipped")
-            else:  # apply: what audit policies would change is drift
-                counts["drift"] = counts["would_change"] + counts["would_run"]
-                keys = ("ok", "changed", "ran", "failed", "skipped", "drift")
-            fields = [f"{key}={counts[key]}" for key in keys]
-            fields.append(f"unreachable={int(host.unreachable)}")
+            fields = [f"{key}={value}" for key, value in summary(host, result.check).items()]
             name = self.paint(host.host.ljust(width), "31" if host.failed else "32")
             print(name + "  ".join(f.ljust(15) for f in fields).rstrip(), file=self.out)
             if host.unreachable:
@@ -69,9 +61,23 @@ class Printer:
         print(f"\n{len(result.hosts)} hosts in {result.duration:.2f}s", file=self.out)
 
 
+def summary(host: HostResult, check: bool) -> dict[str, int]:
+    """The recap's counts for one host; in apply, what audit policies would change is drift."""
+    counts = host.counts()
+    keys: tuple[str, ...]
+    if check:
+        keys = ("ok", "would_change", "would_run", "failed", "skipped")
+    else:
+        counts["drift"] = counts["would_change"] + counts["would_run"]
+        keys = ("ok", "changed", "ran", "failed", "skipped", "drift")
+    return {**{key: counts[key] for key in keys}, "unreachable": int(host.unreachable)}
+
+
 def to_json(result: RunResult) -> str:
     data = asdict(result)
     data["failed"] = result.failed
+    for host, entry in zip(result.hosts, data["hosts"], strict=True):
+        entry["counts"] = summary(host, result.check)
     return json.dumps(data, indent=2)
 
 

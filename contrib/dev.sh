@@ -6,6 +6,8 @@ set -eu
 cd "$(dirname "$0")/.."
 
 DEBS="python3 python3-venv openssh-server openssh-client git borgbackup"
+# the test fleet (tests/fleet): image build, namespaces, systemd hosts
+FLEET_DEBS="mmdebstrap systemd-container iproute2 util-linux"
 
 missing_debs() {
     command -v python3 >/dev/null 2>&1 || echo python3
@@ -16,17 +18,25 @@ missing_debs() {
     command -v borg >/dev/null 2>&1 || echo borgbackup
 }
 
-install_debs() {
+missing_fleet_debs() {
+    command -v mmdebstrap >/dev/null 2>&1 || echo mmdebstrap
+    command -v systemd-nspawn >/dev/null 2>&1 || echo systemd-container
+    command -v ip >/dev/null 2>&1 || echo iproute2
+    command -v nsenter >/dev/null 2>&1 || echo util-linux
+}
+
+install_debs() {  # $1: also the fleet's packages (for tests)
     missing=$(missing_debs | tr '\n' ' ')
+    [ -n "${1:-}" ] && missing="$missing$(missing_fleet_debs | tr '\n' ' ')"
     [ -z "$missing" ] && return 0
     if [ "$(id -u)" -ne 0 ]; then
-        echo "dev.sh: missing Debian packages: $missing(run as root, or: apt-get install $DEBS)" >&2
+        echo "dev.sh: missing Debian packages: $missing(run as root, or apt-get install them)" >&2
         return 0
     fi
     echo "dev.sh: installing Debian packages: $missing"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq $DEBS >/dev/null
+    apt-get install -y -qq $missing >/dev/null
 }
 
 setup_venv() {
@@ -48,7 +58,7 @@ case "$cmd" in
         exec .venv/bin/opsagent apply policies/ -i inventories/local.yml
         ;;
     test)
-        install_debs
+        install_debs fleet
         setup_venv
         .venv/bin/ruff check agent tests bench
         .venv/bin/mypy

@@ -32,7 +32,7 @@ def servers(keys: sshd.Keys, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 @pytest.fixture
-def fleet(keys: sshd.Keys, servers: list[sshd.Sshd], tmp_path: Path) -> Path:
+def loopback(keys: sshd.Keys, servers: list[sshd.Sshd], tmp_path: Path) -> Path:
     """An inventory of h1..h3 (one sshd each), each host with its own sandbox folder."""
     hosts = {f"h{i}": s.port for i, s in enumerate(servers, 1)}
     host_vars = {name: {"sandbox": str(tmp_path / "hosts" / name)} for name in hosts}

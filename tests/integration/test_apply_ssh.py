@@ -5,15 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.integration.conftest import requires_sshd
-from tests.integration.helpers import opsagent, run_json, snapshot, statuses, write_project
 from tests.support import sshd
+from tests.support.project import opsagent, run_json, snapshot, statuses, write_project
 
 pytestmark = requires_sshd
 
 
-def test_apply_converges_then_changes_nothing(fleet: Path, tmp_path: Path) -> None:
+def test_apply_converges_then_changes_nothing(loopback: Path, tmp_path: Path) -> None:
     root = write_project(tmp_path)
-    code, first = run_json(root, "apply", fleet)
+    code, first = run_json(root, "apply", loopback)
     assert code == 0
     assert statuses(first) == {h: ["changed", "changed", "changed", "changed", "ran"]
                                for h in ("h1", "h2", "h3")}
@@ -25,20 +25,20 @@ def test_apply_converges_then_changes_nothing(fleet: Path, tmp_path: Path) -> No
     unguarded = first["hosts"][0]["ops"][4]
     assert unguarded["stdout"] == "hello"
 
-    code, second = run_json(root, "apply", fleet)
+    code, second = run_json(root, "apply", loopback)
     assert code == 0
     assert statuses(second) == {h: ["ok", "ok", "ok", "ok", "ran"] for h in ("h1", "h2", "h3")}
 
 
-def test_plan_touches_nothing_and_shows_diffs(fleet: Path, tmp_path: Path) -> None:
+def test_plan_touches_nothing_and_shows_diffs(loopback: Path, tmp_path: Path) -> None:
     root = write_project(tmp_path)
-    assert run_json(root, "apply", fleet)[0] == 0
+    assert run_json(root, "apply", loopback)[0] == 0
     conf = tmp_path / "hosts" / "h2" / "app.conf"
     conf.write_text("owner = someone else\nport = 8080\n")
     (tmp_path / "hosts" / "h3" / "built").unlink()
     before = snapshot(tmp_path / "hosts")
 
-    code, plan = run_json(root, "plan", fleet, "--diff")
+    code, plan = run_json(root, "plan", loopback, "--diff")
     assert code == 0
     assert snapshot(tmp_path / "hosts") == before
     assert statuses(plan) == {
@@ -51,7 +51,7 @@ def test_plan_touches_nothing_and_shows_diffs(fleet: Path, tmp_path: Path) -> No
     assert f"Will modify {conf}" in diff
     assert "- owner = someone else" in diff and "+ owner = h2" in diff
 
-    proc = opsagent(root, "plan", "policies", "-i", str(fleet), "--diff")
+    proc = opsagent(root, "plan", "policies", "-i", str(loopback), "--diff")
     assert proc.returncode == 0
     assert "h2  tasks 'files' > config: would change" in proc.stdout
     assert "+ owner = h2" in proc.stdout
@@ -115,11 +115,11 @@ spec:
 """
 
 
-def test_failure_skips_rest_of_its_policy_on_that_host_only(fleet: Path, tmp_path: Path) -> None:
+def test_failure_skips_rest_of_its_policy_on_that_host_only(loopback: Path, tmp_path: Path) -> None:
     root = write_project(tmp_path, FAILING)
     for host in ("h1", "h2", "h3"):
         (tmp_path / "hosts" / host).mkdir(parents=True)
-    code, result = run_json(root, "apply", fleet)
+    code, result = run_json(root, "apply", loopback)
     assert code == 2
     assert statuses(result) == {
         "h1": ["failed", "skipped", "changed", "changed"],
@@ -132,15 +132,15 @@ def test_failure_skips_rest_of_its_policy_on_that_host_only(fleet: Path, tmp_pat
     assert (tmp_path / "hosts" / "h1" / "independent").is_dir()
     assert not (tmp_path / "hosts" / "h2" / "watched").exists()
     assert result["hosts"][0]["ops"][0]["error"] != ""
-    proc = opsagent(root, "apply", "policies", "-i", str(fleet))
+    proc = opsagent(root, "apply", "policies", "-i", str(loopback))
     recap = proc.stdout.split("RECAP")[1]
     assert "h1  ok=1" in recap and "failed=1" in recap and recap.count("drift=1") == 3
 
 
-def test_bad_policy_changes_nothing_anywhere(fleet: Path, tmp_path: Path) -> None:
+def test_bad_policy_changes_nothing_anywhere(loopback: Path, tmp_path: Path) -> None:
     typo = FAILING.replace('{path: "{{ sandbox }}/after"}', '{path: "{{ sandbox }}/after", mod: 1}')
     root = write_project(tmp_path, typo)
-    proc = opsagent(root, "apply", "policies", "-i", str(fleet))
+    proc = opsagent(root, "apply", "policies", "-i", str(loopback))
     assert proc.returncode == 1
     assert proc.stdout == ""
     assert "policies/main.yml:10:54: tasks 'fragile' > spec.tasks[1].files.directory.mod: " \

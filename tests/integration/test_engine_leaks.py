@@ -11,7 +11,7 @@ from agent.inventory import load_inventory
 from agent.plan import build_plan
 from agent.policy.validate import load_policies
 from tests.integration.conftest import requires_sshd
-from tests.integration.helpers import write_project
+from tests.support.project import write_project
 
 pytestmark = requires_sshd
 
@@ -23,9 +23,9 @@ def rss_kib() -> int:
     raise RuntimeError("no VmRSS")
 
 
-def test_fifty_runs_leak_nothing(fleet: Path, tmp_path: Path) -> None:
+def test_fifty_runs_leak_nothing(loopback: Path, tmp_path: Path) -> None:
     root = write_project(tmp_path)
-    plan = build_plan(load_policies([root / "policies"]), load_inventory(fleet), "fleet",
+    plan = build_plan(load_policies([root / "policies"]), load_inventory(loopback), "loopback",
                       root / "templates")
     samples = []
     for run in range(50):

@@ -1,0 +1,115 @@
+"""The fleet's own tools: reset, faults, and teardown that leaves nothing behind."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.fleet import Fleet, Host, faults, leftovers
+from tests.fleet.fixtures import unavailable
+
+pytestmark = pytest.mark.fleet
+REPO = Path(__file__).resolve().parents[2]
+SPARE_SLOT = 9  # the session fleet uses another slot
+
+
+def port_open(host: Host) -> bool:
+    try:
+        with socket.create_connection((host.address, 22), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def test_reset_puts_the_host_back_to_the_image_with_the_same_identity(fleet: Fleet) -> None:
+    assert fleet.ssh("h1", "echo dirty > /etc/motd && mkdir /srv/junk").returncode == 0
+    assert fleet.host("h1").path("/srv/junk").is_dir()
+    started = time.monotonic()
+    fleet.reset("h1")
+    took = time.monotonic() - started
+    print(f"reset h1 took {took:.2f} s")
+    assert not fleet.host("h1").path("/srv/junk").exists()
+    assert fleet.host("h1").path("/etc/motd").read_text() != "dirty\n"
+    # same host key, so the known_hosts file still holds: strict checking passes
+    done = fleet.ssh("h1", "hostname; cat /etc/hostname")
+    assert done.stdout == "h1\nh1\n", done.stderr
+
+
+def test_kill_sshd_refuses_connections_until_started_again(fresh_host: Host, fleet: Fleet) -> None:
+    faults.kill_sshd(fleet, fresh_host.name)
+    assert not port_open(fresh_host)
+    assert fleet.run(fresh_host.name, "echo still up").stdout == "still up\n"
+    faults.start_sshd(fleet, fresh_host.name)
+    assert fleet.ssh(fresh_host.name, "true").returncode == 0
+
+
+def test_crash_stops_every_process_and_reset_brings_the_host_back(fresh_host: Host, fleet: Fleet) -> None:
+    assert fleet.net.pids(fresh_host.index)
+    faults.crash(fleet, fresh_host.name)
+    assert fleet.net.pids(fresh_host.index) == []
+    assert not port_open(fresh_host)
+    fleet.reset(fresh_host.name)
+    assert fleet.ssh(fresh_host.name, "true").returncode == 0
+
+
+def test_fill_disk_makes_writes_fail_until_freed(fresh_host: Host, fleet: Fleet) -> None:
+    assert faults.fill_disk(fleet, fresh_host.name) > 0
+    full = fleet.ssh(fresh_host.name, "echo x > /srv/new-file")
+    assert full.returncode != 0 and "No space left" in full.stderr
+    faults.free_disk(fleet, fresh_host.name)
+    assert fleet.ssh(fresh_host.name, "echo x > /srv/new-file").returncode == 0
+
+
+def test_cut_drops_traffic_until_restored(fresh_host: Host, fleet: Fleet) -> None:
+    with faults.cut_off(fleet, fresh_host.name):
+        assert not port_open(fresh_host)
+        assert fleet.ssh("h2", "true").returncode == 0  # the others are untouched
+    assert port_open(fresh_host)
+
+
+def test_delay_adds_latency_to_the_link(fresh_host: Host, fleet: Fleet) -> None:
+    if not faults.can_delay():
+        pytest.skip("this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM), so tc cannot add latency")
+    faults.delay(fleet, fresh_host.name, 300)
+    try:
+        started = time.monotonic()
+        assert port_open(fresh_host)
+        assert time.monotonic() - started >= 0.3
+    finally:
+        faults.undelay(fleet, fresh_host.name)
+
+
+def hold(signum: int) -> None:
+    """Start a 2-host fleet in a child process, end it with `signum`, wait for the cleanup."""
+    child = subprocess.Popen([sys.executable, "-m", "tests.fleet", "--slot", str(SPARE_SLOT), "hold", "2"],
+                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    assert line.startswith("holding fleet"), line + child.communicate()[1]
+    made = leftovers(SPARE_SLOT)
+    assert any(item.startswith("netns ") for item in made)
+    assert any(item.startswith("mount ") for item in made)
+    assert any(item.startswith("process ") for item in made)
+    child.send_signal(signum)
+    child.wait(timeout=60)
+    deadline = time.monotonic() + 60  # after SIGKILL the reaper does the work, a moment later
+    while leftovers(SPARE_SLOT) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert leftovers(SPARE_SLOT) == []
+    assert f"ofl{SPARE_SLOT}" not in subprocess.run(["ip", "-o", "link"], capture_output=True,
+                                                     text=True, check=True).stdout
+    assert "opsagent-fleet/9" not in Path("/proc/self/mountinfo").read_text()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL],
+                         ids=["ctrl-c", "sigterm", "sigkill"])
+def test_teardown_leaves_nothing_however_the_owner_ends(signum: int) -> None:
+    if unavailable():
+        pytest.skip(unavailable())
+    hold(signum)

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 DEBS="python3 python3-venv openssh-server openssh-client git borgbackup"
 # the test fleet (tests/fleet): image build, namespaces, systemd hosts
-FLEET_DEBS="mmdebstrap systemd-container iproute2 util-linux"
+FLEET_DEBS="mmdebstrap systemd-container iproute2 util-linux nftables"
 
 missing_debs() {
     command -v python3 >/dev/null 2>&1 || echo python3
@@ -23,6 +23,7 @@ missing_fleet_debs() {
     command -v systemd-nspawn >/dev/null 2>&1 || echo systemd-container
     command -v ip >/dev/null 2>&1 || echo iproute2
     command -v nsenter >/dev/null 2>&1 || echo util-linux
+    command -v nft >/dev/null 2>&1 || echo nftables
 }
 
 install_debs() {  # $1: also the fleet's packages (for tests)

@@ -5,11 +5,16 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 from tests.fleet import host as hosts
+from tests.fleet import slowlink
 from tests.fleet.fleet import Fleet
+from tests.fleet.net import FleetError
 
 FILL = "/var/fleet-fill"
 
@@ -71,13 +76,31 @@ def free_disk(fleet: Fleet, name: str) -> None:
     fleet.host(name).path(FILL).unlink(missing_ok=True)
 
 
-def delay(fleet: Fleet, name: str, ms: int, jitter_ms: int = 0) -> None:
-    """Add latency to the host's link (tc netem on the bridge side)."""
-    fleet.net.delay(fleet.host(name).index, ms, jitter_ms)
+def delay(fleet: Fleet, name: str, ms: int) -> None:
+    """Add `ms` to every round trip to the host: tc netem, or where the kernel has no netem,
+    a delaying relay in front of its sshd (new SSH connections only; see slowlink)."""
+    h = fleet.host(name)
+    if can_delay():
+        fleet.net.delay(h.index, ms)
+        return
+    netns = fleet.net.netns(h.index)
+    relay = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, slowlink.__file__, str(ms)],
+                             stdout=subprocess.PIPE, start_new_session=True)
+    assert relay.stdout is not None
+    if relay.stdout.readline() != b"ready\n":
+        raise FleetError(f"{name}: the delaying relay did not start")
+    relay.stdout.close()
+    slowlink.install(netns)
 
 
 def undelay(fleet: Fleet, name: str) -> None:
-    fleet.net.undelay(fleet.host(name).index)
+    h = fleet.host(name)
+    fleet.net.undelay(h.index)
+    slowlink.uninstall(fleet.net.netns(h.index))
+    for pid in fleet.net.pids(h.index):
+        with contextlib.suppress(OSError):
+            if slowlink.__file__.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGKILL)
 
 
 def can_delay() -> bool:

@@ -20,7 +20,7 @@ from tests.fleet.host import Host
 from tests.fleet.reaper import Reaper
 
 SLOT = int(os.environ.get("OPSAGENT_FLEET_SLOT", "2"))
-TOOLS = ("ip", "unshare", "nsenter", "mount", "mmdebstrap", "ssh", "ssh-keygen")
+TOOLS = ("ip", "unshare", "nsenter", "mount", "mmdebstrap", "nft", "ssh", "ssh-keygen")
 
 
 @cache

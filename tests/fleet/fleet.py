@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from tests.fleet import host as hosts
-from tests.fleet import image
+from tests.fleet import image, slowlink
 from tests.fleet.host import Host
 from tests.fleet.net import FleetError, Net, sh
 
@@ -100,6 +100,7 @@ class Fleet:
         hosts.umount(h)
         self.net.restore(h.index)
         self.net.undelay(h.index)
+        slowlink.uninstall(self.net.netns(h.index))
         self._boot(h)
         hosts.wait_ssh(h, timeout=120 if h.systemd else 60)
         return h

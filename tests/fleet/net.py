@@ -105,9 +105,8 @@ class Net:
     def restore(self, index: int) -> None:
         sh("ip", "link", "set", self.veth(index), "up")
 
-    def delay(self, index: int, ms: int, jitter_ms: int = 0) -> None:
-        extra = [f"{jitter_ms}ms"] if jitter_ms else []
-        sh("tc", "qdisc", "replace", "dev", self.veth(index), "root", "netem", "delay", f"{ms}ms", *extra)
+    def delay(self, index: int, ms: int) -> None:
+        sh("tc", "qdisc", "replace", "dev", self.veth(index), "root", "netem", "delay", f"{ms}ms")
 
     def undelay(self, index: int) -> None:
         sh("tc", "qdisc", "del", "dev", self.veth(index), "root", check=False)

@@ -122,8 +122,9 @@ def test_teardown_leaves_nothing_however_the_owner_ends(signum: int) -> None:
 
 
 def test_fleet_cli_names_a_wrong_host_or_slot_without_a_traceback() -> None:
-    for args, message in ((["--slot", str(SPARE_SLOT), "reset", "h7"], "no host 'h7' in fleet 9"),
-                          (["--slot", "0", "status"], "slot 0 is out of range 1-250")):
+    cases = ((["--slot", str(SPARE_SLOT), "reset", "h7"], "no host 'h7' in fleet 9 (have: none)"),
+             (["--slot", "0", "status"], "slot 0 is out of range 1-250"))
+    for args, message in cases:
         done = subprocess.run([sys.executable, "-m", "tests.fleet", *args], cwd=REPO,
                               capture_output=True, text=True, check=False)
         assert (done.returncode, done.stderr) == (1, f"fleet: {message}\n")

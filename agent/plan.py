@@ -39,6 +39,7 @@ class HostPlan:
 class RunPlan:
     hosts: tuple[HostPlan, ...]
     policies: tuple[PolicyRef, ...]
+    source: str = ""  # the inventory's path, or @local
 
 
 def build_plan(
@@ -80,7 +81,7 @@ def build_plan(
         HostPlan(h, tuple(per_host[h.name])) for h in inventory.hosts if h.name in per_host
     )
     refs = tuple(PolicyRef(p.name, p.envelope.kind, p.envelope.mode) for p in chosen)
-    return RunPlan(hosts, refs)
+    return RunPlan(hosts, refs, inventory_source)
 
 
 def _on_hosts(problem: Problem, hosts: list[str], targeted: int) -> Problem:

@@ -17,6 +17,8 @@ COMMANDS = {
     "plan": ("agent.cli.plan", "show what would change, per host and policy (check mode)"),
     "apply": ("agent.cli.apply", "converge hosts to the policies now"),
     "explain": ("agent.cli.explain", "describe a policy kind's fields"),
+    "history": ("agent.cli.history", "list recent runs and what they did per host"),
+    "audit": ("agent.cli.audit", "verify the audit log's hash chain, or list it"),
 }
 # Commands that run pyinfra over many hosts: gevent must patch the process first,
 # as pyinfra's own CLI does, or SSH hosts are worked one after another.

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
+import sys
 
-from agent.cli.common import Parser, add_arguments, load_plan, report_problems
+from agent.cli.common import Parser, add_arguments, add_state_dir, load_plan, open_store, report_problems
 from agent.cli.output import Printer, exit_code, to_json
 from agent.errors import Problems
 
@@ -18,6 +20,7 @@ def main(argv: list[str], check: bool = False) -> int:
     parser.add_argument("--timeout", type=_seconds, default=10, metavar="SECONDS",
                         help="a host that does not connect or answer within this is unreachable "
                              "(default: 10)")
+    add_state_dir(parser)
     if not check:
         parser.add_argument("--check", action="store_true", help="check mode: same as plan")
     args = parser.parse_args(argv)
@@ -36,6 +39,12 @@ def main(argv: list[str], check: bool = False) -> int:
         print(to_json(result))
     else:
         printer.recap(result)
+    try:
+        with open_store(args) as store:
+            store.record(result, command="plan" if check else "apply", source=plan.source)
+    except (OSError, sqlite3.Error) as e:
+        print(f"opsagent: could not record this run in the state store: {e}", file=sys.stderr)
+        return 1
     return exit_code(result)
 
 

@@ -11,6 +11,7 @@ from agent.errors import Problems
 from agent.inventory import Inventory, load_inventory, local
 from agent.plan import RunPlan, build_plan
 from agent.policy.validate import read_policies
+from agent.state.store import Store
 
 DEFAULT_INVENTORY = Path("inventories/local.yml")
 
@@ -46,6 +47,19 @@ def inventory_of(args: argparse.Namespace) -> tuple[Inventory, str]:
     if path is None:
         return local(), "@local"
     return load_inventory(path), str(path)
+
+
+def add_state_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", type=Path, default=None,
+                        help="where run history and the audit log are kept (default: "
+                             "$OPSAGENT_STATE_DIR, else /var/lib/opsagent as root, "
+                             "else ~/.local/state/opsagent)")
+
+
+def open_store(args: argparse.Namespace) -> Store:
+    from agent.state.store import default_dir
+
+    return Store(args.state_dir or default_dir())
 
 
 def load_plan(args: argparse.Namespace) -> RunPlan:

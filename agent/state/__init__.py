@@ -1,0 +1,1 @@
+"""Run history and the audit log in SQLite: what happened, kept for later questions."""

@@ -1,0 +1,191 @@
+"""The state store: one SQLite file (WAL) with runs, per-host and per-operation results,
+and the hash-chained audit log of every change.
+
+One writer at a time (SQLite's own lock, waited on for `busy_timeout`); every run is
+written in one transaction, so a process killed at any moment leaves either the whole
+run or none of it. `synchronous=FULL` makes a committed run survive a power cut too.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.engine.results import RunResult, Status
+from agent.state import audit
+
+SCHEMA = """
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY,
+    started REAL NOT NULL,
+    finished REAL NOT NULL,
+    command TEXT NOT NULL,          -- apply | plan | daemon
+    who TEXT NOT NULL,
+    check_mode INTEGER NOT NULL,
+    source TEXT NOT NULL,           -- the inventory the run used
+    failed INTEGER NOT NULL
+);
+CREATE TABLE host_results (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    host TEXT NOT NULL,
+    unreachable INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    counts TEXT NOT NULL,           -- JSON: ok, changed, ran, failed, skipped, would_*
+    PRIMARY KEY (run_id, host)
+);
+CREATE TABLE op_results (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    host TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    policy TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    step TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    status TEXT NOT NULL,
+    planned INTEGER NOT NULL,
+    duration REAL NOT NULL,
+    diff TEXT NOT NULL,
+    error TEXT NOT NULL,
+    PRIMARY KEY (run_id, host, seq)
+);
+CREATE INDEX op_results_policy ON op_results (policy, host);
+CREATE TABLE audit (
+    seq INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    run_id INTEGER NOT NULL,
+    who TEXT NOT NULL,
+    host TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    step TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    status TEXT NOT NULL,
+    diff TEXT NOT NULL,
+    prev TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TABLE audit_head (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL
+);
+"""
+VERSION = 1
+Mask = Callable[[str], str]
+
+
+def default_dir() -> Path:
+    """`--state-dir`, else OPSAGENT_STATE_DIR, else /var/lib/opsagent (root) or ~/.local/state."""
+    if os.environ.get("OPSAGENT_STATE_DIR"):
+        return Path(os.environ["OPSAGENT_STATE_DIR"])
+    if os.geteuid() == 0:
+        return Path("/var/lib/opsagent")
+    return Path.home() / ".local" / "state" / "opsagent"
+
+
+def who() -> str:
+    """The user who started the run, and through sudo, who they really are."""
+    user = getpass.getuser()
+    sudo = os.environ.get("SUDO_USER")
+    return f"{user} (sudo from {sudo})" if sudo and sudo != user else user
+
+
+@dataclass
+class RunRow:
+    id: int
+    started: float
+    finished: float
+    command: str
+    who: str
+    check_mode: bool
+    source: str
+    failed: bool
+
+
+class Store:
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = directory / "state.db"
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")  # take the write lock now: the audit head is read
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self.transaction() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                for statement in SCHEMA.split(";\n"):  # not executescript: it would COMMIT first
+                    if statement.strip():
+                        db.execute(statement)
+            elif version > VERSION:
+                raise RuntimeError(f"{self.path} was written by a newer opsagent (schema {version})")
+            db.execute(f"PRAGMA user_version={VERSION}")
+
+    def record(self, result: RunResult, *, command: str, source: str, mask: Mask = str,
+               started: float | None = None) -> int:
+        """Store a finished run and append an audit entry for each change it made."""
+        finished = time.time()
+        begun = started if started is not None else finished - result.duration
+        actor = who()
+        with self.transaction() as db:
+            run_id = db.execute(
+                "INSERT INTO runs (started, finished, command, who, check_mode, source, failed)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (begun, finished, command, actor, int(result.check), source, int(result.failed)),
+            ).lastrowid
+            assert run_id is not None
+            for host in result.hosts:
+                db.execute("INSERT INTO host_results VALUES (?, ?, ?, ?, ?)",
+                           (run_id, host.host, int(host.unreachable), mask(host.error),
+                            json.dumps(dict(host.counts()))))
+                for seq, op in enumerate(host.ops):
+                    db.execute(
+                        "INSERT INTO op_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (run_id, host.host, seq, op.policy, op.kind, op.name, op.operation,
+                         op.status.value, int(op.planned), op.duration, mask(op.diff),
+                         mask(op.error)),
+                    )
+                    if not op.planned and op.status in (Status.CHANGED, Status.RAN):
+                        audit.append(db, audit.Entry(
+                            at=finished, run_id=run_id, who=actor, host=host.host, policy=op.policy,
+                            step=op.name, operation=op.operation, status=op.status.value,
+                            diff=mask(op.diff)))
+        return run_id
+
+    def runs(self, limit: int = 20) -> list[RunRow]:
+        rows = self.db.execute(
+            "SELECT id, started, finished, command, who, check_mode, source, failed FROM runs"
+            " ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [RunRow(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], bool(r[7])) for r in rows]
+
+    def host_counts(self, run_id: int) -> list[tuple[str, bool, dict[str, int]]]:
+        rows = self.db.execute("SELECT host, unreachable, counts FROM host_results WHERE run_id = ?"
+                               " ORDER BY host", (run_id,)).fetchall()
+        return [(r[0], bool(r[1]), json.loads(r[2])) for r in rows]

@@ -1,0 +1,120 @@
+"""The state store and audit log on a real SQLite file."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from agent.engine.results import HostResult, OpResult, RunResult, Status
+from agent.state import audit
+from agent.state.store import Store
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_result(n: int = 0, secret: str = "") -> RunResult:
+    ops = [
+        OpResult("web", "tasks", "config", "files.template", Status.CHANGED,
+                 diff=f"- old\n+ new {n} {secret}"),
+        OpResult("web", "tasks", "stamp", "server.shell", Status.RAN),
+        OpResult("web", "tasks", "line", "files.line", Status.OK),
+        OpResult("audit", "tasks", "stray", "files.file", Status.CHANGED, planned=True),
+    ]
+    return RunResult([HostResult("h1", ops), HostResult("h2", unreachable=True, error="down")],
+                     False, 1.5)
+
+
+def test_a_run_is_stored_with_an_audit_entry_per_executed_change(tmp_path: Path) -> None:
+    with Store(tmp_path) as store:
+        run_id = store.record(run_result(), command="apply", source="inv.yml")
+        (run,) = store.runs()
+        assert (run.id, run.command, run.source, run.failed) == (run_id, "apply", "inv.yml", True)
+        assert store.host_counts(run_id)[0] == ("h1", False, {
+            "ok": 1, "changed": 1, "ran": 1, "failed": 0, "skipped": 0, "would_change": 1,
+            "would_run": 0})
+        rows = store.db.execute("SELECT host, step, status FROM audit ORDER BY seq").fetchall()
+        assert rows == [("h1", "config", "changed"), ("h1", "stamp", "ran")]
+        assert audit.verify(store.db) == (2, [])
+        assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_secrets_are_masked_before_they_are_stored(tmp_path: Path) -> None:
+    with Store(tmp_path) as store:
+        store.record(run_result(secret="hunter2"), command="apply", source="-",
+                     mask=lambda text: text.replace("hunter2", "********"))
+    assert b"hunter2" not in b"".join(p.read_bytes() for p in tmp_path.iterdir())
+
+
+def test_verify_finds_an_edited_a_deleted_and_a_truncated_entry(tmp_path: Path) -> None:
+    with Store(tmp_path) as store:
+        for n in range(3):
+            store.record(run_result(n), command="apply", source="-")
+        assert audit.verify(store.db) == (6, [])
+        store.db.execute("UPDATE audit SET diff = 'nothing to see' WHERE seq = 2")
+        assert audit.verify(store.db)[1] == ["entry 2 was changed after it was written"]
+    with Store(tmp_path) as store:
+        store.db.execute("UPDATE audit SET diff = '' WHERE seq = 2")  # the original (a command)
+        assert audit.verify(store.db)[1] == []
+        store.db.execute("DELETE FROM audit WHERE seq = 3")
+        assert audit.verify(store.db)[1] == [
+            "entries 3-3 are missing", "entry 4 does not follow the entry before it (deleted or replaced)"]
+    with Store(tmp_path / "b") as store:
+        store.record(run_result(), command="apply", source="-")
+        store.db.execute("DELETE FROM audit WHERE seq = 2")
+        assert audit.verify(store.db)[1] == [
+            "the log ends at entry 1 but its head says 2: the newest entries were deleted"]
+
+
+WRITER = """
+import sys
+from agent.state.store import Store
+from tests.unit.test_state import run_result
+store = Store(__import__("pathlib").Path(sys.argv[1]))
+print("ready", flush=True)
+n = 0
+while True:
+    store.record(run_result(n), command="apply", source="-")
+    n += 1
+"""
+
+
+def test_sigkill_at_any_moment_leaves_whole_runs_and_an_intact_chain(tmp_path: Path) -> None:
+    for delay in (0.05, 0.13, 0.21, 0.34, 0.55):
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], cwd=REPO,
+                                  stdout=subprocess.PIPE, text=True)
+        assert writer.stdout is not None and writer.stdout.readline() == "ready\n"
+        time.sleep(delay)
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+    db = sqlite3.connect(tmp_path / "state.db")
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    runs = db.execute("SELECT count(*) FROM runs").fetchone()[0]
+    assert runs > 5
+    # every stored run is whole: 2 hosts, 4 ops, 2 audit entries each
+    assert db.execute("SELECT count(*) FROM host_results").fetchone()[0] == 2 * runs
+    assert db.execute("SELECT count(*) FROM op_results").fetchone()[0] == 4 * runs
+    assert audit.verify(db) == (2 * runs, [])
+
+
+def test_history_and_audit_verify_from_the_cli(tmp_path: Path) -> None:
+    with Store(tmp_path) as store:
+        store.record(run_result(), command="apply", source="inv.yml")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "agent", *args, "--state-dir", str(tmp_path)],
+                              cwd=REPO, capture_output=True, text=True, check=False)
+
+    history = cli("history")
+    assert history.returncode == 0
+    assert "apply  FAILED" in history.stdout and "h2: unreachable" in history.stdout
+    verified = cli("audit", "verify")
+    assert verified.returncode == 0 and "2 entries, chain intact" in verified.stdout
+    with Store(tmp_path) as store:
+        store.db.execute("UPDATE audit SET who = 'nobody' WHERE seq = 1")
+    tampered = cli("audit", "verify")
+    assert tampered.returncode == 1
+    assert "audit: entry 1 was changed after it was written" in tampered.stdout

@@ -45,8 +45,14 @@ def main(argv: list[str] | None = None) -> int:
         from gevent import monkey
 
         monkey.patch_all()
+    from agent.state.store import StateError
+
     module = importlib.import_module(COMMANDS[command][0])
-    code: int = module.main(args[1:])
+    try:
+        code: int = module.main(args[1:])
+    except StateError as e:
+        sys.stderr.write(f"opsagent: {e}\n")
+        return 1
     return code
 
 

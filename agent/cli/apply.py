@@ -9,6 +9,7 @@ import sys
 from agent.cli.common import Parser, add_arguments, add_state_dir, load_plan, open_store, report_problems
 from agent.cli.output import Printer, exit_code, to_json
 from agent.errors import Problems
+from agent.state.store import StateError
 
 
 def main(argv: list[str], check: bool = False) -> int:
@@ -42,8 +43,8 @@ def main(argv: list[str], check: bool = False) -> int:
     try:
         with open_store(args) as store:
             store.record(result, command="plan" if check else "apply", source=plan.source)
-    except (OSError, sqlite3.Error) as e:
-        print(f"opsagent: could not record this run in the state store: {e}", file=sys.stderr)
+    except (StateError, sqlite3.Error) as e:
+        print(f"opsagent: could not record this run: {e}", file=sys.stderr)
         return 1
     return exit_code(result)
 

@@ -118,3 +118,11 @@ def test_history_and_audit_verify_from_the_cli(tmp_path: Path) -> None:
     tampered = cli("audit", "verify")
     assert tampered.returncode == 1
     assert "audit: entry 1 was changed after it was written" in tampered.stdout
+
+
+def test_a_broken_state_file_gets_one_line_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "state.db").write_text("not a database, just text\n" * 100)
+    done = subprocess.run([sys.executable, "-m", "agent", "history", "--state-dir", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stderr) == (
+        1, f"opsagent: state store {tmp_path / 'state.db'}: file is not a database\n")

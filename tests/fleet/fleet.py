@@ -12,13 +12,12 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 from tests.fleet import host as hosts
 from tests.fleet import image, slowlink
 from tests.fleet.host import Host
-from tests.fleet.net import FleetError, Net, sh
+from tests.fleet.net import FleetError, Net, netns_pids, sh
 
 RUN_ROOT = Path(os.environ.get("OPSAGENT_FLEET_RUN", "/run/opsagent-fleet"))
 NSPAWN_RUN = Path("/run/systemd/nspawn")
@@ -194,15 +193,9 @@ def sweep(slot: int) -> None:
     net = Net(slot)
     top = RUN_ROOT / str(slot)
     marker = str(top).encode()
-    for _ in range(50):
-        victims = [p for ns in net.namespaces() for p in _netns_pids(ns)] + _pids_naming(marker)
-        if not victims:
-            break
-        for pid in victims:
-            hosts._kill(pid)
-        time.sleep(0.05)
-    else:
-        raise FleetError(f"fleet {slot}: processes survive SIGKILL")
+    hosts.kill_until_gone(
+        lambda: [p for ns in net.namespaces() for p in netns_pids(ns)] + _pids_naming(marker),
+        f"fleet {slot}", timeout=2.5)
     for target in sorted(_mounts_under(top), key=len, reverse=True):
         if subprocess.run(["umount", target], capture_output=True, check=False).returncode:
             sh("umount", "-l", target)
@@ -222,17 +215,13 @@ def leftovers(slot: int) -> list[str]:
     return found
 
 
-def _netns_pids(ns: str) -> list[int]:
-    return [int(p) for p in sh("ip", "netns", "pids", ns, check=False).split()]
-
-
 def _pids_naming(marker: bytes) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if marker in (entry / "cmdline").read_bytes() and hosts._alive(int(entry.name)):
+            if marker in (entry / "cmdline").read_bytes() and hosts.alive(int(entry.name)):
                 found.append(int(entry.name))
         except OSError:
             continue
@@ -240,14 +229,12 @@ def _pids_naming(marker: bytes) -> list[int]:
 
 
 def _mounts_under(top: Path) -> list[str]:
-    text = Path("/proc/self/mountinfo").read_text()
-    points = [line.split()[4] for line in text.splitlines()]
-    return [p for p in points if p == str(top) or p.startswith(f"{top}/")]
+    return [p for p in hosts.mount_points() if p == str(top) or p.startswith(f"{top}/")]
 
 
 def _nspawn_run_dir(top: Path) -> None:
     """systemd-nspawn keeps state in /run/systemd/nspawn; give it a tmpfs of its own."""
-    if str(NSPAWN_RUN) in {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()}:
+    if str(NSPAWN_RUN) in hosts.mount_points():
         return
     NSPAWN_RUN.mkdir(parents=True, exist_ok=True)
     sh("mount", "-t", "tmpfs", "-o", "mode=755", "tmpfs", str(NSPAWN_RUN))

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -93,20 +94,22 @@ def start(host: Host, net: Net, log: Path) -> None:
 
 def stop(host: Host, net: Net) -> None:
     """Kill every process of the host at once (as a power cut would) and wait for them."""
-    victims = set(net.pids(host.index))
-    if host.pid and _ours(host.pid, host):
-        victims.add(host.pid)
-    for pid in victims:
-        _kill(pid)
+    own = [host.pid] if host.pid and _ours(host.pid, host) else []
+    kill_until_gone(lambda: [*own, *net.pids(host.index)], host.name, timeout=10)
     _reap(host.pid)
-    deadline = time.monotonic() + 10
-    while any(_alive(p) for p in victims | set(net.pids(host.index))):
-        if time.monotonic() > deadline:
-            raise FleetError(f"{host.name}: processes {sorted(victims)} survive SIGKILL")
-        for pid in net.pids(host.index):
-            _kill(pid)
-        time.sleep(0.02)
     host.pid = 0
+
+
+def kill_until_gone(find: Callable[[], list[int]], what: str, timeout: float) -> None:
+    """SIGKILL whatever `find` returns until it returns only dead processes."""
+    deadline = time.monotonic() + timeout
+    while pids := [p for p in find() if alive(p)]:
+        if time.monotonic() > deadline:
+            raise FleetError(f"{what}: processes {sorted(pids)} survive SIGKILL")
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.02)
 
 
 def wait_ssh(host: Host, timeout: float = 60.0) -> None:
@@ -114,7 +117,7 @@ def wait_ssh(host: Host, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
-        if host.pid and not _alive(host.pid):
+        if host.pid and not alive(host.pid):
             raise FleetError(f"{host.name}: exited while starting (see its log)")
         try:
             with socket.create_connection((host.address, 22), timeout=2) as conn:
@@ -161,12 +164,8 @@ def _reap(pid: int) -> None:
         proc.wait(timeout=10)
 
 
-def _kill(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Running, as opposed to gone or a zombie waiting to be reaped."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
@@ -183,5 +182,9 @@ def _ours(pid: int, host: Host) -> bool:
 
 
 def _mounted(target: Path) -> bool:
-    text = Path("/proc/self/mountinfo").read_text()
-    return any(line.split()[4] == str(target) for line in text.splitlines())
+    return str(target) in mount_points()
+
+
+def mount_points() -> list[str]:
+    """Where things are mounted in this machine's mount namespace."""
+    return [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]

@@ -94,8 +94,7 @@ class Net:
 
     def pids(self, index: int) -> list[int]:
         """Every process in the host's network namespace (all of the host's processes)."""
-        out = sh("ip", "netns", "pids", self.netns(index), check=False)
-        return [int(p) for p in out.split()]
+        return netns_pids(self.netns(index))
 
     # faults on the link
 
@@ -110,6 +109,11 @@ class Net:
 
     def undelay(self, index: int) -> None:
         sh("tc", "qdisc", "del", "dev", self.veth(index), "root", check=False)
+
+
+def netns_pids(name: str) -> list[int]:
+    """Every process in network namespace `name` (none when it does not exist)."""
+    return [int(p) for p in sh("ip", "netns", "pids", name, check=False).split()]
 
 
 def _exists(kind: str, name: str) -> bool:

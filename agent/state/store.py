@@ -145,14 +145,17 @@ class Store:
         self.db.execute("COMMIT")
 
     def _migrate(self) -> None:
-        with self.transaction() as db:
+        if self.db.execute("PRAGMA user_version").fetchone()[0] == VERSION:
+            return  # the usual case: no write lock needed just to open the store
+        with self.transaction() as db:  # re-read under the lock: another process may have begun
             version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > VERSION:
+                raise StateError(f"state store {self.path} was written by a newer opsagent"
+                                 f" (schema {version}, this one knows {VERSION})")
             if version == 0:
                 for statement in SCHEMA.split(";\n"):  # not executescript: it would COMMIT first
                     if statement.strip():
                         db.execute(statement)
-            elif version > VERSION:
-                raise RuntimeError(f"{self.path} was written by a newer opsagent (schema {version})")
             db.execute(f"PRAGMA user_version={VERSION}")
 
     def record(self, result: RunResult, *, command: str, source: str, mask: Mask = str,

@@ -126,3 +126,15 @@ def test_a_broken_state_file_gets_one_line_naming_it(tmp_path: Path) -> None:
                           cwd=REPO, capture_output=True, text=True, check=False)
     assert (done.returncode, done.stderr) == (
         1, f"opsagent: state store {tmp_path / 'state.db'}: file is not a database\n")
+
+
+def test_a_store_from_a_newer_opsagent_is_refused_by_name(tmp_path: Path) -> None:
+    Store(tmp_path).close()
+    db = sqlite3.connect(tmp_path / "state.db")
+    db.execute("PRAGMA user_version=99")
+    db.close()
+    done = subprocess.run([sys.executable, "-m", "agent", "history", "--state-dir", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, check=False)
+    expected = (f"opsagent: state store {tmp_path / 'state.db'} was written by a newer opsagent"
+                " (schema 99, this one knows 1)\n")
+    assert (done.returncode, done.stderr) == (1, expected)

@@ -57,9 +57,9 @@ def add_state_dir(parser: argparse.ArgumentParser) -> None:
 
 
 def open_store(args: argparse.Namespace) -> Store:
-    from agent.state.store import default_dir
+    from agent.state.store import state_dir
 
-    return Store(args.state_dir or default_dir())
+    return Store(state_dir(args.state_dir))
 
 
 def load_plan(args: argparse.Namespace) -> RunPlan:

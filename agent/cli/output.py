@@ -56,8 +56,9 @@ class Printer:
             fields = [f"{key}={value}" for key, value in summary(host, result.check).items()]
             name = self.paint(host.host.ljust(width), "31" if host.failed else "32")
             print(name + "  ".join(f.ljust(15) for f in fields).rstrip(), file=self.out)
-            if host.unreachable:
-                print(self.paint(f"  unreachable: {host.error}", "31"), file=self.out)
+            if host.error:
+                prefix = "unreachable: " if host.unreachable else ""
+                print(self.paint(f"  {prefix}{host.error}", "31"), file=self.out)
         print(f"\n{len(result.hosts)} hosts in {result.duration:.2f}s", file=self.out)
 
 

@@ -51,7 +51,8 @@ class HostResult:
 
     @property
     def failed(self) -> bool:
-        return self.unreachable or any(op.status is Status.FAILED for op in self.ops)
+        return (self.unreachable or bool(self.error)
+                or any(op.status is Status.FAILED for op in self.ops))
 
 
 @dataclass

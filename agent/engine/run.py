@@ -31,6 +31,7 @@ from agent.inventory import Host
 from agent.plan import PlannedStep, RunPlan
 
 OnResult = Callable[[str, OpResult], None]
+STOPPED = "stopped: opsagent was asked to stop; the rest of this host's operations were skipped"
 
 
 def _never() -> bool:
@@ -39,9 +40,13 @@ def _never() -> bool:
 
 def execute(
     plan: RunPlan, *, check: bool, diff: bool = False, connect_timeout: int = 10,
-    on_result: OnResult | None = None,
+    on_result: OnResult | None = None, stop: Callable[[], bool] = _never,
 ) -> RunResult:
-    """Converge (or, with check, judge) every host of the plan; never raises for a host."""
+    """Converge (or, with check, judge) every host of the plan; never raises for a host.
+
+    stop() is asked before each operation: once it says True, operations under way end
+    normally and the rest are skipped (how SIGTERM stops a run cleanly).
+    """
     os.environ.setdefault("PYINFRA_PROGRESS", "off")
     started = time.monotonic()
     by_name = {hp.host.name: hp for hp in plan.hosts}
@@ -56,7 +61,7 @@ def execute(
             work = _judge if check else _converge
             greenlets = [
                 state.pool.spawn(work, state, h, by_name[h.name].steps, results[h.name], logs,
-                                 on_result)
+                                 on_result, stop)
                 for h in live
             ]
             gevent.joinall(greenlets, raise_error=True)
@@ -142,10 +147,15 @@ def _add(state: State, host: Any, planned: PlannedStep, judge_only: bool) -> Ope
 
 
 def _judge(state: State, host: Any, steps: tuple[PlannedStep, ...], result: HostResult, logs: Capture,
-           on_result: OnResult | None) -> None:
+           on_result: OnResult | None, stop: Callable[[], bool]) -> None:
     """Check mode: add every operation (which reads facts) and report what would change."""
     with ctx_host.use(host):
         for index, planned in enumerate(steps):
+            if result.error or stop():
+                result.error = STOPPED
+                _finish(planned, result, Status.SKIPPED, True, 0.0, logs, host.name, index,
+                        on_result)
+                continue
             logs.step[host.name] = index
             started = time.monotonic()
             try:
@@ -161,13 +171,15 @@ def _judge(state: State, host: Any, steps: tuple[PlannedStep, ...], result: Host
 
 
 def _converge(state: State, host: Any, steps: tuple[PlannedStep, ...], result: HostResult, logs: Capture,
-              on_result: OnResult | None) -> None:
+              on_result: OnResult | None, stop: Callable[[], bool]) -> None:
     """Apply: add and execute operations in order; a failure skips the rest of its policy."""
     with ctx_host.use(host):
         failed_policies: set[str] = set()
         for index, planned in enumerate(steps):
             policy = planned.policy
-            if policy.name in failed_policies or result.unreachable:
+            if not result.unreachable and not result.error and stop():
+                result.error = STOPPED
+            if policy.name in failed_policies or result.unreachable or result.error:
                 _finish(planned, result, Status.SKIPPED, False, 0.0, logs, host.name, index,
                         on_result)
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import re
 from typing import Any, Literal
 
@@ -38,7 +39,10 @@ class Schedule(BaseModel):
     every: Duration | None = Field(None, description="Interval, e.g. 30m, 1h, 1d.")
     at: str | None = Field(None, description="Daily at this local time, HH:MM.")
     cron: str | None = Field(None, description="Cron expression, five fields.")
-    splay: Duration = Field(0, description="Spread start times by up to this much per host.")
+    splay: Duration = Field(0, description="Spread start times by up to this much, fixed per "
+                                           "policy and host.")
+    timeout: Duration = Field(3600, description="A run still going after this is stopped and "
+                                                "reported failed.")
 
     @field_validator("at")
     @classmethod
@@ -50,8 +54,23 @@ class Schedule(BaseModel):
     @field_validator("cron")
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
-        if value is not None and len(value.split()) != 5:
+        if value is None:
+            return value
+        if len(value.split()) != 5:
             raise ValueError(f"expected five cron fields (min hour day month weekday), got {value!r}")
+        from cronsim import CronSim, CronSimError
+
+        try:
+            CronSim(value, datetime.datetime(2000, 1, 1))
+        except CronSimError as e:
+            raise ValueError(f"invalid cron expression {value!r}: {e}") from None
+        return value
+
+    @field_validator("every", "timeout")
+    @classmethod
+    def _positive(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError("expected a duration of at least 1s")
         return value
 
     @model_validator(mode="after")

@@ -19,64 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.engine.results import RunResult, Status
-from agent.state import audit
+from agent.state import audit, summary
+from agent.state.schema import VERSION, migrate
 
-SCHEMA = """
-CREATE TABLE runs (
-    id INTEGER PRIMARY KEY,
-    started REAL NOT NULL,
-    finished REAL NOT NULL,
-    command TEXT NOT NULL,          -- apply | plan | daemon
-    who TEXT NOT NULL,
-    check_mode INTEGER NOT NULL,
-    source TEXT NOT NULL,           -- the inventory the run used
-    failed INTEGER NOT NULL
-);
-CREATE TABLE host_results (
-    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    host TEXT NOT NULL,
-    unreachable INTEGER NOT NULL,
-    error TEXT NOT NULL,
-    counts TEXT NOT NULL,           -- JSON: ok, changed, ran, failed, skipped, would_*
-    PRIMARY KEY (run_id, host)
-);
-CREATE TABLE op_results (
-    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    host TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    policy TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    step TEXT NOT NULL,
-    operation TEXT NOT NULL,
-    status TEXT NOT NULL,
-    planned INTEGER NOT NULL,
-    duration REAL NOT NULL,
-    diff TEXT NOT NULL,
-    error TEXT NOT NULL,
-    PRIMARY KEY (run_id, host, seq)
-);
-CREATE INDEX op_results_policy ON op_results (policy, host);
-CREATE TABLE audit (
-    seq INTEGER PRIMARY KEY,
-    at REAL NOT NULL,
-    run_id INTEGER NOT NULL,
-    who TEXT NOT NULL,
-    host TEXT NOT NULL,
-    policy TEXT NOT NULL,
-    step TEXT NOT NULL,
-    operation TEXT NOT NULL,
-    status TEXT NOT NULL,
-    diff TEXT NOT NULL,
-    prev TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
-CREATE TABLE audit_head (
-    one INTEGER PRIMARY KEY CHECK (one = 1),
-    seq INTEGER NOT NULL,
-    hash TEXT NOT NULL
-);
-"""
-VERSION = 1
 Mask = Callable[[str], str]
 
 
@@ -89,11 +34,18 @@ def default_dir() -> Path:
     return Path.home() / ".local" / "state" / "opsagent"
 
 
+def state_dir(given: Path | None) -> Path:
+    return given or default_dir()
+
+
 def who() -> str:
-    """The user who started the run, and through sudo, who they really are."""
+    """The user who started the run, through sudo who they really are, and what started it
+    (OPSAGENT_TRIGGER, set by the daemon for its runs)."""
     user = getpass.getuser()
     sudo = os.environ.get("SUDO_USER")
-    return f"{user} (sudo from {sudo})" if sudo and sudo != user else user
+    text = f"{user} (sudo from {sudo})" if sudo and sudo != user else user
+    trigger = os.environ.get("OPSAGENT_TRIGGER")
+    return f"{text} via {trigger}" if trigger else text
 
 
 @dataclass
@@ -152,15 +104,12 @@ class Store:
             if version > VERSION:
                 raise StateError(f"state store {self.path} was written by a newer opsagent"
                                  f" (schema {version}, this one knows {VERSION})")
-            if version == 0:
-                for statement in SCHEMA.split(";\n"):  # not executescript: it would COMMIT first
-                    if statement.strip():
-                        db.execute(statement)
-            db.execute(f"PRAGMA user_version={VERSION}")
+            migrate(db, version)
 
     def record(self, result: RunResult, *, command: str, source: str, mask: Mask = str,
-               started: float | None = None) -> int:
-        """Store a finished run and append an audit entry for each change it made."""
+               started: float | None = None, modes: dict[str, str] | None = None) -> int:
+        """Store a finished run, append an audit entry for each change it made, and update
+        the summaries (modes: each policy's enforce | audit, for the summaries)."""
         finished = time.time()
         begun = started if started is not None else finished - result.duration
         actor = who()
@@ -187,6 +136,7 @@ class Store:
                             at=finished, run_id=run_id, who=actor, host=host.host, policy=op.policy,
                             step=op.name, operation=op.operation, status=op.status.value,
                             diff=mask(op.diff)))
+            summary.update(db, result, run_id, command, finished, mask, modes)
         return run_id
 
     def runs(self, limit: int = 20) -> list[RunRow]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from agent.engine.results import HostResult, OpResult, RunResult, Status
 from agent.state import audit
+from agent.state.schema import VERSION
 from agent.state.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,6 +72,7 @@ def test_verify_finds_an_edited_a_deleted_and_a_truncated_entry(tmp_path: Path) 
 
 WRITER = """
 import sys
+from agent.state.schema import VERSION
 from agent.state.store import Store
 from tests.unit.test_state import run_result
 store = Store(__import__("pathlib").Path(sys.argv[1]))
@@ -136,5 +138,44 @@ def test_a_store_from_a_newer_opsagent_is_refused_by_name(tmp_path: Path) -> Non
     done = subprocess.run([sys.executable, "-m", "agent", "history", "--state-dir", str(tmp_path)],
                           cwd=REPO, capture_output=True, text=True, check=False)
     expected = (f"opsagent: state store {tmp_path / 'state.db'} was written by a newer opsagent"
-                " (schema 99, this one knows 1)\n")
+                f" (schema 99, this one knows {VERSION})\n")
     assert (done.returncode, done.stderr) == (1, expected)
+
+
+def test_summaries_keep_the_latest_result_per_policy_and_host(tmp_path: Path) -> None:
+    with Store(tmp_path) as store:
+        store.record(run_result(), command="apply", source="-", modes={"audit": "audit"})
+        rows = store.db.execute("SELECT policy, host, mode, result, compliant, drift, changed,"
+                                " last_success IS NOT NULL FROM latest ORDER BY policy").fetchall()
+        assert rows == [("audit", "h1", "audit", "success", 0, 1, 0, 1),
+                        ("web", "h1", "enforce", "success", 1, 0, 1, 1)]
+        assert store.db.execute("SELECT host, reachable FROM hosts ORDER BY host").fetchall() == [
+            ("h1", 1), ("h2", 0)]
+        failing = run_result()
+        failing.hosts[0].ops[2].status = Status.FAILED
+        store.record(failing, command="apply", source="-")
+        web = store.db.execute("SELECT result, compliant, last_success < finished FROM latest"
+                               " WHERE policy = 'web'").fetchone()
+        assert web == ("failed", 0, 1)  # the last success is kept from the run before
+        totals = dict(store.db.execute("SELECT outcome, count FROM totals WHERE policy = 'web'"))
+        assert totals == {"changed": 2, "ran": 2, "ok": 1, "failed": 1}
+        (count,) = store.db.execute("SELECT count FROM durations WHERE policy = 'web'").fetchone()
+        assert count == 2
+
+
+def test_a_version_1_store_is_brought_up_to_date_and_keeps_its_runs(tmp_path: Path) -> None:
+    from agent.state.schema import V1
+
+    db = sqlite3.connect(tmp_path / "state.db")
+    for statement in V1.split(";\n"):
+        if statement.strip():
+            db.execute(statement)
+    db.execute("INSERT INTO runs VALUES (1, 1.0, 2.0, 'apply', 'root', 0, '-', 0)")
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+    with Store(tmp_path) as store:
+        assert [r.id for r in store.runs()] == [1]
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == VERSION
+        store.record(run_result(), command="apply", source="-")
+        assert store.db.execute("SELECT count(*) FROM latest").fetchone()[0] == 2

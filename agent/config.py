@@ -1,0 +1,109 @@
+"""agent.yml: the daemon's own settings, validated like policies (file:line:col on errors).
+
+Relative paths are taken from the folder agent.yml is in, so a config and its policies
+can move together.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from agent.errors import Problem, Problems
+from agent.policy.durations import Duration
+from agent.policy.load import load_file
+from agent.policy.messages import problem
+
+DEFAULT_LISTEN = "127.0.0.1:9469"
+_LISTEN = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
+_PULL = re.compile(r"^[^#\s]+(#[A-Za-z0-9._/-]+)?$")
+
+
+class Retention(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    results: Duration = Field(30 * 86400, description="Keep per-host and per-operation results "
+                                                      "this long (e.g. 30d).")
+    runs: Duration = Field(365 * 86400, description="Keep run summaries this long; the audit log "
+                                                   "is never pruned.")
+
+
+class Pull(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="Git URL of the policy repository, optionally #BRANCH.")
+    interval: Duration = Field(60, ge=1, description="Fetch this often.")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not _PULL.match(value):
+            raise ValueError(f"expected GIT_URL or GIT_URL#BRANCH, got {value!r}")
+        return value
+
+
+class AgentConfig(BaseModel):
+    """The daemon's settings. Every field has a default: an empty agent.yml is valid."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policies: list[Path] = Field([Path("policies")], min_length=1,
+                                 description="Policy files or folders.")
+    inventory: str = Field("@local", description="Inventory file, or @local.")
+    templates: Path = Field(Path("templates"), description="Where template sources are found.")
+    state_dir: Path | None = Field(None, description="Run history, audit log and locks "
+                                   "(default: /var/lib/opsagent as root, else "
+                                   "~/.local/state/opsagent; OPSAGENT_STATE_DIR and "
+                                   "--state-dir override it).")
+    listen: str = Field(DEFAULT_LISTEN, description="HOST:PORT for /metrics and /healthz; "
+                                                    "empty: no HTTP server.")
+    concurrency: int = Field(4, ge=1, le=256, description="Policy runs at the same time.")
+    timeout: int = Field(10, ge=1, le=3600, description="Seconds a host has to connect and "
+                                                        "answer before it is unreachable.")
+    lock_wait: Duration = Field(300, description="How long a run waits for a host another run "
+                                                 "is converging.")
+    stop_timeout: Duration = Field(60, description="On SIGTERM, how long running operations "
+                                                   "get to end before they are killed.")
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto", description="auto: text on a terminal, JSON lines otherwise.")
+    retention: Retention = Field(default_factory=Retention)
+    pull: Pull | None = Field(None, description="Pull mode: fetch policies from git, "
+                                                "converge @local.")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        if value and not (_LISTEN.match(value) and 0 < int(value.rsplit(":", 1)[1]) < 65536):
+            raise ValueError(f"expected HOST:PORT such as {DEFAULT_LISTEN}, got {value!r}")
+        return value
+
+    def address(self) -> tuple[str, int] | None:
+        if not self.listen:
+            return None
+        host, port = self.listen.rsplit(":", 1)
+        return host.strip("[]"), int(port)
+
+
+def load_config(path: Path) -> AgentConfig:
+    """agent.yml validated, relative paths resolved against its folder; raises Problems."""
+    docs = load_file(path)
+    doc = docs[0]
+    if len(docs) > 1:
+        raise Problems([Problem(str(path), docs[1].start[0], 1, "agent config", "",
+                                "expected one YAML document")])
+    if not isinstance(doc.data, dict):
+        raise Problems([doc.problem((), "agent config", "", "expected a mapping of settings")])
+    try:
+        config = AgentConfig.model_validate(doc.data)
+    except ValidationError as e:
+        raise Problems(problem(doc, err, "agent config", AgentConfig) for err in e.errors()) from None
+    base = path.parent
+    return config.model_copy(update={
+        "policies": [base / p for p in config.policies],
+        "templates": base / config.templates,
+        "inventory": config.inventory if config.inventory == "@local" else str(base / config.inventory),
+        "state_dir": base / config.state_dir if config.state_dir else None,
+    })

@@ -1,0 +1,123 @@
+"""The state store's tables, and the steps that bring an older store up to date.
+
+The schema version lives in SQLite's `user_version`; each step runs in the transaction
+that opens the store, so a store is never left half-migrated.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+V1 = """
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY,
+    started REAL NOT NULL,
+    finished REAL NOT NULL,
+    command TEXT NOT NULL,          -- apply | plan | daemon
+    who TEXT NOT NULL,
+    check_mode INTEGER NOT NULL,
+    source TEXT NOT NULL,           -- the inventory the run used
+    failed INTEGER NOT NULL
+);
+CREATE TABLE host_results (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    host TEXT NOT NULL,
+    unreachable INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    counts TEXT NOT NULL,           -- JSON: ok, changed, ran, failed, skipped, would_*
+    PRIMARY KEY (run_id, host)
+);
+CREATE TABLE op_results (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    host TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    policy TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    step TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    status TEXT NOT NULL,
+    planned INTEGER NOT NULL,
+    duration REAL NOT NULL,
+    diff TEXT NOT NULL,
+    error TEXT NOT NULL,
+    PRIMARY KEY (run_id, host, seq)
+);
+CREATE INDEX op_results_policy ON op_results (policy, host);
+CREATE TABLE audit (
+    seq INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    run_id INTEGER NOT NULL,
+    who TEXT NOT NULL,
+    host TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    step TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    status TEXT NOT NULL,
+    diff TEXT NOT NULL,
+    prev TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TABLE audit_head (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL
+);
+"""
+
+# Summaries kept for metrics, `opsagent status` and reports: small (one row per policy
+# and host, or per policy), updated with every run, never pruned by retention.
+V2 = """
+CREATE TABLE latest (
+    policy TEXT NOT NULL,
+    host TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    run_id INTEGER NOT NULL,
+    command TEXT NOT NULL,
+    finished REAL NOT NULL,
+    duration REAL NOT NULL,         -- this policy's operations on this host, seconds
+    result TEXT NOT NULL,           -- success | failed | unreachable
+    compliant INTEGER NOT NULL,
+    drift INTEGER NOT NULL,         -- operations found not as wanted and left so (would change)
+    changed INTEGER NOT NULL,       -- operations that changed something
+    error TEXT NOT NULL,
+    last_success REAL,              -- the last run (not check mode) that succeeded
+    PRIMARY KEY (policy, host)
+);
+CREATE TABLE hosts (
+    host TEXT PRIMARY KEY,
+    reachable INTEGER NOT NULL,
+    at REAL NOT NULL
+);
+CREATE TABLE totals (
+    policy TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (policy, outcome)
+);
+CREATE TABLE durations (
+    policy TEXT PRIMARY KEY,
+    buckets TEXT NOT NULL,          -- JSON list: cumulative counts per bound in BUCKETS
+    sum REAL NOT NULL,
+    count INTEGER NOT NULL
+);
+CREATE TABLE next_runs (
+    policy TEXT NOT NULL,
+    host TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (policy, host)
+);
+CREATE INDEX runs_finished ON runs (finished);
+"""
+
+STEPS = {1: V1, 2: V2}
+VERSION = max(STEPS)
+
+
+def migrate(db: sqlite3.Connection, version: int) -> None:
+    """Run every step after `version`, inside the caller's transaction."""
+    for step in range(version + 1, VERSION + 1):
+        for statement in STEPS[step].split(";\n"):  # not executescript: it would COMMIT first
+            if statement.strip():
+                db.execute(statement)
+    db.execute(f"PRAGMA user_version={VERSION}")

@@ -1,0 +1,131 @@
+"""One-shot runs against the real state directory: host locks shared with the daemon,
+SIGTERM ending a run cleanly, and the textfile export checked by promtool."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.project import opsagent, write_project
+
+LOCAL = "vars: {sandbox: %s}\nhosts: {'@local': {}}\n"
+SLOW = """\
+apiVersion: opsagent/v1
+kind: tasks
+metadata: {name: slow}
+targets: [all]
+spec:
+  tasks:
+    - name: sandbox
+      files.directory: {path: "{{ sandbox }}"}
+    - name: first
+      server.shell: {commands: ["echo 1 >> {{ sandbox }}/log; sleep 2"]}
+    - name: second
+      server.shell: {commands: ["echo 2 >> {{ sandbox }}/log"]}
+"""
+
+
+def project(tmp_path: Path, policy: str | None = None) -> Path:
+    root = write_project(tmp_path / "p") if policy is None else write_project(tmp_path / "p", policy)
+    (root / "inventory.yml").write_text(LOCAL % (tmp_path / "sandbox"))
+    return root
+
+
+def hold_lock(state: Path) -> subprocess.Popen[str]:
+    code = ("import sys, time; from pathlib import Path; from agent.state.locks import host_locks\n"
+            "with host_locks(Path(sys.argv[1]), ['@local'], 'opsagent daemon: policy web', 5):\n"
+            "    print('held', flush=True); time.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(state)], stdout=subprocess.PIPE,
+                            text=True, cwd=Path(__file__).resolve().parents[2])
+    assert proc.stdout is not None and proc.stdout.readline() == "held\n"
+    return proc
+
+
+def test_apply_waits_for_a_held_host_then_names_the_holder(tmp_path: Path) -> None:
+    root, state = project(tmp_path), tmp_path / "state"
+    holder = hold_lock(state)
+    try:
+        started = time.monotonic()
+        done = opsagent(root, "apply", "policies", "-i", "inventory.yml", "--state-dir", str(state),
+                        "--lock-wait", "1")
+        waited = time.monotonic() - started
+        assert done.returncode == 1
+        assert done.stderr == (
+            f"opsagent: host @local is being converged by pid {holder.pid} (opsagent daemon: "
+            f"policy web, since {_since(state)}) in {state}; gave up after waiting 1 s\n")
+        assert waited >= 1.0
+        assert not (tmp_path / "sandbox").exists()  # nothing was done
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder was killed: its lock is free at once, no clean-up needed
+    done = opsagent(root, "apply", "policies", "-i", "inventory.yml", "--state-dir", str(state),
+                    "--lock-wait", "0")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "sandbox" / "app.conf").exists()
+
+
+def _since(state: Path) -> str:
+    info = json.loads((state / "locks" / "host-_local.lock").read_text())
+    return time.strftime("%H:%M:%S", time.localtime(info["since"]))
+
+
+def test_sigterm_lets_the_running_operation_end_and_skips_the_rest(tmp_path: Path) -> None:
+    root, state = project(tmp_path, SLOW), tmp_path / "state"
+    proc = subprocess.Popen([sys.executable, "-m", "agent", "apply", "policies", "-i", "inventory.yml",
+                             "--state-dir", str(state), "--json"], cwd=root, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    log = tmp_path / "sandbox" / "log"
+    deadline = time.monotonic() + 30
+    while not log.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2, err
+    (host,) = json.loads(out)["hosts"]
+    assert [(op["status"], op["error"]) for op in host["ops"]] == [
+        ("changed", ""), ("ran", ""), ("skipped", "")]
+    assert host["error"].startswith("stopped: opsagent was asked to stop")
+    assert log.read_text() == "1\n"  # the first command finished; the second never started
+    history = opsagent(root, "history", "--state-dir", str(state), "--json")
+    assert json.loads(history.stdout)[0]["failed"] is True
+
+
+@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool (Debian: prometheus) not installed")
+def test_textfile_export_passes_promtool_and_tells_compliance(tmp_path: Path) -> None:
+    root, state, out = project(tmp_path), tmp_path / "state", tmp_path / "textfile"
+    out.mkdir()
+    args = ("apply", "policies", "-i", "inventory.yml", "--state-dir", str(state),
+            "--textfile-dir", str(out))
+    assert opsagent(root, *args).returncode == 0
+    text = (out / "opsagent.prom").read_text()
+    check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                           text=True, check=False)
+    assert (check.returncode, check.stdout + check.stderr) == (0, "")
+    assert 'opsagent_policy_compliant{host="@local",policy="files"} 1.0' in text
+    assert 'opsagent_operations_total{outcome="ran",policy="files"} 1.0' in text
+    assert [p.name for p in out.iterdir()] == ["opsagent.prom"]  # no temporary file left
+    (tmp_path / "sandbox" / "app.conf").write_text("edited by hand\n")
+    assert opsagent(root, "plan", "policies", "-i", "inventory.yml", "--state-dir", str(state)
+                    ).returncode == 0
+    assert opsagent(root, *args).returncode == 0
+    text = (out / "opsagent.prom").read_text()
+    assert 'opsagent_operations_total{outcome="changed",policy="files"} 5.0' in text
+
+
+def test_textfile_dir_must_exist_before_anything_runs(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    done = opsagent(root, "apply", "policies", "-i", "inventory.yml", "--textfile-dir",
+                    str(tmp_path / "nope"))
+    assert done.returncode == 1
+    assert done.stderr.endswith(f"error: --textfile-dir {tmp_path / 'nope'}: no such directory\n")
+    assert not (tmp_path / "sandbox").exists()
+    assert os.environ["OPSAGENT_STATE_DIR"]

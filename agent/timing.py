@@ -60,6 +60,7 @@ def next_run(schedule: Schedule, policy: str, host: str, last: float | None, now
     last: when it last started (any command), None if never; started: when the daemon
     started. A slot missed while the daemon was down is made up once, now; a policy on
     `every` that never ran starts at daemon start + its offset, the others at their next slot.
+    On `every`, runs are at least half an interval apart.
     """
     offset = splay_offset(policy, host, schedule.splay)
     following = slot_after(schedule, now - offset) + offset
@@ -67,6 +68,8 @@ def next_run(schedule: Schedule, policy: str, host: str, last: float | None, now
         return min(started + offset, following) if schedule.every else following
     if last < slot_at_or_before(schedule, now - offset) + offset:
         return now
+    if schedule.every:  # a run off the slots (the first, one made up) is not followed at once
+        return max(following, slot_after(schedule, last + schedule.every / 2 - offset) + offset)
     return following
 
 

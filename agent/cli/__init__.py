@@ -19,6 +19,7 @@ COMMANDS = {
     "explain": ("agent.cli.explain", "describe a policy kind's fields"),
     "history": ("agent.cli.history", "list recent runs and what they did per host"),
     "audit": ("agent.cli.audit", "verify the audit log's hash chain, or list it"),
+    "daemon": ("agent.cli.daemon", "converge policies on their schedules; serve /metrics"),
 }
 # Commands that run pyinfra over many hosts: gevent must patch the process first,
 # as pyinfra's own CLI does, or SSH hosts are worked one after another.

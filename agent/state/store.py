@@ -149,3 +149,25 @@ class Store:
         rows = self.db.execute("SELECT host, unreachable, counts FROM host_results WHERE run_id = ?"
                                " ORDER BY host", (run_id,)).fetchall()
         return [(r[0], bool(r[1]), json.loads(r[2])) for r in rows]
+
+    def last_runs(self) -> dict[tuple[str, str], float]:
+        """When each policy last ran on each host (any command but plan)."""
+        rows = self.db.execute("SELECT policy, host, finished FROM latest WHERE command != 'plan'")
+        return {(policy, host): finished for policy, host, finished in rows}
+
+    def set_next_runs(self, due: dict[tuple[str, str], float]) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM next_runs")
+            db.executemany("INSERT INTO next_runs VALUES (?, ?, ?)",
+                           [(p, h, at) for (p, h), at in due.items()])
+
+    def prune(self, results_before: float, runs_before: float) -> tuple[int, int]:
+        """Retention: drop operation results (diffs included) of runs older than
+        results_before, and whole runs older than runs_before. The audit log and the
+        summaries stay. Returns (operation results dropped, runs dropped)."""
+        with self.transaction() as db:
+            old = db.execute("DELETE FROM op_results WHERE run_id IN (SELECT id FROM runs"
+                             " WHERE finished < ?)", (results_before,)).rowcount
+            gone = db.execute("DELETE FROM runs WHERE finished < ?", (runs_before,)).rowcount
+        return old, gone
+

@@ -86,3 +86,10 @@ def test_never_run_every_starts_at_daemon_start_plus_offset_cron_waits() -> None
 def test_bad_schedules(fields: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("*", r"\*")):
         Schedule(**fields)
+
+
+def test_every_runs_are_at_least_half_an_interval_apart() -> None:
+    s = Schedule(every="1h")
+    boot = 100 * HOUR - 60  # first run a minute before a slot
+    assert next_run(s, "p", "h1", boot, boot + 1, started=boot) == 101 * HOUR
+    assert next_run(s, "p", "h1", 100 * HOUR, 100 * HOUR + 1, started=boot) == 101 * HOUR

@@ -1,0 +1,48 @@
+"""The daemon's own metrics: config reloads, pulls, runs under way."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+
+class DaemonCollector(Collector):
+    def __init__(self) -> None:
+        self.started = time.time()
+        self.reload_ok: bool | None = None
+        self.reload_ok_at = 0.0
+        self.pull_ok: bool | None = None
+        self.pull_ok_at = 0.0
+        self.running = 0
+
+    def reloaded(self, ok: bool) -> None:
+        self.reload_ok = ok
+        if ok:
+            self.reload_ok_at = time.time()
+
+    def pulled(self, ok: bool) -> None:
+        self.pull_ok = ok
+        if ok:
+            self.pull_ok_at = time.time()
+
+    def collect(self) -> Iterable[Metric]:
+        yield GaugeMetricFamily("opsagent_daemon_start_time_seconds", "When the daemon started.",
+                                value=self.started)
+        yield GaugeMetricFamily("opsagent_runs_in_progress", "Policy runs under way.",
+                                value=self.running)
+        if self.reload_ok is not None:
+            yield GaugeMetricFamily("opsagent_config_last_reload_successful", "1 if the last "
+                                    "load of the policy set succeeded; 0: the last good set "
+                                    "is still running.", value=int(self.reload_ok))
+        if self.reload_ok_at:
+            yield GaugeMetricFamily("opsagent_config_last_reload_success_timestamp_seconds",
+                                    "When the policy set last loaded.", value=self.reload_ok_at)
+        if self.pull_ok is not None:
+            yield GaugeMetricFamily("opsagent_pull_last_successful", "1 if the last fetch of "
+                                    "the policy repository succeeded.", value=int(self.pull_ok))
+        if self.pull_ok_at:
+            yield GaugeMetricFamily("opsagent_pull_last_success_timestamp_seconds", "When the "
+                                    "policy repository was last fetched.", value=self.pull_ok_at)

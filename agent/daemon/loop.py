@@ -1,0 +1,216 @@
+"""The daemon: one loop that reloads, pulls, starts due runs, reaps finished ones, and
+stops cleanly.
+
+Signals only raise flags (SIGHUP: reload; SIGTERM/SIGINT: stop); the loop acts on them
+between its steps, so nothing is half-done by a handler.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from agent.config import AgentConfig
+from agent.daemon import runner
+from agent.daemon.gauges import DaemonCollector
+from agent.daemon.http import Heartbeat, serve
+from agent.daemon.policyset import PolicySet, drop_unused, load_set, signature
+from agent.daemon.pull import Puller, PullError
+from agent.daemon.scheduler import Scheduler
+from agent.errors import Problems
+from agent.inventory import LOCAL
+from agent.metrics import registry_for
+from agent.state.locks import DaemonLock
+from agent.state.store import Store
+
+log = logging.getLogger(__name__)
+WATCH_EVERY = 2.0  # seconds between looks at the policy files' sizes and times
+PRUNE_EVERY = 3600.0
+
+
+@dataclass
+class Flags:
+    wake: threading.Event = field(default_factory=threading.Event)
+    reload: bool = False
+    stop: bool = False
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            self.reload = True
+        elif signum != signal.SIGCHLD:  # SIGCHLD only wakes the loop: a run ended
+            self.stop = True
+        self.wake.set()
+
+
+class Daemon:
+    def __init__(self, config: AgentConfig, state_dir: Path, cwd: Path) -> None:
+        self.config = config
+        self.state_dir = state_dir
+        self.cwd = cwd
+        self.flags = Flags()
+        self.heartbeat = Heartbeat()
+        self.info = DaemonCollector()
+        self.scheduler = Scheduler(started=time.time())
+        self.current: PolicySet | None = None
+        self.children: list[runner.Child] = []
+        self.watched: tuple[tuple[str, int, int], ...] = ()
+        self.puller = Puller(config.pull.url, state_dir / "pull") if config.pull else None
+        self.settings = runner.Settings(state_dir, config.timeout, config.lock_wait, cwd)
+
+    # -- sources: files named in agent.yml, or the pulled checkout -----------------------
+
+    def _sources(self) -> tuple[list[Path], str, Path] | None:
+        if self.puller is None:
+            return self.config.policies, self.config.inventory, self.config.templates
+        checkout = self.puller.checkout
+        if checkout is None:
+            return None
+        return [checkout / "policies"], LOCAL, checkout / "templates"
+
+    def reload(self, store: Store, why: str) -> bool:
+        sources = self._sources()
+        if sources is None:
+            return False
+        self.watched = signature(*sources)
+        try:
+            new = load_set(*sources, self.state_dir)
+        except Problems as e:
+            for problem in e.problems:
+                log.error("reload (%s): %s", why, problem, extra={"event": "reload_problem"})
+            kept = f"; still running {self.current.digest}" if self.current else ""
+            log.error("reload (%s) failed: %d problem(s)%s", why, len(e.problems), kept,
+                      extra={"event": "reload_failed", "problems": len(e.problems)})
+            self.info.reloaded(False)
+            return False
+        if self.current is None or new.digest != self.current.digest:
+            self.scheduler.load(new.policies, store.last_runs(), time.time())
+            store.set_next_runs(self.scheduler.due)
+            log.info("loaded policy set %s (%s): %d scheduled, %d one-shot only%s", new.digest, why,
+                     len(new.policies), len(new.unscheduled),
+                     f" ({', '.join(new.unscheduled)})" if new.unscheduled else "",
+                     extra={"event": "reload_ok", "digest": new.digest})
+        self.current = new
+        self.info.reloaded(True)
+        drop_unused(self.state_dir, {new.digest} | {c.policy_set.digest for c in self.children})
+        return True
+
+    def _pull(self, store: Store) -> None:
+        assert self.puller is not None
+        try:
+            changed = self.puller.fetch()
+        except PullError as e:
+            log.error("pull: %s", e, extra={"event": "pull_failed"})
+            self.info.pulled(False)
+            return
+        self.info.pulled(True)
+        if changed or self.current is None:
+            commit = self.puller.candidate or ""
+            if self.reload(store, f"pulled {commit[:12]}"):
+                self.puller.accept()
+            else:
+                self.puller.reject()
+
+    # -- runs ---------------------------------------------------------------------------
+
+    def _reap(self, store: Store, now: float) -> None:
+        for child in list(self.children):
+            runner.overdue(child, now)
+            if child.proc.poll() is None:
+                continue
+            runner.finish(child, store, now)
+            self.scheduler.finished(child.policy.name, child.hosts)
+            self.children.remove(child)
+
+    def _launch(self, store: Store, now: float) -> None:
+        if self.current is None or self.flags.stop:
+            return
+        slots = self.config.concurrency - len(self.children)
+        if slots <= 0:
+            return
+        started = self.scheduler.take(now, slots)
+        for policy, hosts in started:
+            self.children.append(runner.start(policy, hosts, self.current, self.settings, now))
+        if started:
+            store.set_next_runs(self.scheduler.due)
+        self.info.running = len(self.children)
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def run(self) -> int:
+        lock = DaemonLock(self.state_dir)  # raises StateError naming the other daemon
+        try:
+            with Store(self.state_dir) as store:
+                return self._run(store)
+        finally:
+            lock.release()
+
+    def _run(self, store: Store) -> int:
+        for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+            signal.signal(signum, self.flags.handle)
+        if self.puller is not None:
+            self._pull(store)
+            next_pull = time.monotonic() + (self.config.pull.interval if self.config.pull else 60)
+        elif not self.reload(store, "start"):
+            return 1  # a broken set at start: nothing good to keep running
+        address = self.config.address()
+        server = serve(address, registry_for(store.path, self.info), self.heartbeat) \
+            if address else None
+        if address:
+            log.info("serving /metrics and /healthz on http://%s:%d", *address,
+                     extra={"event": "listening"})
+        next_watch = time.monotonic() + WATCH_EVERY
+        next_prune = time.monotonic()
+        try:
+            while not self.flags.stop:
+                self.heartbeat.beat()
+                mono, now = time.monotonic(), time.time()
+                if self.flags.reload:
+                    self.flags.reload = False
+                    self.reload(store, "SIGHUP")
+                elif self.puller is None and mono >= next_watch:
+                    next_watch = mono + WATCH_EVERY
+                    sources = self._sources()
+                    if sources and signature(*sources) != self.watched:
+                        self.reload(store, "files changed")
+                if self.puller is not None and mono >= next_pull:
+                    next_pull = mono + (self.config.pull.interval if self.config.pull else 60)
+                    self._pull(store)
+                if mono >= next_prune:
+                    next_prune = mono + PRUNE_EVERY
+                    self._prune(store, now)
+                self._reap(store, now)
+                self._launch(store, now)
+                due = self.scheduler.next_due()
+                pause = 1.0 if due is None else min(1.0, max(0.05, due - time.time()))
+                self.flags.wake.wait(pause)
+                self.flags.wake.clear()
+            self._shutdown(store)
+        finally:
+            if server is not None:
+                server.shutdown()
+                server.server_close()
+        return 0
+
+    def _prune(self, store: Store, now: float) -> None:
+        ret = self.config.retention
+        ops, runs = store.prune(now - ret.results, now - ret.runs)
+        if ops or runs:
+            log.info("retention: dropped %d operation results and %d runs", ops, runs,
+                     extra={"event": "pruned"})
+
+    def _shutdown(self, store: Store) -> None:
+        log.info("stopping: %d run(s) under way get up to %d s to end", len(self.children),
+                 self.config.stop_timeout, extra={"event": "stopping"})
+        now = time.time()
+        for child in self.children:
+            runner.stop(child, "the daemon was stopped", now)
+        runner.wait_all(self.children, self.config.stop_timeout)
+        for child in self.children:
+            runner.finish(child, store, time.time())
+        self.children.clear()
+        log.info("stopped", extra={"event": "stopped"})

@@ -1,0 +1,137 @@
+"""A validated policy set, copied aside so that runs keep using it while its files change.
+
+The daemon validates policies, inventory and templates exactly as `opsagent apply`
+would (every policy planned for every host it targets). A set that passes is copied
+into the state directory and its runs read the copy: an edit that breaks a policy file
+is reported, and the last good set keeps running until the files are fixed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.errors import Problems
+from agent.inventory import LOCAL, Inventory, load_inventory, local
+from agent.plan import build_plan
+from agent.policy.load import find_files
+from agent.policy.model import Schedule
+from agent.policy.validate import read_policies
+
+
+@dataclass(frozen=True)
+class Scheduled:
+    """One policy the daemon runs: its schedule, mode and the hosts it targets."""
+
+    name: str
+    kind: str
+    mode: str
+    schedule: Schedule
+    hosts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PolicySet:
+    root: Path  # the copy: policies/, inventory.yml (unless @local), templates/
+    digest: str
+    policies: tuple[Scheduled, ...]
+    unscheduled: tuple[str, ...]  # policies with no schedule: one-shot runs only
+
+    @property
+    def inventory(self) -> str:
+        path = self.root / "inventory.yml"
+        return str(path) if path.exists() else LOCAL
+
+    @property
+    def policy_dir(self) -> Path:
+        return self.root / "policies"
+
+    @property
+    def templates(self) -> Path:
+        return self.root / "templates"
+
+
+def sources(paths: list[Path], inventory: str, templates: Path) -> list[Path]:
+    """Every file the set is made of, in a fixed order."""
+    files = find_files(paths)
+    if inventory != LOCAL:
+        files.append(Path(inventory))
+    if templates.is_dir():
+        files.extend(sorted(p for p in templates.rglob("*") if p.is_file()))
+    return files
+
+
+def signature(paths: list[Path], inventory: str, templates: Path) -> tuple[tuple[str, int, int], ...]:
+    """Cheap to compute every few seconds: names, sizes and modification times."""
+    out = []
+    for path in sources(paths, inventory, templates):
+        try:
+            st = path.stat()
+        except OSError:
+            out.append((str(path), -1, -1))
+            continue
+        out.append((str(path), st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+def load_set(paths: list[Path], inventory: str, templates: Path, store_dir: Path) -> PolicySet:
+    """Validate the set and copy it under store_dir/sets/DIGEST; raises Problems."""
+    problems = []
+    inv: Inventory | None = None
+    try:
+        inv = local() if inventory == LOCAL else load_inventory(Path(inventory))
+    except Problems as e:
+        problems.extend(e.problems)
+    policies, policy_problems = read_policies(paths)
+    problems.extend(policy_problems)
+    if inv is None or problems:
+        raise Problems(problems)
+    build_plan(policies, inv, inventory, templates)  # raises Problems with everything wrong
+    files = find_files(paths)
+    digest = _digest(files, inventory, templates)
+    root = store_dir / "sets" / digest
+    if not root.exists():
+        _copy(files, inventory, templates, root)
+    scheduled, unscheduled = [], []
+    for policy in policies:
+        env = policy.envelope
+        if env.schedule is None:
+            unscheduled.append(policy.name)
+            continue
+        hosts = tuple(h.name for h in inv.resolve(env.targets))
+        scheduled.append(Scheduled(policy.name, env.kind, env.mode, env.schedule, hosts))
+    return PolicySet(root, digest, tuple(scheduled), tuple(unscheduled))
+
+
+def _digest(files: list[Path], inventory: str, templates: Path) -> str:
+    h = hashlib.sha256()
+    for path in sources([p for p in files], inventory, templates):
+        h.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def _copy(files: list[Path], inventory: str, templates: Path, root: Path) -> None:
+    tmp = root.with_name(root.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "policies").mkdir(parents=True)
+    for i, path in enumerate(files):  # numbered: two folders may hold files of one name
+        shutil.copy2(path, tmp / "policies" / f"{i:04d}-{path.name}")
+    if inventory != LOCAL:
+        shutil.copy2(inventory, tmp / "inventory.yml")
+    if templates.is_dir():
+        shutil.copytree(templates, tmp / "templates", symlinks=True)
+    else:
+        (tmp / "templates").mkdir()
+    tmp.rename(root)
+
+
+def drop_unused(store_dir: Path, keep: set[str]) -> None:
+    """Remove copies no longer current and no longer read by a run."""
+    sets = store_dir / "sets"
+    if not sets.is_dir():
+        return
+    for path in sets.iterdir():
+        if path.name not in keep:
+            shutil.rmtree(path, ignore_errors=True)

@@ -100,7 +100,7 @@ def load_config(path: Path) -> AgentConfig:
         config = AgentConfig.model_validate(doc.data)
     except ValidationError as e:
         raise Problems(problem(doc, err, "agent config", AgentConfig) for err in e.errors()) from None
-    base = path.parent
+    base = path.resolve().parent
     return config.model_copy(update={
         "policies": [base / p for p in config.policies],
         "templates": base / config.templates,

@@ -22,6 +22,7 @@ from agent.state.store import StateError, state_dir
 
 
 def main(argv: list[str], check: bool = False) -> int:
+    stopping = _on_sigterm()  # first: a SIGTERM from here on stops the run cleanly
     prog = "opsagent plan" if check else "opsagent apply"
     parser = Parser(prog=prog, description=__doc__)
     add_arguments(parser)
@@ -51,7 +52,6 @@ def main(argv: list[str], check: bool = False) -> int:
     from agent.engine.run import execute
     from agent.state.locks import host_locks
 
-    stopping = _on_sigterm()
     printer = Printer(diff=args.diff)
     hosts = [] if check else [hp.host.name for hp in plan.hosts]
     what = f"opsagent {'plan' if check else 'apply'}"

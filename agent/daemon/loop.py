@@ -8,6 +8,7 @@ between its steps, so nothing is half-done by a handler.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -143,6 +144,7 @@ class Daemon:
 
     def run(self) -> int:
         lock = DaemonLock(self.state_dir)  # raises StateError naming the other daemon
+        os.environ["OPSAGENT_TRIGGER"] = f"opsagent daemon (pid {os.getpid()})"  # who, in records
         try:
             with Store(self.state_dir) as store:
                 return self._run(store)

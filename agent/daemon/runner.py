@@ -106,6 +106,10 @@ def finish(child: Child, store: Store, now: float) -> RunResult | None:
                 f" ({child.reason})" if child.reason else "", _counts(summary),
                 extra={**fields, "counts": summary})
         return None
+    if code == -signal.SIGTERM and child.reason:  # ended before its handler was set: it did nothing
+        log.info("policy %s: run stopped before it began (%s)", name, child.reason,
+                 extra={**fields, "event": "run_stopped"})
+        return None
     why = child.reason or (stderr.strip().splitlines() or [f"exit code {code}"])[-1]
     if code is not None and code < 0:
         why = f"{why}; killed by signal {-code}" if child.reason else f"killed by signal {-code}"

@@ -17,6 +17,8 @@ COMMANDS = {
     "plan": ("agent.cli.plan", "show what would change, per host and policy (check mode)"),
     "apply": ("agent.cli.apply", "converge hosts to the policies now"),
     "explain": ("agent.cli.explain", "describe a policy kind's fields"),
+    "status": ("agent.cli.status", "per policy and host: last run, result, compliance, next run"),
+    "report": ("agent.cli.report", "compliance, changes and failures over a period (html|json|junit)"),
     "history": ("agent.cli.history", "list recent runs and what they did per host"),
     "audit": ("agent.cli.audit", "verify the audit log's hash chain, or list it"),
     "daemon": ("agent.cli.daemon", "converge policies on their schedules; serve /metrics"),

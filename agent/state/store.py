@@ -60,6 +60,18 @@ class RunRow:
     failed: bool
 
 
+@dataclass
+class StatusRow:
+    policy: str
+    host: str
+    finished: float
+    result: str
+    compliant: bool
+    drift: int
+    error: str
+    next_run: float | None
+
+
 class StateError(RuntimeError):
     """The state store cannot be opened or written; the message names its file."""
 
@@ -171,3 +183,8 @@ class Store:
             gone = db.execute("DELETE FROM runs WHERE finished < ?", (runs_before,)).rowcount
         return old, gone
 
+    def status(self) -> list[StatusRow]:
+        rows = self.db.execute(
+            "SELECT l.policy, l.host, l.finished, l.result, l.compliant, l.drift, l.error, n.at"
+            " FROM latest l LEFT JOIN next_runs n USING (policy, host) ORDER BY l.policy, l.host")
+        return [StatusRow(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7]) for r in rows]

@@ -1,0 +1,1 @@
+"""Compliance and run reports: what the store knows over a period, as HTML, JSON or JUnit."""

@@ -1,0 +1,78 @@
+"""What a report says: compliance now per policy and host, and the changes and failures
+of the period (changes from the audit log, which retention never prunes; failures from
+the operation results still kept)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass, field
+
+from agent.state.store import Store
+
+
+@dataclass(frozen=True)
+class Cell:
+    policy: str
+    host: str
+    result: str
+    compliant: bool
+    drift: int
+    finished: float
+    error: str
+
+
+@dataclass(frozen=True)
+class Event:
+    at: float
+    host: str
+    policy: str
+    step: str
+    operation: str
+    status: str  # changed | ran | failed
+    detail: str  # the diff of a change, the error of a failure
+    who: str = ""
+
+
+@dataclass
+class Report:
+    since: float
+    made: float
+    cells: list[Cell] = field(default_factory=list)
+    changes: list[Event] = field(default_factory=list)
+    failures: list[Event] = field(default_factory=list)
+    runs: int = 0
+    failed_runs: int = 0
+
+    @property
+    def compliant(self) -> int:
+        return sum(c.compliant for c in self.cells)
+
+    @property
+    def hosts(self) -> list[str]:
+        return sorted({c.host for c in self.cells})
+
+    @property
+    def policies(self) -> list[str]:
+        return sorted({c.policy for c in self.cells})
+
+    def cell(self, policy: str, host: str) -> Cell | None:
+        return next((c for c in self.cells if c.policy == policy and c.host == host), None)
+
+
+def collect(store: Store, since: float) -> Report:
+    db: sqlite3.Connection = store.db
+    report = Report(since=since, made=time.time())
+    report.cells = [Cell(row[0], row[1], row[2], bool(row[3]), row[4], row[5], row[6])
+                    for row in db.execute("SELECT policy, host, result, compliant, drift, finished,"
+                                          " error FROM latest ORDER BY policy, host")]
+    report.changes = [Event(*row) for row in db.execute(
+        "SELECT at, host, policy, step, operation, status, diff, who FROM audit WHERE at >= ?"
+        " ORDER BY seq", (since,))]
+    report.failures = [Event(*row) for row in db.execute(
+        "SELECT r.finished, o.host, o.policy, o.step, o.operation, o.status, o.error"
+        " FROM op_results o JOIN runs r ON r.id = o.run_id"
+        " WHERE r.finished >= ? AND o.status = 'failed' ORDER BY r.id, o.host, o.seq", (since,))]
+    report.runs, report.failed_runs = db.execute(
+        "SELECT count(*), coalesce(sum(failed), 0) FROM runs WHERE finished >= ?", (since,)).fetchone()
+    return report

@@ -1,0 +1,54 @@
+"""A Report as JSON, as JUnit XML (a test suite per policy, a test case per host), or as a
+self-contained HTML page (no scripts, no external files)."""
+
+from __future__ import annotations
+
+import json
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import asdict
+from importlib.resources import files
+
+from jinja2 import Environment, select_autoescape
+
+from agent.report.data import Report
+
+
+def to_json(report: Report) -> str:
+    data = asdict(report)
+    data["summary"] = {"cells": len(report.cells), "compliant": report.compliant,
+                       "changes": len(report.changes), "failures": len(report.failures),
+                       "runs": report.runs, "failed_runs": report.failed_runs}
+    return json.dumps(data, indent=2)
+
+
+def to_junit(report: Report) -> str:
+    suites = ET.Element("testsuites", name="opsagent compliance",
+                        tests=str(len(report.cells)),
+                        failures=str(sum(not c.compliant for c in report.cells)))
+    for policy in report.policies:
+        cells = [c for c in report.cells if c.policy == policy]
+        suite = ET.SubElement(suites, "testsuite", name=policy, tests=str(len(cells)),
+                              failures=str(sum(not c.compliant for c in cells)),
+                              timestamp=_iso(max(c.finished for c in cells)))
+        for cell in cells:
+            case = ET.SubElement(suite, "testcase", classname=policy, name=cell.host)
+            if not cell.compliant:
+                message = (cell.error or f"{cell.drift} operation(s) not as wanted"
+                           if cell.result == "success" else cell.error or cell.result)
+                failure = ET.SubElement(case, "failure", message=message, type=cell.result)
+                failure.text = message
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+def to_html(report: Report) -> str:
+    env = Environment(autoescape=select_autoescape(default=True), trim_blocks=True,
+                      lstrip_blocks=True)
+    env.filters["when"] = lambda t: time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
+    template = env.from_string(files("agent.report").joinpath("report.html.j2").read_text())
+    return template.render(r=report)
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t))

@@ -37,8 +37,8 @@ def main(argv: list[str]) -> int:
         for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
-    for row in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    for line in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
     return 0
 
 

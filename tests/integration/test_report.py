@@ -79,7 +79,7 @@ def test_junit_report_fails_the_non_compliant_cases(project: Path) -> None:
     failures = {s.get("name"): [f.get("message") for f in s.iter("failure")] for s in root}
     assert failures["good"] == []
     assert failures["watch"] == ["1 operation(s) not as wanted"]
-    assert "no such thing" in failures["broken"][0]
+    assert "no such thing" in str(failures["broken"][0])
 
 
 @pytest.mark.skipif(not shutil.which("chromium"), reason="chromium (Debian: chromium) not installed")

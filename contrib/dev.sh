@@ -6,8 +6,9 @@ set -eu
 cd "$(dirname "$0")/.."
 
 DEBS="python3 python3-venv openssh-server openssh-client git borgbackup"
-# the test fleet (tests/fleet): image build, namespaces, systemd hosts
-FLEET_DEBS="mmdebstrap systemd-container iproute2 util-linux nftables"
+# the tests' extras: the test fleet (image build, namespaces, systemd hosts), a real
+# Prometheus and promtool, headless Chromium for the HTML report
+TEST_DEBS="mmdebstrap systemd-container iproute2 util-linux nftables prometheus chromium"
 
 missing_debs() {
     command -v python3 >/dev/null 2>&1 || echo python3
@@ -18,17 +19,19 @@ missing_debs() {
     command -v borg >/dev/null 2>&1 || echo borgbackup
 }
 
-missing_fleet_debs() {
+missing_test_debs() {
     command -v mmdebstrap >/dev/null 2>&1 || echo mmdebstrap
     command -v systemd-nspawn >/dev/null 2>&1 || echo systemd-container
     command -v ip >/dev/null 2>&1 || echo iproute2
     command -v nsenter >/dev/null 2>&1 || echo util-linux
     command -v nft >/dev/null 2>&1 || echo nftables
+    command -v promtool >/dev/null 2>&1 || echo prometheus
+    command -v chromium >/dev/null 2>&1 || echo chromium
 }
 
-install_debs() {  # $1: also the fleet's packages (for tests)
+install_debs() {  # $1: also the tests' packages
     missing=$(missing_debs | tr '\n' ' ')
-    [ -n "${1:-}" ] && missing="$missing$(missing_fleet_debs | tr '\n' ' ')"
+    [ -n "${1:-}" ] && missing="$missing$(missing_test_debs | tr '\n' ' ')"
     [ -z "$missing" ] && return 0
     if [ "$(id -u)" -ne 0 ]; then
         echo "dev.sh: missing Debian packages: $missing(run as root, or apt-get install them)" >&2
@@ -37,7 +40,7 @@ install_debs() {  # $1: also the fleet's packages (for tests)
     echo "dev.sh: installing Debian packages: $missing"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq $missing >/dev/null
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
 }
 
 setup_venv() {
@@ -59,7 +62,7 @@ case "$cmd" in
         exec .venv/bin/opsagent apply policies/ -i inventories/local.yml
         ;;
     test)
-        install_debs fleet
+        install_debs tests
         setup_venv
         .venv/bin/ruff check agent tests bench
         .venv/bin/mypy

@@ -17,6 +17,7 @@ COMMANDS = {
     "plan": ("agent.cli.plan", "show what would change, per host and policy (check mode)"),
     "apply": ("agent.cli.apply", "converge hosts to the policies now"),
     "explain": ("agent.cli.explain", "describe a policy kind's fields"),
+    "install-service": ("agent.cli.install_service", "write systemd units for the daemon or a timer"),
     "status": ("agent.cli.status", "per policy and host: last run, result, compliance, next run"),
     "report": ("agent.cli.report", "compliance, changes and failures over a period (html|json|junit)"),
     "history": ("agent.cli.history", "list recent runs and what they did per host"),
@@ -28,7 +29,7 @@ COMMANDS = {
 PARALLEL = {"plan", "apply"}
 
 USAGE = "usage: opsagent [--version] COMMAND [ARGS...]\n\ncommands:\n" + "".join(
-    f"  {name:<10}{text}\n" for name, (_, text) in COMMANDS.items()
+    f"  {name:<17}{text}\n" for name, (_, text) in COMMANDS.items()
 ) + "\nRun `opsagent COMMAND --help` for a command's options.\n"
 
 

@@ -1,0 +1,80 @@
+"""contrib/: systemd units rendered from templates/ and checked by systemd-analyze, alert
+rules checked and unit-tested by promtool, the Grafana dashboard's shape."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CONTRIB = REPO / "contrib"
+OPSAGENT = str(Path(sys.executable).with_name("opsagent"))
+
+
+def install(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "agent", "install-service", *args],
+                          capture_output=True, text=True, check=False)
+
+
+@pytest.mark.parametrize("mode", ["daemon", "timer"])
+def test_contrib_units_are_the_templates_rendered_with_defaults(mode: str, tmp_path: Path) -> None:
+    done = install("--mode", mode, "--dest", str(tmp_path), "--opsagent", "/usr/local/bin/opsagent")
+    assert done.returncode == 0, done.stderr
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == sorted({"daemon": ["opsagent.service"],
+                              "timer": ["opsagent-apply.service", "opsagent-apply.timer"]}[mode])
+    for name in written:
+        assert (tmp_path / name).read_text() == (CONTRIB / "systemd" / name).read_text(), name
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
+@pytest.mark.parametrize("extra", [(), ("--push-only", "--user", "root"), ("--mode", "timer")])
+def test_rendered_units_pass_systemd_analyze_verify(extra: tuple[str, ...], tmp_path: Path) -> None:
+    assert install(*extra, "--dest", str(tmp_path), "--opsagent", OPSAGENT).returncode == 0
+    units = sorted(str(p) for p in tmp_path.iterdir())
+    done = subprocess.run(["systemd-analyze", "verify", *units], capture_output=True, text=True,
+                          check=False)
+    assert (done.returncode, done.stdout + done.stderr) == (0, "")
+    daemon = tmp_path / "opsagent.service"
+    if daemon.exists():
+        text = daemon.read_text()
+        assert f"ExecStart={OPSAGENT} daemon --config /etc/opsagent/agent.yml\n" in text
+        assert "KillMode=mixed\n" in text
+        assert ("ProtectSystem=strict\n" in text) == ("--push-only" in extra)
+
+
+def test_a_missing_destination_is_refused(tmp_path: Path) -> None:
+    done = install("--dest", str(tmp_path / "nope"))
+    assert done.returncode == 1
+    assert done.stderr.endswith(f"error: --dest {tmp_path / 'nope'}: no such directory\n")
+
+
+@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool (Debian: prometheus) not installed")
+def test_alert_rules_pass_promtool_check_and_their_unit_tests() -> None:
+    folder = CONTRIB / "prometheus"
+    check = subprocess.run(["promtool", "check", "rules", "opsagent-rules.yml"], cwd=folder,
+                           capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "SUCCESS: 7 rules found" in check.stdout
+    tests = subprocess.run(["promtool", "test", "rules", "opsagent-rules.test.yml"], cwd=folder,
+                           capture_output=True, text=True, check=False)
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert "SUCCESS" in tests.stdout
+
+
+def dashboard_exprs() -> list[str]:
+    data = json.loads((CONTRIB / "grafana" / "opsagent-dashboard.json").read_text())
+    return [t["expr"] for p in data["panels"] for t in p["targets"]]
+
+
+def test_dashboard_panels_have_queries_on_opsagent_metrics() -> None:
+    data = json.loads((CONTRIB / "grafana" / "opsagent-dashboard.json").read_text())
+    assert data["uid"] == "opsagent-fleet"
+    ids = [p["id"] for p in data["panels"]]
+    assert len(ids) == len(set(ids)) >= 8
+    assert all("opsagent_" in expr for expr in dashboard_exprs())

@@ -1,0 +1,88 @@
+"""A real Prometheus server (Debian's `prometheus`) scrapes a running daemon; PromQL returns
+the compliance series, the alert rules load, and every dashboard query evaluates."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.test_contrib import CONTRIB, dashboard_exprs
+from tests.integration.test_daemon import make
+from tests.support.daemon import Daemon, free_port, wait_for
+
+pytestmark = pytest.mark.skipif(not shutil.which("prometheus"),
+                                reason="prometheus (Debian: prometheus) not installed")
+
+
+class Prometheus:
+    def __init__(self, folder: Path, target: int) -> None:
+        self.port = free_port()
+        shutil.copy(CONTRIB / "prometheus" / "opsagent-rules.yml", folder / "rules.yml")
+        (folder / "prometheus.yml").write_text(
+            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+            "rule_files: [rules.yml]\n"
+            "scrape_configs:\n"
+            f"  - job_name: opsagent\n    static_configs: [{{targets: ['127.0.0.1:{target}']}}]\n")
+        self.log = (folder / "prometheus.log").open("w")
+        self.proc = subprocess.Popen(
+            ["prometheus", f"--config.file={folder / 'prometheus.yml'}",
+             f"--storage.tsdb.path={folder / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+
+    def api(self, path: str, **params: str) -> Any:
+        url = f"http://127.0.0.1:{self.port}/api/v1/{path}?{urllib.parse.urlencode(params)}"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                return json.loads(r.read())
+        except OSError:
+            return None
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        answer = self.api("query", query=expr)
+        assert answer is None or answer["status"] == "success", answer
+        return answer["data"]["result"] if answer else []
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+        self.log.close()
+
+
+@pytest.fixture
+def prometheus_and_daemon(tmp_path: Path) -> Iterator[tuple[Prometheus, Daemon]]:
+    root = make(tmp_path / "project", every="2s")
+    daemon = Daemon(root)
+    prom = Prometheus(tmp_path, daemon.port)
+    try:
+        daemon.up()
+        yield prom, daemon
+    finally:
+        prom.stop()
+        daemon.stop()
+
+
+def test_prometheus_scrapes_the_daemon_and_promql_finds_compliance(
+        prometheus_and_daemon: tuple[Prometheus, Daemon]) -> None:
+    prom, _ = prometheus_and_daemon
+    series = wait_for(lambda: prom.query('opsagent_policy_compliant{policy="tick"} == 1'),
+                      timeout=60, what="the compliance series in Prometheus")
+    (one,) = series
+    assert one["metric"] == {"__name__": "opsagent_policy_compliant", "host": "@local",
+                             "instance": one["metric"]["instance"], "job": "opsagent",
+                             "policy": "tick"}
+    assert prom.query('up{job="opsagent"}')[0]["value"][1] == "1"
+    groups = prom.api("rules")["data"]["groups"]
+    assert [g["name"] for g in groups] == ["opsagent"] and len(groups[0]["rules"]) == 7
+    assert all(r["health"] == "ok" for r in groups[0]["rules"]), groups[0]["rules"]
+    for expr in dashboard_exprs():
+        prom.query(expr.replace("$__rate_interval", "1m").replace("$instance", ".*"))
+    answer = prom.api("query", query="sum(opsagent_policy_compliant) / count(opsagent_policy_compliant)")
+    assert answer["data"]["result"][0]["value"][1] == "1"

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from agent.errors import Problems
-from agent.inventory import Inventory, load_inventory, local
+from agent.inventory import LOCAL, Inventory, load_inventory, local
 from agent.plan import RunPlan, build_plan
 from agent.policy.validate import read_policies
 from agent.state.store import Store
@@ -28,8 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser, selection: bool = True) -> No
     parser.add_argument("paths", nargs="*", type=Path, default=[Path("policies")],
                         help="policy files or directories (default: policies/)")
     parser.add_argument("-i", "--inventory", type=Path,
-                        help="inventory file (default: inventories/local.yml if present, "
-                             "else @local)")
+                        help="inventory file, or @local (default: inventories/local.yml if "
+                             "present, else @local)")
     parser.add_argument("--templates", type=Path, default=Path("templates"),
                         help="where relative template and file sources are found "
                              "(default: templates/)")
@@ -44,8 +44,8 @@ def inventory_of(args: argparse.Namespace) -> tuple[Inventory, str]:
     path = args.inventory
     if path is None and DEFAULT_INVENTORY.is_file():
         path = DEFAULT_INVENTORY
-    if path is None:
-        return local(), "@local"
+    if path is None or str(path) == LOCAL:
+        return local(), LOCAL
     return load_inventory(path), str(path)
 
 

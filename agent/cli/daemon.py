@@ -32,7 +32,8 @@ def main(argv: list[str]) -> int:
         config = load_config(path) if path else AgentConfig()
         overrides: dict[str, object] = {}
         if args.pull:
-            overrides["pull"] = Pull.model_validate({"url": args.pull})
+            interval = config.pull.interval if config.pull else 60
+            overrides["pull"] = Pull.model_validate({"url": args.pull, "interval": interval})
         if args.listen is not None:
             overrides["listen"] = AgentConfig.model_validate({"listen": args.listen}).listen
         config = config.model_copy(update=overrides)
@@ -45,7 +46,8 @@ def main(argv: list[str]) -> int:
             from agent.policy.messages import describe
 
             err = e.errors()[0]
-            print(f"opsagent daemon: --{err['loc'][0]}: {describe(err)}", file=sys.stderr)
+            option = "pull" if err["loc"][0] == "url" else err["loc"][0]
+            print(f"opsagent daemon: --{option}: {describe(err)}", file=sys.stderr)
             return 1
         raise
 

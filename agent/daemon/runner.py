@@ -110,7 +110,9 @@ def finish(child: Child, store: Store, now: float) -> RunResult | None:
         log.info("policy %s: run stopped before it began (%s)", name, child.reason,
                  extra={**fields, "event": "run_stopped"})
         return None
-    why = child.reason or (stderr.strip().splitlines() or [f"exit code {code}"])[-1]
+    lines = stderr.strip().splitlines() or [f"exit code {code}"]
+    why = child.reason or "; ".join(lines[:3]) + (f" (and {len(lines) - 3} more lines)"
+                                                   if len(lines) > 3 else "")
     if code is not None and code < 0:
         why = f"{why}; killed by signal {-code}" if child.reason else f"killed by signal {-code}"
     log.error("policy %s: run failed: %s", name, why, extra={**fields, "error": why})

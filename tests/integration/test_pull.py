@@ -1,0 +1,81 @@
+"""Pull mode: `opsagent daemon --pull GIT_URL#BRANCH` on a real git repository (file://)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.daemon import Daemon, wait_for
+
+POLICY = """\
+apiVersion: opsagent/v1
+kind: tasks
+metadata: {name: release}
+targets: [all]
+schedule: {every: 1s}
+spec:
+  tasks:
+    - name: version
+      server.shell: {commands: ["echo %(v)s > %(file)s"]}
+      unless: "grep -qx %(v)s %(file)s"
+"""
+
+
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t",
+                           *args], capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def commit(repo: Path, text: str, message: str) -> str:
+    (repo / "policies").mkdir(exist_ok=True)
+    (repo / "policies" / "release.yml").write_text(text)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+def test_pull_mode_follows_fast_forwards_and_keeps_the_last_good_checkout(tmp_path: Path) -> None:
+    upstream, agent, marker = tmp_path / "upstream", tmp_path / "agent", tmp_path / "version"
+    upstream.mkdir()
+    agent.mkdir()
+    git(upstream, "init", "-q", "-b", "main")
+    first = commit(upstream, POLICY % {"v": "v1", "file": marker}, "v1")
+    (agent / "agent.yml").write_text("state_dir: state\nlog_format: json\n"
+                                     "pull: {url: 'file:///elsewhere#x', interval: 1s}\n")
+    d = Daemon(agent, "--pull", f"file://{upstream}#main")  # --pull overrides the url only
+    try:
+        d.up()
+        wait_for(lambda: marker.exists() and marker.read_text() == "v1\n", what="v1 converged")
+        commit(upstream, POLICY % {"v": "v2", "file": marker}, "v2")
+        wait_for(lambda: marker.read_text() == "v2\n", timeout=90, what="v2 pulled and converged")
+
+        broken = commit(upstream, (POLICY % {"v": "v3", "file": marker}).replace("every", "evry"),
+                        "broken")
+        wait_for(lambda: d.count("reload_failed") >= 1, timeout=90, what="the broken commit refused")
+        problem = next(e["message"] for e in d.events() if e.get("event") == "reload_problem")
+        assert f"reload (pulled {broken[:12]}): " in problem
+        assert problem.endswith("tasks 'release' > schedule.evry: unknown field 'evry'; "
+                                "did you mean 'every'?")
+        assert "opsagent_config_last_reload_successful 0.0" in d.get("/metrics")[1]
+        assert marker.read_text() == "v2\n"  # the last good checkout keeps running
+
+        git(upstream, "reset", "-q", "--hard", first)  # history rewritten: not a fast-forward
+        commit(upstream, POLICY % {"v": "v9", "file": marker}, "rewritten")
+        wait_for(lambda: d.count("pull_failed") >= 1, timeout=90, what="the force-push refused")
+        failure = next(e["message"] for e in d.events() if e.get("event") == "pull_failed")
+        assert "not a fast-forward, refused; keeping" in failure
+        assert marker.read_text() == "v2\n"
+    finally:
+        assert d.stop() == 0
+
+
+def test_a_bad_pull_url_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    (tmp_path / "agent.yml").write_text("state_dir: state\n")
+    done = subprocess.run([sys.executable, "-m", "agent", "daemon", "-c", "agent.yml", "--pull",
+                           "has space#main"], cwd=tmp_path, capture_output=True, text=True,
+                          check=False, timeout=60)
+    assert (done.returncode, done.stderr) == (
+        1, "opsagent daemon: --pull: expected GIT_URL or GIT_URL#BRANCH, got 'has space#main'\n")
+    assert not (tmp_path / "state").exists()

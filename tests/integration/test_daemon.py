@@ -73,10 +73,20 @@ def test_runs_on_schedule_and_serves_metrics_and_health(tmp_path: Path, daemons:
                                text=True, check=False)
         assert (check.returncode, check.stdout + check.stderr) == (0, "")
     assert d.get("/nope")[0] == 404
+    status = opsagent(root, "status", "--state-dir", "state").stdout.splitlines()
+    assert re.fullmatch(rf"daemon: running, pid {d.proc.pid} \(opsagent daemon, since [\d:]+\)",
+                        status[0])
+    assert status[1].split() == ["policy", "host", "last", "run", "result", "compliant", "drift",
+                                 "next", "run"]
+    row = status[2].split()
+    assert row[:2] == ["tick", "@local"] and row[4:7] == ["success", "yes", "0"]
+    assert len(row) == 9 and row[7] != "-"  # the daemon's next run is shown
     finished = [e for e in d.events() if e.get("event") == "run_finished"]
     assert finished and all(e["exit_code"] == 0 for e in finished)
     assert d.stop() == 0
     assert d.get("/healthz")[0] == 0  # stopped listening
+    after = opsagent(root, "status", "--state-dir", "state").stdout.splitlines()
+    assert after[0] == "daemon: not running" and after[2].split()[-1] == "-"
     with sqlite3.connect(root / "state" / "state.db") as db:
         whos = {w for (w,) in db.execute("SELECT who FROM runs")}
     assert len(whos) == 1 and re.fullmatch(r".+ via opsagent daemon \(pid \d+\)", whos.pop())

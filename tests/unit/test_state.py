@@ -179,3 +179,16 @@ def test_a_version_1_store_is_brought_up_to_date_and_keeps_its_runs(tmp_path: Pa
         assert store.db.execute("PRAGMA user_version").fetchone()[0] == VERSION
         store.record(run_result(), command="apply", source="-")
         assert store.db.execute("SELECT count(*) FROM latest").fetchone()[0] == 2
+
+
+def test_retention_drops_old_results_then_old_runs_but_never_the_audit_log(tmp_path: Path) -> None:
+    with Store(tmp_path) as store:
+        for n in range(3):
+            store.record(run_result(n), command="apply", source="-", started=1000.0 * (n + 1))
+        store.db.execute("UPDATE runs SET finished = started")
+        assert store.prune(results_before=2500, runs_before=1500) == (8, 1)  # 2 runs x 4 ops
+        assert [r.id for r in store.runs()] == [3, 2]
+        kept = store.db.execute("SELECT DISTINCT run_id FROM op_results").fetchall()
+        assert kept == [(3,)]
+        assert store.host_counts(2)  # the summary of run 2 is still there
+        assert audit.verify(store.db) == (6, [])

@@ -73,12 +73,12 @@ def test_runs_on_schedule_and_serves_metrics_and_health(tmp_path: Path, daemons:
                                text=True, check=False)
         assert (check.returncode, check.stdout + check.stderr) == (0, "")
     assert d.get("/nope")[0] == 404
-    status = opsagent(root, "status", "--state-dir", "state").stdout.splitlines()
+    shown = opsagent(root, "status", "--state-dir", "state").stdout.splitlines()
     assert re.fullmatch(rf"daemon: running, pid {d.proc.pid} \(opsagent daemon, since [\d:]+\)",
-                        status[0])
-    assert status[1].split() == ["policy", "host", "last", "run", "result", "compliant", "drift",
+                        shown[0])
+    assert shown[1].split() == ["policy", "host", "last", "run", "result", "compliant", "drift",
                                  "next", "run"]
-    row = status[2].split()
+    row = shown[2].split()
     assert row[:2] == ["tick", "@local"] and row[4:7] == ["success", "yes", "0"]
     assert len(row) == 9 and row[7] != "-"  # the daemon's next run is shown
     finished = [e for e in d.events() if e.get("event") == "run_finished"]

@@ -13,7 +13,7 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client import CONTENT_TYPE_LATEST
 
 StartResponse = Callable[..., Any]
 
@@ -40,13 +40,14 @@ class Heartbeat:
         return time.monotonic() - self.at < self.stale
 
 
-def app(registry: CollectorRegistry, heartbeat: Heartbeat) -> Callable[..., Iterable[bytes]]:
-    metrics = make_wsgi_app(registry)
-
+def app(metrics: Callable[[], bytes], heartbeat: Heartbeat) -> Callable[..., Iterable[bytes]]:
     def route(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/metrics":
-            return metrics(environ, start_response)  # type: ignore[no-any-return]
+            body = metrics()
+            start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST),
+                                      ("Content-Length", str(len(body)))])
+            return [body]
         if path == "/healthz":
             ok = heartbeat.alive()
             start_response("200 OK" if ok else "503 Service Unavailable",
@@ -58,8 +59,9 @@ def app(registry: CollectorRegistry, heartbeat: Heartbeat) -> Callable[..., Iter
     return route
 
 
-def serve(address: tuple[str, int], registry: CollectorRegistry, heartbeat: Heartbeat) -> WSGIServer:
+def serve(address: tuple[str, int], metrics: Callable[[], bytes], heartbeat: Heartbeat
+          ) -> WSGIServer:
     """Start serving in a background thread; the caller shuts it down."""
-    server = make_server(address[0], address[1], app(registry, heartbeat), _Server, _Quiet)
+    server = make_server(address[0], address[1], app(metrics, heartbeat), _Server, _Quiet)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     return server

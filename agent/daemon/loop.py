@@ -25,7 +25,7 @@ from agent.daemon.pull import Puller, PullError
 from agent.daemon.scheduler import Scheduler
 from agent.errors import Problems
 from agent.inventory import LOCAL
-from agent.metrics import registry_for
+from agent.metrics import exposition, registry_for
 from agent.state.locks import DaemonLock
 from agent.state.store import Store
 
@@ -160,7 +160,8 @@ class Daemon:
         elif not self.reload(store, "start"):
             return 1  # a broken set at start: nothing good to keep running
         address = self.config.address()
-        server = serve(address, registry_for(store.path, self.info), self.heartbeat) \
+        registry = registry_for(store.path, self.info)
+        server = serve(address, lambda: exposition(store.path, registry), self.heartbeat) \
             if address else None
         if address:
             log.info("serving /metrics and /healthz on http://%s:%d", *address,

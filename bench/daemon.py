@@ -1,0 +1,137 @@
+"""The daemon's figures: start time of `opsagent --help`, idle RSS, RSS across scheduled
+runs (it must not grow), and /metrics scrape time with 1,000 hosts x 20 policies.
+
+Run by hand (not in CI):
+    .venv/bin/python bench/daemon.py help|idle|scrape
+    .venv/bin/python bench/daemon.py runs [--runs 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from agent.engine.results import HostResult, OpResult, RunResult, Status  # noqa: E402
+from agent.state.store import Store  # noqa: E402
+from tests.support.daemon import Daemon, wait_for  # noqa: E402
+
+POLICY = """\
+apiVersion: opsagent/v1
+kind: tasks
+metadata: {name: %(name)s}
+targets: [all]
+%(schedule)s
+spec:
+  tasks:
+    - name: sandbox
+      files.directory: {path: "{{ sandbox }}"}
+"""
+
+
+def project(root: Path, schedules: list[str]) -> Path:
+    (root / "policies").mkdir(parents=True)
+    (root / "templates").mkdir()
+    for i, schedule in enumerate(schedules):
+        (root / "policies" / f"p{i}.yml").write_text(POLICY % {"name": f"p{i}", "schedule": schedule})
+    (root / "inventory.yml").write_text(f"vars: {{sandbox: {root / 'sandbox'}}}\nhosts: {{'@local': {{}}}}\n")
+    (root / "agent.yml").write_text("policies: [policies]\ninventory: inventory.yml\nstate_dir: state\n"
+                                    "log_format: json\nconcurrency: 2\n")
+    return root
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def bench_help(reps: int = 20) -> None:
+    opsagent = str(Path(sys.executable).with_name("opsagent"))
+    times = []
+    for _ in range(reps):
+        started = time.perf_counter()
+        subprocess.run([opsagent, "--help"], capture_output=True, check=True)
+        times.append(time.perf_counter() - started)
+    print(f"opsagent --help: median {statistics.median(times) * 1000:.0f} ms over {reps} runs "
+          f"(min {min(times) * 1000:.0f} ms)")
+
+
+def bench_idle() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Daemon(project(Path(tmp), ["schedule: {every: 1h}"]))
+        try:
+            d.up()
+            wait_for(lambda: d.count("run_finished") >= 1, what="the first run")
+            time.sleep(5)
+            print(f"daemon idle RSS: {rss_kib(d.proc.pid) / 1024:.1f} MiB (1 policy, after its first run)")
+        finally:
+            d.stop()
+
+
+def bench_runs(total: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Daemon(project(Path(tmp), ["schedule: {every: 1s}"] * 4))
+        try:
+            d.up()
+            marks = sorted({10, total // 10, total // 2, total})
+            started = time.monotonic()
+            for mark in marks:
+                wait_for(lambda mark=mark: d.count("run_finished") >= mark, timeout=3600,
+                         what=f"{mark} runs")
+                print(f"after {d.count('run_finished'):5d} runs ({time.monotonic() - started:6.0f} s): "
+                      f"daemon RSS {rss_kib(d.proc.pid) / 1024:.1f} MiB", flush=True)
+            failed = [e for e in d.events() if e.get("event") == "run_finished" and e["exit_code"]]
+            print(f"runs that failed: {len(failed)}")
+        finally:
+            d.stop()
+
+
+def bench_scrape(hosts: int = 1000, policies: int = 20, reps: int = 10) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = project(Path(tmp), [""])  # one unscheduled policy: the daemon only serves metrics
+        started = time.perf_counter()
+        with Store(root / "state") as store:
+            run = RunResult([HostResult(f"host-{h:04}.example.org", [
+                OpResult(f"policy-{p:02}", "tasks", "step", "files.line",
+                         Status.CHANGED if (h + p) % 17 == 0 else Status.OK, duration=0.05)
+                for p in range(policies)]) for h in range(hosts)], False, 10.0)
+            store.record(run, command="apply", source="bench")
+        print(f"store filled with {hosts} hosts x {policies} policies in "
+              f"{time.perf_counter() - started:.1f} s")
+        d = Daemon(root)
+        try:
+            d.up()
+            times, size = [], 0
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                status, text = d.get("/metrics")
+                times.append(time.perf_counter() - t0)
+                assert status == 200
+                size = len(text)
+            samples = sum(1 for line in text.splitlines() if line and not line.startswith("#"))
+            print(f"/metrics with {hosts} x {policies}: {samples} samples, {size / 1e6:.1f} MB; "
+                  f"median {statistics.median(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms "
+                  f"over {reps} scrapes; daemon RSS {rss_kib(d.proc.pid) / 1024:.1f} MiB")
+        finally:
+            d.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("what", choices=("help", "idle", "runs", "scrape"))
+    parser.add_argument("--runs", type=int, default=1000)
+    args = parser.parse_args()
+    {"help": bench_help, "idle": bench_idle, "scrape": bench_scrape,
+     "runs": lambda: bench_runs(args.runs)}[args.what]()
+
+
+if __name__ == "__main__":
+    main()

@@ -29,7 +29,7 @@ def main(argv: list[str]) -> int:
     path = args.config or (Path("/etc/opsagent/agent.yml")
                            if Path("/etc/opsagent/agent.yml").is_file() else None)
     try:
-        config = load_config(path) if path else AgentConfig()
+        config = load_config(path) if path else AgentConfig(inventory=_default_inventory())
         overrides: dict[str, object] = {}
         if args.pull:
             interval = config.pull.interval if config.pull else 60
@@ -58,3 +58,10 @@ def main(argv: list[str]) -> int:
     directory = state_dir(args.state_dir or config.state_dir)
     cwd = path.parent if path else Path.cwd()
     return Daemon(config, directory, cwd.resolve()).run()
+
+
+def _default_inventory() -> str:
+    """Without agent.yml, the same inventory as `opsagent apply` without -i."""
+    from agent.cli.common import DEFAULT_INVENTORY
+
+    return str(DEFAULT_INVENTORY) if DEFAULT_INVENTORY.is_file() else "@local"

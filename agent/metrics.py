@@ -134,13 +134,9 @@ class StoreCollector(Collector):
                                        "operations took on a host, per run.", labels=["policy"])
         for policy, buckets, total, count in db.execute("SELECT policy, buckets, sum, count"
                                                         " FROM durations"):
-            pairs = [(_bound(b), n) for b, n in zip(BUCKETS, json.loads(buckets), strict=True)]
+            pairs = [(_value(b), n) for b, n in zip(BUCKETS, json.loads(buckets), strict=True)]
             family.add_metric([policy], [*pairs, ("+Inf", count)], total)
         return family
-
-def _bound(value: float) -> str:
-    return f"{value:g}" if value != int(value) else f"{value:.1f}"
-
 
 def registry_for(db_path: Path, *extra: Collector) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)

@@ -61,6 +61,7 @@ class Daemon:
         self.children: list[runner.Child] = []
         self.watched: tuple[tuple[str, int, int], ...] = ()
         self.puller = Puller(config.pull.url, state_dir / "pull") if config.pull else None
+        self.pull_every = config.pull.interval if config.pull else 0
         self.settings = runner.Settings(state_dir, config.timeout, config.lock_wait, cwd)
 
     # -- sources: files named in agent.yml, or the pulled checkout -----------------------
@@ -156,7 +157,7 @@ class Daemon:
             signal.signal(signum, self.flags.handle)
         if self.puller is not None:
             self._pull(store)
-            next_pull = time.monotonic() + (self.config.pull.interval if self.config.pull else 60)
+            next_pull = time.monotonic() + self.pull_every
         elif not self.reload(store, "start"):
             return 1  # a broken set at start: nothing good to keep running
         address = self.config.address()
@@ -181,7 +182,7 @@ class Daemon:
                     if sources and signature(*sources) != self.watched:
                         self.reload(store, "files changed")
                 if self.puller is not None and mono >= next_pull:
-                    next_pull = mono + (self.config.pull.interval if self.config.pull else 60)
+                    next_pull = mono + self.pull_every
                     self._pull(store)
                 if mono >= next_prune:
                     next_prune = mono + PRUNE_EVERY

@@ -90,7 +90,7 @@ def load_set(paths: list[Path], inventory: str, templates: Path, store_dir: Path
         raise Problems(problems)
     build_plan(policies, inv, inventory, templates)  # raises Problems with everything wrong
     files = find_files(paths)
-    digest = _digest(files, inventory, templates)
+    digest = _digest(sources(paths, inventory, templates))
     root = store_dir / "sets" / digest
     if not root.exists():
         _copy(files, inventory, templates, root)
@@ -105,9 +105,9 @@ def load_set(paths: list[Path], inventory: str, templates: Path, store_dir: Path
     return PolicySet(root, digest, tuple(scheduled), tuple(unscheduled))
 
 
-def _digest(files: list[Path], inventory: str, templates: Path) -> str:
+def _digest(files: list[Path]) -> str:
     h = hashlib.sha256()
-    for path in sources([p for p in files], inventory, templates):
+    for path in files:
         h.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 

@@ -60,7 +60,7 @@ def per_policy(host: HostResult) -> list[PolicyOnHost]:
             compliant=result == "success" and not counts["would_change"],
             drift=counts["would_change"], changed=counts["changed"],
             duration=sum(op.duration for op in ops),
-            error=(errors[0] if errors else host.error).splitlines()[0] if errors or host.error else "",
+            error=_first_line(errors[0] if errors else host.error),
             counts=counts))
     return out
 
@@ -100,3 +100,7 @@ def _observe(db: sqlite3.Connection, policy: str, seconds: float) -> None:
     buckets = [n + (seconds <= bound) for n, bound in zip(buckets, BUCKETS, strict=True)]
     db.execute("INSERT OR REPLACE INTO durations VALUES (?, ?, ?, ?)",
                (policy, json.dumps(buckets), total + seconds, count + 1))
+
+
+def _first_line(text: str) -> str:
+    return text.splitlines()[0] if text else ""

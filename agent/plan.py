@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
+from pydantic import BaseModel
+
+from agent.engine.results import RunResult
 from agent.errors import Problem, Problems
 from agent.inventory import Host, Inventory
-from agent.kinds.base import Step
+from agent.kinds.base import Sequence, Step
 from agent.policy.render import Renderer
 from agent.policy.validate import Policy, check_targets, host_spec
 
@@ -26,13 +30,14 @@ class PolicyRef:
 @dataclass(frozen=True)
 class PlannedStep:
     policy: PolicyRef
-    step: Step
+    step: Step | Sequence
 
 
 @dataclass(frozen=True)
 class HostPlan:
     host: Host
     steps: tuple[PlannedStep, ...]
+    specs: tuple[tuple[PolicyRef, BaseModel], ...] = ()  # each policy's spec for this host
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ def build_plan(
     allowed = {h.name for h in inventory.resolve(limit)} if limit else None
     renderer = Renderer()
     per_host: dict[str, list[PlannedStep]] = {}
+    specs: dict[str, list[tuple[PolicyRef, BaseModel]]] = {}
     for policy in chosen:
         ref = PolicyRef(policy.name, policy.envelope.kind, policy.envelope.mode)
         targeted = [h for h in inventory.resolve(policy.envelope.targets)
@@ -74,14 +80,34 @@ def build_plan(
                 continue
             steps = per_host.setdefault(host.name, [])
             steps.extend(PlannedStep(ref, s) for s in policy.kind.plan(spec, host.info))
+            specs.setdefault(host.name, []).append((ref, spec))
         problems.extend(_on_hosts(p, hosts, len(targeted)) for p, hosts in failed_on.items())
     if problems:
         raise Problems(problems)
     hosts = tuple(
-        HostPlan(h, tuple(per_host[h.name])) for h in inventory.hosts if h.name in per_host
+        HostPlan(h, tuple(per_host[h.name]), tuple(specs[h.name]))
+        for h in inventory.hosts if h.name in per_host
     )
     refs = tuple(PolicyRef(p.name, p.envelope.kind, p.envelope.mode) for p in chosen)
     return RunPlan(hosts, refs, inventory_source)
+
+
+def observe(plan: RunPlan, result: RunResult) -> dict[tuple[str, str], dict[str, Any]]:
+    """What each kind reads from its results, per (policy, host), for the state store."""
+    from agent.kinds import KINDS
+
+    by_host = {h.host: h for h in result.hosts}
+    facts: dict[tuple[str, str], dict[str, Any]] = {}
+    for host_plan in plan.hosts:
+        host_result = by_host.get(host_plan.host.name)
+        if host_result is None:
+            continue
+        for ref, spec in host_plan.specs:
+            ops = [op for op in host_result.ops if op.policy == ref.name]
+            seen = KINDS[ref.kind].observe(spec, host_plan.host.info, ops)
+            if seen is not None:
+                facts[(ref.name, host_plan.host.name)] = dict(seen.facts)
+    return facts
 
 
 def _on_hosts(problem: Problem, hosts: list[str], targeted: int) -> Problem:

@@ -73,5 +73,16 @@ def next_run(schedule: Schedule, policy: str, host: str, last: float | None, now
     return following
 
 
+def interval(schedule: Schedule) -> float:
+    """Seconds between two runs: `every`, a day for `at`, for `cron` the gap between the
+    two slots after a fixed point (2000-01-01)."""
+    if schedule.every:
+        return float(schedule.every)
+    if schedule.at:
+        return 86400.0
+    first = slot_after(schedule, 946684800.0)
+    return slot_after(schedule, first) - first
+
+
 def _local(t: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(t).astimezone()

@@ -62,10 +62,13 @@ def main(argv: list[str], check: bool = False) -> int:
         print(to_json(result))
     else:
         printer.recap(result)
+    from agent.plan import observe
+
     try:
         with open_store(args) as store:
             store.record(result, command="plan" if check else "apply", source=plan.source,
-                         modes={p.name: p.mode for p in plan.policies})
+                         modes={p.name: p.mode for p in plan.policies},
+                         facts=observe(plan, result))
         if textfile_dir:
             from agent.metrics import write_textfile
 

@@ -5,6 +5,7 @@ For `tasks`, naming an operation (e.g. files.line) lists that operation's argume
 
 from __future__ import annotations
 
+import inspect
 import types
 import typing
 from typing import Any
@@ -28,7 +29,7 @@ def main(argv: list[str]) -> int:
         return _operation(parser, args.kind, args.operation)
     kind = KINDS[args.kind]
     print(f"kind: {args.kind}\n")
-    print((kind.Spec.__doc__ or "").strip() + "\n")
+    print(inspect.cleandoc(kind.Spec.__doc__ or "") + "\n")
     print("envelope (every kind):")
     for line in describe(Envelope, exclude={"kind", "spec"}):
         print("  " + line)

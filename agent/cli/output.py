@@ -47,6 +47,8 @@ class Printer:
         if op.status is Status.FAILED and op.error:
             for error_line in op.error.splitlines():
                 print(self.paint(f"    {error_line}", "31"), file=self.out)
+        for warning_line in op.warning.splitlines():
+            print(self.paint(f"    warning: {warning_line}", "33"), file=self.out)
 
     def recap(self, result: RunResult) -> None:
         title = "PLAN RECAP" if result.check else "RECAP"

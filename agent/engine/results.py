@@ -28,6 +28,7 @@ class OpResult:
     error: str = ""
     diff: str = ""
     duration: float = 0.0
+    warning: str = ""  # done, with a warning (e.g. borg's exit code 1)
 
 
 @dataclass

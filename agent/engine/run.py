@@ -23,11 +23,12 @@ from pyinfra.api.operation import OperationMeta, add_op
 from pyinfra.api.operations import run_host_op
 from pyinfra.context import ctx_host, ctx_state
 
-from agent.engine import catalog
+from agent.engine import catalog, sequence
 from agent.engine.capture import Capture, capture
 from agent.engine.guards import guard_script, guarded
 from agent.engine.results import HostResult, OpResult, RunResult, Status
 from agent.inventory import Host
+from agent.kinds.base import Sequence, Step
 from agent.plan import PlannedStep, RunPlan
 
 OnResult = Callable[[str, OpResult], None]
@@ -69,7 +70,7 @@ def execute(
             _disconnect(state)
     for name, result in results.items():
         if result.unreachable and not result.ops:  # never connected
-            result.ops = [_skipped(s) for s in by_name[name].steps]
+            result.ops = [op for s in by_name[name].steps for op in _skipped(s)]
     return RunResult([results[hp.host.name] for hp in plan.hosts], check,
                      time.monotonic() - started)
 
@@ -131,6 +132,7 @@ def _disconnect(state: State) -> None:
 
 def _add(state: State, host: Any, planned: PlannedStep, judge_only: bool) -> OperationMeta:
     step = planned.step
+    assert isinstance(step, Step)
     args = dict(step.args)
     options = {k: args.pop(k) for k in list(args) if k in catalog.GLOBAL_ARGUMENTS}
     if judge_only:  # never executed, even if the run executes: facts are read, nothing done
@@ -153,10 +155,12 @@ def _judge(state: State, host: Any, steps: tuple[PlannedStep, ...], result: Host
         for index, planned in enumerate(steps):
             if result.error or stop():
                 result.error = STOPPED
-                _finish(planned, result, Status.SKIPPED, True, 0.0, logs, host.name, index,
-                        on_result)
+                _skip(planned, result, True, on_result)
                 continue
             logs.step[host.name] = index
+            if isinstance(planned.step, Sequence):
+                _commands(host, planned, True, result, on_result)
+                continue
             started = time.monotonic()
             try:
                 meta = _add(state, host, planned, judge_only=True)
@@ -180,20 +184,47 @@ def _converge(state: State, host: Any, steps: tuple[PlannedStep, ...], result: H
             if not result.unreachable and not result.error and stop():
                 result.error = STOPPED
             if policy.name in failed_policies or result.unreachable or result.error:
-                _finish(planned, result, Status.SKIPPED, False, 0.0, logs, host.name, index,
-                        on_result)
+                _skip(planned, result, False, on_result)
                 continue
             logs.step[host.name] = index
+            if isinstance(planned.step, Sequence):
+                ops = _commands(host, planned, policy.mode == "audit", result, on_result)
+                if any(op.status is Status.FAILED for op in ops):
+                    failed_policies.add(policy.name)
+                    _lost(state, host, result)
+                continue
             started = time.monotonic()
             status, judged, error, meta = _apply_one(state, host, planned, logs, index)
             if status is Status.FAILED:
                 failed_policies.add(policy.name)
-                if not _connected(host):
-                    result.unreachable = True
-                    error = result.error = (f"connection lost (no answer within "
-                                            f"{state.config.CONNECT_TIMEOUT} s)")
+                if _lost(state, host, result):
+                    error = result.error
             _finish(planned, result, status, judged, time.monotonic() - started, logs, host.name,
                     index, on_result, error=error, meta=meta)
+
+
+def _commands(host: Any, planned: PlannedStep, check: bool, result: HostResult,
+              on_result: OnResult | None) -> list[OpResult]:
+    """A kind's command sequence: run in one call, one result per command."""
+    try:
+        ops = sequence.run(host, planned, check)
+    except Exception as e:  # the connection failed under the call
+        ops = _skipped(planned, check)
+        ops[0].status, ops[0].error = Status.FAILED, f"{type(e).__name__}: {e}"
+    for op in ops:
+        result.ops.append(op)
+        if on_result is not None:
+            on_result(result.host, op)
+    return ops
+
+
+def _lost(state: State, host: Any, result: HostResult) -> bool:
+    """A failure that was the connection going away makes the host unreachable."""
+    if _connected(host):
+        return False
+    result.unreachable = True
+    result.error = f"connection lost (no answer within {state.config.CONNECT_TIMEOUT} s)"
+    return True
 
 
 def _apply_one(state: State, host: Any, planned: PlannedStep, logs: Capture, index: int
@@ -236,6 +267,7 @@ def _status(planned: PlannedStep, changed: bool) -> Status:
 def _knows_change(planned: PlannedStep) -> bool:
     """Idempotent operations and guarded commands know whether they changed something."""
     step = planned.step
+    assert isinstance(step, Step)
     return step.guard is not None or catalog.is_idempotent(step.operation)
 
 
@@ -266,6 +298,7 @@ def _finish(planned: PlannedStep, result: HostResult, status: Status, judged: bo
             logs: Capture, host: str, index: int, on_result: OnResult | None,
             error: str = "", meta: OperationMeta | None = None) -> None:
     step = planned.step
+    assert isinstance(step, Step)
     op = OpResult(
         policy=planned.policy.name, kind=planned.policy.kind, name=step.name,
         operation=step.operation, status=status, planned=judged, error=error,
@@ -278,7 +311,19 @@ def _finish(planned: PlannedStep, result: HostResult, status: Status, judged: bo
         on_result(host, op)
 
 
-def _skipped(step: PlannedStep) -> OpResult:
-    return OpResult(step.policy.name, step.policy.kind, step.step.name, step.step.operation,
-                    Status.SKIPPED)
+def _skipped(planned: PlannedStep, judged: bool = False) -> list[OpResult]:
+    """A step not attempted: one result, or one per command of a sequence."""
+    step = planned.step
+    names = ([(c.name, "command") for c in step.commands] if isinstance(step, Sequence)
+             else [(step.name, step.operation)])
+    return [OpResult(planned.policy.name, planned.policy.kind, name, operation, Status.SKIPPED,
+                     planned=judged) for name, operation in names]
+
+
+def _skip(planned: PlannedStep, result: HostResult, judged: bool, on_result: OnResult | None
+          ) -> None:
+    for op in _skipped(planned, judged):
+        result.ops.append(op)
+        if on_result is not None:
+            on_result(result.host, op)
 

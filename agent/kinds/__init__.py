@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from agent.kinds import tasks
+from agent.kinds import backup, tasks
 from agent.kinds.base import Kind
 
 KINDS: dict[str, Kind] = {
+    "backup": backup.KIND,
     "tasks": tasks.KIND,
 }

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from agent.engine.results import OpResult
+from agent.policy.secrets import SecretRef
 
 
 @dataclass(frozen=True)
@@ -42,10 +45,78 @@ class Step:
     guard: Guard | None = None
 
 
+@dataclass(frozen=True)
+class Command:
+    """A command run on the host whose output the kind reads back (e.g. `borg create --json`).
+
+    when: ok runs it only while every earlier command of its sequence succeeded; failed
+    only after one failed (on_error hooks); always in any case; after_change only when
+    the command just before it changed something (compact after prune).
+    unless: a probe command; when it exits 0 the command is not needed (ok). When it
+    fails and `missing` is set, its output must match `missing`, else the command fails
+    with the probe's error (e.g. `borg info` failing on a wrong passphrase, not a
+    missing repository).
+    every + stamp: run at most once per `every` seconds, remembered on the host by a
+    stamp file that is touched after each success.
+    check: the read-only command run in check mode instead (e.g. prune --dry-run);
+    None: check mode reports it would run, with `preview` as its description.
+    effect: what a success means: changed (it knows it changed something), ran (it
+    cannot tell) or ok (it only reads); changed_if turns `changed` into ok when the
+    output does not match.
+    warning: exit codes that mean "done, with warnings" (borg's 1).
+    secrets: whether the sequence's secret environment is passed to it (borg yes,
+    hooks no).
+    listing: its output is what it did (e.g. prune --list): shown as its diff.
+    """
+
+    name: str
+    argv: tuple[str, ...]
+    when: Literal["ok", "failed", "always", "after_change"] = "ok"
+    unless: tuple[str, ...] | None = None
+    missing: str | None = None
+    every: int = 0
+    stamp: str | None = None
+    check: tuple[str, ...] | None = None
+    preview: str = ""
+    effect: Literal["changed", "ran", "ok"] = "ran"
+    changed_if: str | None = None
+    warning: tuple[int, ...] = ()
+    retries: int = 0
+    retry_wait: float = 10.0
+    permanent: str | None = None  # output that makes a failure not worth retrying
+    secrets: bool = False
+    listing: bool = False
+
+
+@dataclass(frozen=True)
+class Sequence:
+    """Commands of one policy run on the host in one remote call, in order.
+
+    env is passed to every command; secret_env is resolved on the controller (never
+    from the host) and sent over the command's stdin, never on a command line, then
+    masked in everything read back.
+    """
+
+    name: str
+    commands: tuple[Command, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    secret_env: Mapping[str, SecretRef] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Facts a kind reads from one host's results, kept in the state store for metrics."""
+
+    facts: Mapping[str, Any]
+
+
 class Kind(Protocol):
-    """A policy kind: a pydantic model of its `spec`, and a planner of steps per host."""
+    """A policy kind: a pydantic model of its `spec`, a planner of steps per host, and a
+    reader of what the steps found."""
 
     name: str
     Spec: type[BaseModel]
 
-    def plan(self, spec: Any, host: HostInfo) -> list[Step]: ...
+    def plan(self, spec: Any, host: HostInfo) -> list[Step | Sequence]: ...
+
+    def observe(self, spec: Any, host: HostInfo, ops: list[OpResult]) -> Observation | None: ...

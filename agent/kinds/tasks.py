@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from agent.engine import catalog
-from agent.kinds.base import Guard, HostInfo, Step
+from agent.engine.results import OpResult
+from agent.kinds.base import Guard, HostInfo, Observation, Sequence, Step
 from agent.policy.messages import suggest
 
 _TASK_KEYS = ("name", *Guard.model_fields)
@@ -85,9 +86,12 @@ class TasksKind:
     name: str = "tasks"
     Spec: type[BaseModel] = TasksSpec
 
-    def plan(self, spec: Any, host: HostInfo) -> list[Step]:
+    def plan(self, spec: Any, host: HostInfo) -> list[Step | Sequence]:
         assert isinstance(spec, TasksSpec)
         return [Step(t.title(), t.operation, t.args, t.guard()) for t in spec.tasks]
+
+    def observe(self, spec: Any, host: HostInfo, ops: list[OpResult]) -> Observation | None:
+        return None  # the operations' own results say it all
 
 
 KIND = TasksKind()

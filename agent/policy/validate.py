@@ -108,8 +108,13 @@ def host_spec(policy: Policy, host: HostInfo, renderer: Renderer, templates: Pat
     if problems:
         raise Problems(problems)
     spec_model = policy.kind.Spec
+    context: dict[str, object] = {"templates": templates}
+    if policy.envelope.schedule is not None:
+        from agent.timing import interval
+
+        context["interval"] = interval(policy.envelope.schedule)
     try:
-        return spec_model.model_validate(raw, context={"templates": templates})
+        return spec_model.model_validate(raw, context=context)
     except ValidationError as e:
         raise Problems(
             problem(policy.doc, err, policy.label, spec_model, ("spec",)) for err in e.errors()

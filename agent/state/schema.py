@@ -110,7 +110,20 @@ CREATE TABLE next_runs (
 CREATE INDEX runs_finished ON runs (finished);
 """
 
-STEPS = {1: V1, 2: V2}
+# What kinds observe per policy and host (backup sizes, check outcomes...): JSON, merged
+# run after run, read by the metrics.
+V3 = """
+CREATE TABLE facts (
+    policy TEXT NOT NULL,
+    host TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL,             -- JSON
+    at REAL NOT NULL,
+    PRIMARY KEY (policy, host)
+);
+"""
+
+STEPS = {1: V1, 2: V2, 3: V3}
 VERSION = max(STEPS)
 
 

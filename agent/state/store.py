@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from agent.engine.results import RunResult, Status
 from agent.state import audit, summary
@@ -72,6 +73,17 @@ class StatusRow:
     next_run: float | None
 
 
+def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """New facts over old ones; mappings (e.g. checks by name) merged key by key."""
+    merged = dict(old)
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(old.get(key), dict):
+            merged[key] = {**old[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
 class StateError(RuntimeError):
     """The state store cannot be opened or written; the message names its file."""
 
@@ -119,9 +131,11 @@ class Store:
             migrate(db, version)
 
     def record(self, result: RunResult, *, command: str, source: str, mask: Mask = str,
-               started: float | None = None, modes: dict[str, str] | None = None) -> int:
+               started: float | None = None, modes: dict[str, str] | None = None,
+               facts: dict[tuple[str, str], dict[str, Any]] | None = None) -> int:
         """Store a finished run, append an audit entry for each change it made, and update
-        the summaries (modes: each policy's enforce | audit, for the summaries)."""
+        the summaries (modes: each policy's enforce | audit, for the summaries; facts:
+        what kinds observed per policy and host, merged into what was known)."""
         finished = time.time()
         begun = started if started is not None else finished - result.duration
         actor = who()
@@ -141,7 +155,7 @@ class Store:
                         "INSERT INTO op_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (run_id, host.host, seq, op.policy, op.kind, op.name, op.operation,
                          op.status.value, int(op.planned), op.duration, mask(op.diff),
-                         mask(op.error)),
+                         mask(op.error or op.warning)),
                     )
                     if not op.planned and op.status in (Status.CHANGED, Status.RAN):
                         audit.append(db, audit.Entry(
@@ -149,7 +163,21 @@ class Store:
                             step=op.name, operation=op.operation, status=op.status.value,
                             diff=mask(op.diff)))
             summary.update(db, result, run_id, command, finished, mask, modes)
+            kinds = {op.policy: op.kind for host in result.hosts for op in host.ops}
+            for (policy, host_name), data in (facts or {}).items():
+                row = db.execute("SELECT data FROM facts WHERE policy = ? AND host = ?",
+                                 (policy, host_name)).fetchone()
+                merged = merge(json.loads(row[0]) if row else {}, data)
+                db.execute("INSERT OR REPLACE INTO facts VALUES (?, ?, ?, ?, ?)",
+                           (policy, host_name, kinds.get(policy, ""), mask(json.dumps(merged)),
+                            finished))
         return run_id
+
+    def facts(self, kind: str) -> list[tuple[str, str, dict[str, Any]]]:
+        """(policy, host, facts) for every pair a policy of this kind observed."""
+        rows = self.db.execute("SELECT policy, host, data FROM facts WHERE kind = ?"
+                               " ORDER BY policy, host", (kind,))
+        return [(policy, host, json.loads(data)) for policy, host, data in rows]
 
     def runs(self, limit: int = 20) -> list[RunRow]:
         rows = self.db.execute(

@@ -1,0 +1,109 @@
+"""borg command lines for one repository, as pure functions of the spec: tested as tuples."""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+
+from agent.kinds.backup.spec import BackupSpec
+
+HOST_STATE = "/var/lib/opsagent/backup"
+ARCHIVE_TIME = "{now:%Y-%m-%dT%H:%M:%S}"
+MISSING = r"does not exist|is not a valid repository"
+PERMANENT = r"passphrase supplied .* is incorrect|does not exist|is not a valid repository"
+
+# An online, consistent copy through SQLite's backup API: readers and writers may go on.
+SQLITE_DUMP = (
+    "import os,sqlite3,sys\n"
+    "os.makedirs(os.path.dirname(sys.argv[2]),mode=0o700,exist_ok=True)\n"
+    "src=sqlite3.connect('file:'+sys.argv[1]+'?mode=ro',uri=True)\n"
+    "dst=sqlite3.connect(sys.argv[2]+'.part')\n"
+    "src.backup(dst);dst.close();src.close()\n"
+    "os.replace(sys.argv[2]+'.part',sys.argv[2])\n"
+)
+
+
+class Borg:
+    """The commands for one spec on one host; `prefix` selects this host's archives."""
+
+    def __init__(self, spec: BackupSpec, prefix: str, binary: str = "borg") -> None:
+        self.spec = spec
+        self.repo = spec.repository
+        self.prefix = prefix
+        self.borg = binary
+        self.lock = ("--lock-wait", str(spec.lock_wait))
+
+    @property
+    def glob(self) -> str:
+        return self.prefix + "*"
+
+    @property
+    def state_dir(self) -> str:
+        """Where this repository's check stamps and staged dumps live on the host."""
+        return f"{HOST_STATE}/{hashlib.sha256(self.repo.encode()).hexdigest()[:12]}"
+
+    @property
+    def dumps_dir(self) -> str:
+        return f"{self.state_dir}/dumps"
+
+    def init(self) -> tuple[str, ...]:
+        return (self.borg, "init", "--encryption", self.spec.encryption, "--make-parent-dirs",
+                *self.lock, self.repo)
+
+    def exists(self) -> tuple[str, ...]:
+        """Reads the manifest: fails on a missing repository and on a wrong passphrase."""
+        return (self.borg, "list", "--short", "--last", "1", *self.lock, self.repo)
+
+    def create(self) -> tuple[str, ...]:
+        excludes = [arg for pattern in self.spec.exclude for arg in ("--exclude", pattern)]
+        sources = [*self.spec.sources, *([self.dumps_dir] if self.spec.databases else [])]
+        return (self.borg, "create", "--json", "--compression", self.spec.compression,
+                *self.lock, *excludes, f"{self.repo}::{self.prefix}{ARCHIVE_TIME}", *sources)
+
+    def recent(self, seconds: int) -> tuple[str, ...]:
+        """Exits 0 when this host's newest archive is younger than `seconds`."""
+        script = ('t=$("$0" list --last 1 --glob-archives "$1" --format "{time:%s}{NL}" "$2")'
+                  ' && [ -n "$t" ] && [ "$t" -gt $(( $(date +%s) - $3 )) ]')
+        return ("sh", "-c", script, self.borg, self.glob, self.repo, str(seconds))
+
+    def prune(self, dry_run: bool = False) -> tuple[str, ...]:
+        assert self.spec.retention is not None
+        rules = [arg for key, value in self.spec.retention.rules().items()
+                 for arg in ("--" + key.replace("_", "-"), str(value))]
+        return (self.borg, "prune", "--list", *(["--dry-run"] if dry_run else []),
+                "--glob-archives", self.glob, *rules, *self.lock, self.repo)
+
+    def compact(self) -> tuple[str, ...]:
+        return (self.borg, "compact", *self.lock, self.repo)
+
+    def check(self, name: str) -> tuple[str, ...]:
+        if name == "repository":
+            return (self.borg, "check", "--repository-only", *self.lock, self.repo)
+        if name == "archives":
+            return (self.borg, "check", "--archives-only", "--glob-archives", self.glob,
+                    *self.lock, self.repo)
+        assert name == "extract"
+        script = ('a=$("$0" list --short --last 1 --glob-archives "$1" "$2") && [ -n "$a" ]'
+                  ' && "$0" extract --dry-run "$2::$a"')
+        return ("sh", "-c", script, self.borg, self.glob, self.repo)
+
+    def statistics(self) -> tuple[str, ...]:
+        """Two JSON documents: the repository's (sizes), then this host's archive list."""
+        script = '"$0" info --json "$1" && "$0" list --json --glob-archives "$2" "$1"'
+        return ("sh", "-c", script, self.borg, self.repo, self.glob)
+
+    def dump(self, path: str, name: str) -> tuple[str, ...]:
+        return ("python3", "-c", SQLITE_DUMP, path, f"{self.dumps_dir}/{name}")
+
+    def remove_dumps(self) -> tuple[str, ...]:
+        return ("rm", "-rf", self.dumps_dir)
+
+    def env(self) -> dict[str, str]:
+        """borg's environment; the passphrase file's path is no secret, its content is."""
+        env = {"BORG_RSH": self.spec.ssh_command, "LC_ALL": "C.UTF-8"}
+        ref = self.spec.passphrase
+        if ref is not None and ref.file is not None:
+            env["BORG_PASSCOMMAND"] = "cat " + shlex.quote(ref.file)
+        if self.spec.encryption == "none":
+            env["BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK"] = "yes"
+        return env

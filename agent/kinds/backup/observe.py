@@ -1,0 +1,73 @@
+"""What a backup run tells the metrics: sizes from borg's --json output, check outcomes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from typing import Any
+
+from agent.engine.results import OpResult, Status
+from agent.kinds.backup.borg import Borg
+from agent.kinds.backup.spec import BackupSpec
+from agent.kinds.base import Observation
+
+CHECKS = {"check repository": "repository", "check archives": "archives",
+          "restore drill (extract --dry-run)": "extract"}
+
+
+def observe(spec: BackupSpec, borg: Borg, ops: list[OpResult]) -> Observation | None:
+    """Facts for the store, merged into the previous ones (checks not due keep theirs).
+
+    None for check mode: a plan observes nothing."""
+    if not ops or any(op.planned for op in ops):
+        return None
+    now = time.time()
+    by_name = {op.name: op for op in ops}
+    failed = [op for op in ops if op.status is Status.FAILED]
+    facts: dict[str, Any] = {
+        "repository": spec.repository,
+        "success": int(not failed),
+        "duration": round(sum(op.duration for op in ops), 3),
+        "at": now,
+        "error": f"{failed[0].name}: {failed[0].error}" if failed else "",
+    }
+    create = by_name.get("create archive")
+    if create is not None and create.status is Status.CHANGED:
+        stats = _documents(create.stdout)[0]["archive"]
+        facts["archive"] = {"name": stats["name"], "original": stats["stats"]["original_size"],
+                            "compressed": stats["stats"]["compressed_size"],
+                            "deduplicated": stats["stats"]["deduplicated_size"],
+                            "files": stats["stats"]["nfiles"], "at": now}
+    statistics = by_name.get("read statistics")
+    if statistics is not None and statistics.status is Status.OK and statistics.stdout:
+        info, listing = _documents(statistics.stdout)[:2]
+        archives = [a for a in listing["archives"] if ".checkpoint" not in a["name"]]
+        facts["repository_size"] = info["cache"]["stats"]["unique_csize"]
+        facts["archives"] = len(archives)
+        if archives:
+            newest = max(archives, key=lambda a: a["time"])
+            facts["last_archive"] = newest["name"]
+            facts["last_success"] = dt.datetime.fromisoformat(newest["time"]).timestamp()
+    checks = {}
+    for op in ops:
+        name = CHECKS.get(op.name)
+        if name is None or op.status is Status.SKIPPED or op.diff.startswith("not due"):
+            continue
+        checks[name] = {"ok": int(op.status is Status.OK), "at": now,
+                        "error": op.error if op.status is Status.FAILED else ""}
+    facts["checks"] = checks
+    return Observation(facts)
+
+
+def _documents(text: str) -> list[Any]:
+    """The JSON documents in a command's output, one after another."""
+    decoder = json.JSONDecoder()
+    found, index = [], 0
+    text = text.strip()
+    while index < len(text):
+        document, index = decoder.raw_decode(text, index)
+        found.append(document)
+        while index < len(text) and text[index].isspace():
+            index += 1
+    return found

@@ -28,6 +28,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from agent import __version__
+from agent.kinds.backup import metrics as backup_metrics
 from agent.state.summary import BUCKETS, OUTCOMES
 
 TEXTFILE = "opsagent.prom"
@@ -113,6 +114,10 @@ class StoreCollector(Collector):
         yield self._reachable(db)
         yield self._operations(db)
         yield self._durations(db)
+        yield from backup_metrics.families(
+            [(p, h, json.loads(d)) for p, h, d in
+             db.execute("SELECT policy, host, data FROM facts WHERE kind = 'backup'"
+                        " ORDER BY policy, host")])
 
     def _reachable(self, db: sqlite3.Connection) -> Metric:
         family = GaugeMetricFamily("opsagent_host_reachable", "1 if the host answered in the "
@@ -137,6 +142,7 @@ class StoreCollector(Collector):
             pairs = [(_value(b), n) for b, n in zip(BUCKETS, json.loads(buckets), strict=True)]
             family.add_metric([policy], [*pairs, ("+Inf", count)], total)
         return family
+
 
 def registry_for(db_path: Path, *extra: Collector) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)

@@ -80,7 +80,7 @@ def test_prometheus_scrapes_the_daemon_and_promql_finds_compliance(
                              "policy": "tick"}
     assert prom.query('up{job="opsagent"}')[0]["value"][1] == "1"
     groups = prom.api("rules")["data"]["groups"]
-    assert [g["name"] for g in groups] == ["opsagent"] and len(groups[0]["rules"]) == 7
+    assert [g["name"] for g in groups] == ["opsagent"] and len(groups[0]["rules"]) == 9
     assert all(r["health"] == "ok" for r in groups[0]["rules"]), groups[0]["rules"]
     for expr in dashboard_exprs():
         prom.query(expr.replace("$__rate_interval", "1m").replace("$instance", ".*"))

@@ -92,6 +92,27 @@ class Borg:
         script = '"$0" info --json "$1" && "$0" list --json --glob-archives "$2" "$1"'
         return ("sh", "-c", script, self.borg, self.repo, self.glob)
 
+    def archives(self) -> tuple[str, ...]:
+        return (self.borg, "list", "--json", "--glob-archives", self.glob, *self.lock, self.repo)
+
+    def extract(self, archive: str, to: str, paths: list[str]) -> tuple[str, ...]:
+        """Extract into `to` (new or empty) on the host; archive `latest`: this host's newest.
+
+        Prints the archive's name first. Paths are given as in the sources (/etc/hosts)."""
+        script = (
+            'b=$0 g=$1 r=$2 to=$3 a=$4 w=$5; shift 5\n'
+            'if [ -n "$(ls -A "$to" 2>/dev/null)" ]; then\n'
+            '  echo "$to is not empty: restore into a new or empty folder" >&2; exit 2; fi\n'
+            'if [ "$a" = latest ]; then a=$("$b" list --short --last 1 --glob-archives "$g" '
+            '--lock-wait "$w" "$r") || exit 2\n'
+            '  [ -n "$a" ] || { echo "no archive matching $g in $r" >&2; exit 2; }; fi\n'
+            'echo "$a"; mkdir -p "$to" && cd "$to" && '
+            'exec "$b" extract --lock-wait "$w" "$r::$a" "$@"'
+        )
+        relative = [path.lstrip("/") for path in paths]
+        return ("sh", "-c", script, self.borg, self.glob, self.repo, to, archive,
+                str(self.spec.lock_wait), *relative)
+
     def dump(self, path: str, name: str) -> tuple[str, ...]:
         return ("python3", "-c", SQLITE_DUMP, path, f"{self.dumps_dir}/{name}")
 

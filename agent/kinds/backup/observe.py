@@ -32,6 +32,8 @@ def observe(spec: BackupSpec, borg: Borg, ops: list[OpResult]) -> Observation | 
         "at": now,
         "error": f"{failed[0].name}: {failed[0].error}" if failed else "",
     }
+    if spec.interval:
+        facts["interval"] = spec.interval
     create = by_name.get("create archive")
     if create is not None and create.status is Status.CHANGED:
         stats = _documents(create.stdout)[0]["archive"]

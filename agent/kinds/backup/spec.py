@@ -5,7 +5,15 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from agent.policy.durations import Duration
@@ -120,6 +128,11 @@ class BackupSpec(BaseModel):
     retry_wait: Duration = Field(10, description="Wait before the first retry; doubled after "
                                  "each.")
     ssh_command: str = Field(_SSH, description="BORG_RSH for ssh:// repositories.")
+    _interval: float | None = PrivateAttr(None)  # the policy's schedule, for the metrics
+
+    @property
+    def interval(self) -> float | None:
+        return self._interval
 
     @field_validator("passphrase", mode="before")
     @classmethod
@@ -159,7 +172,8 @@ class BackupSpec(BaseModel):
                              "{file: PATH} or {env: NAME}")
         if len({c.name for c in self.checks}) != len(self.checks):
             raise ValueError("each check name may appear once")
+        interval = (info.context or {}).get("interval")
+        self._interval = float(interval) if interval else None
         if self.frequency is None:
-            interval = (info.context or {}).get("interval")
             self.frequency = int(interval) // 2 if interval else 0
         return self

@@ -8,8 +8,8 @@ import pytest
 
 from agent.errors import Problems
 from agent.inventory import load_inventory
-from agent.kinds.base import Guard
-from agent.plan import RunPlan, build_plan
+from agent.kinds.base import Guard, Step
+from agent.plan import PlannedStep, RunPlan, build_plan
 from agent.policy.validate import load_policies
 
 CASES = Path(__file__).parent.parent / "cases"
@@ -21,9 +21,14 @@ def plan(limit: list[str] | None = None, only: list[str] | None = None) -> RunPl
     return build_plan(policies, inventory, "inv", CASES / "templates", limit, only)
 
 
+def op(planned: PlannedStep) -> Step:
+    assert isinstance(planned.step, Step)
+    return planned.step
+
+
 def test_steps_per_host_in_policy_file_order() -> None:
     result = plan()
-    summary = {h.host.name: [(s.policy.name, s.step.operation) for s in h.steps]
+    summary = {h.host.name: [(s.policy.name, op(s).operation) for s in h.steps]
                for h in result.hosts}
     assert summary == {
         "web1": [("base", "files.directory"), ("web-conf", "files.template"),
@@ -36,14 +41,14 @@ def test_steps_per_host_in_policy_file_order() -> None:
 
 def test_arguments_rendered_per_host_and_coerced() -> None:
     hosts = {h.host.name: h for h in plan().hosts}
-    template = hosts["web1"].steps[1].step
+    template = op(hosts["web1"].steps[1])
     assert template.args["dest"] == "/tmp/opsagent-cases/web1/app.conf"
     assert template.args["port"] == "8080"
     assert template.args["src"] == str(CASES / "templates" / "app.conf.j2")
-    directory = hosts["db1"].steps[0].step
+    directory = op(hosts["db1"].steps[0])
     assert directory.args == {"path": "/tmp/opsagent-cases", "mode": 755, "_sudo": False}
     assert directory.name == "root folder"
-    shell = hosts["web2"].steps[2].step
+    shell = op(hosts["web2"].steps[2])
     assert shell.guard == Guard(creates="/tmp/opsagent-cases/web2/stamp")
     assert hosts["db1"].steps[1].policy.mode == "audit"
 
@@ -51,7 +56,7 @@ def test_arguments_rendered_per_host_and_coerced() -> None:
 def test_limit_and_policy_selection() -> None:
     result = plan(limit=["db"], only=["db-audit"])
     assert [h.host.name for h in result.hosts] == ["db1"]
-    assert [s.step.operation for s in result.hosts[0].steps] == ["files.line"]
+    assert [op(s).operation for s in result.hosts[0].steps] == ["files.line"]
 
 
 def test_unknown_limit_and_policy_are_bad_input() -> None:

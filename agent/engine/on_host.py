@@ -26,7 +26,7 @@ def main(job: Data) -> None:
     base.update(job["env"])
     with_secrets = dict(base)
     with_secrets.update(job["secret_env"])
-    state: Data = {"failed": False, "changed": False, "previous": ""}
+    state: Data = {"failed": False, "changed": False, "previous": "", "done": {}}
     for command in job["commands"]:
         env = with_secrets if command["secrets"] else base
         started = time.time()
@@ -38,63 +38,75 @@ def main(job: Data) -> None:
             state["failed"] = True
         if result["status"] in ("changed", "ran"):
             state["changed"] = True
-        state["previous"] = result["status"]
+        state["previous"] = state["done"][command["name"]] = result["status"]
         sys.stdout.write(json.dumps(result) + "\n")
         sys.stdout.flush()
 
 
 def step(command: Data, env: dict[str, str], check: bool, state: Data) -> Data:
     when = command["when"]
-    if when == "ok" and state["failed"]:
+    if when in ("ok", "after_change") and state["failed"]:
         return skipped("an earlier step failed")
     if when == "failed" and not state["failed"]:
         return skipped("nothing failed")
-    if when == "after_change" and (state["failed"] or state["previous"] != "changed"):
+    unmet = [name for name in command["needs"]
+             if state["done"].get(name) in (None, "failed", "skipped")]
+    if unmet:
+        return skipped(f"needs {unmet[0]!r}, which did not succeed")
+    if when == "after_change" and state["previous"] != "changed":
         return outcome("ok", note="nothing to do: the step before changed nothing")
     note = not_due(command)
     if note:
         return outcome("ok", note=note)
+    attempts = 0
+    while True:  # retries with backoff, unless the output says retrying cannot help
+        attempts += 1
+        done, failed_run = attempt(command, env, check, state)
+        if failed_run is None or attempts > command["retries"]:
+            break
+        if command["permanent"] and re.search(command["permanent"], failed_run["out"]):
+            break
+        time.sleep(command["retry_wait"] * 2 ** (attempts - 1))
+    if attempts > 1 and done["status"] == "failed":
+        done["error"] += f" (after {attempts} attempts)"
+    done["attempts"] = attempts
+    return done
+
+
+def attempt(command: Data, env: dict[str, str], check: bool, state: Data
+            ) -> tuple[Data, Data | None]:
+    """One try: the probe, then the command (or, in check mode, its read-only form).
+    Returns the outcome and, when it failed, the failed run's output."""
     if command["unless"]:
         probe = run(command["unless"], env)
         if probe["rc"] == 0:
-            return outcome("ok", note="already done")
+            return outcome("ok", note="already done"), None
         if command["missing"] and not re.search(command["missing"], probe["out"]):
-            return failure(command, probe)
+            return failure(command, probe), probe
     if check:
         return judge(command, env, state)
-    return execute(command, env)
-
-
-def judge(command: Data, env: dict[str, str], state: Data) -> Data:
-    """Check mode: only the command's read-only form runs, if it has one."""
-    if command["check"] is None:  # it would run; a check that only reads would run too
-        status = "ran" if command["effect"] == "ok" else command["effect"]
-        return outcome(status, note=command["preview"])
-    result = run(command["check"], env)
+    result = run(command["argv"], env)
     if not succeeded(command, result):
-        if state["changed"]:  # e.g. prune --dry-run on a repository not made yet
-            return outcome(command["effect"], note="cannot be judged before the steps above")
-        return failure(command, result)
-    return outcome(effect(command, result), result, note=command["preview"])
-
-
-def execute(command: Data, env: dict[str, str]) -> Data:
-    attempts = 0
-    while True:
-        attempts += 1
-        result = run(command["argv"], env)
-        if succeeded(command, result):
-            break
-        permanent = command["permanent"] and re.search(command["permanent"], result["out"])
-        if attempts > command["retries"] or permanent:
-            return failure(command, result, attempts)
-        time.sleep(command["retry_wait"] * 2 ** (attempts - 1))
+        return failure(command, result), result
     if command["stamp"]:
         touch(command["stamp"])
     warning = ""
     if result["rc"] != 0:
         warning = f"exit code {result['rc']} (warning): {last_lines(result['stderr'])}"
-    return outcome(effect(command, result), result, attempts=attempts, warning=warning)
+    return outcome(effect(command, result), result, warning=warning), None
+
+
+def judge(command: Data, env: dict[str, str], state: Data) -> tuple[Data, Data | None]:
+    """Check mode: only the command's read-only form runs, if it has one."""
+    if command["check"] is None:  # it would run; a check that only reads would run too
+        status = "ran" if command["effect"] == "ok" else command["effect"]
+        return outcome(status, note=command["preview"]), None
+    result = run(command["check"], env)
+    if not succeeded(command, result):
+        if state["changed"]:  # e.g. prune --dry-run on a repository not made yet
+            return outcome(command["effect"], note="cannot be judged before the steps above"), None
+        return failure(command, result), result
+    return outcome(effect(command, result), result, note=command["preview"]), None
 
 
 def not_due(command: Data) -> str:
@@ -131,21 +143,18 @@ def effect(command: Data, result: Data) -> str:
     return str(command["effect"])
 
 
-def outcome(status: str, result: Data | None = None, note: str = "", attempts: int = 1,
-            warning: str = "") -> Data:
+def outcome(status: str, result: Data | None = None, note: str = "", warning: str = "") -> Data:
     result = result or {"rc": 0, "stdout": "", "stderr": ""}
     return {"status": status, "rc": result["rc"], "stdout": result["stdout"][-TAIL:],
-            "stderr": result["stderr"][-TAIL:], "note": note, "attempts": attempts,
+            "stderr": result["stderr"][-TAIL:], "note": note, "attempts": 1,
             "warning": warning}
 
 
-def failure(command: Data, result: Data, attempts: int = 1) -> Data:
+def failure(command: Data, result: Data) -> Data:
     """A failed command; for commands with warning codes (borg) it says error, not warning."""
     kind = " (error)" if command["warning"] else ""
     text = f"exit code {result['rc']}{kind}: {last_lines(result['stderr'] or result['stdout'])}"
-    if attempts > 1:
-        text += f" (after {attempts} attempts)"
-    done = outcome("failed", result, attempts=attempts)
+    done = outcome("failed", result)
     done["error"] = text
     return done
 
@@ -162,8 +171,18 @@ def touch(path: str) -> None:
 
 
 def last_lines(text: str, count: int = 6) -> str:
+    """What a person needs of a command's output: its first and last lines (borg says what
+    went wrong first and sums up last); of a Python traceback (borg prints one on
+    unexpected errors), the message before it and the exception it ended with."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
-    return "\n".join(lines[-count:])
+    starts = [i for i, line in enumerate(lines)
+              if line.startswith(("Traceback (most recent call last)", "Local Exception"))]
+    if starts:
+        raised = [line for line in lines if re.match(r"^[\w.]+(Error|Exception)\b.*:", line)]
+        lines = lines[:starts[0]][-(count - 1):] + raised[-1:]
+    if len(lines) > count:
+        lines = [*lines[:count // 2], "...", *lines[-(count // 2):]]
+    return "\n".join(lines)
 
 
 def human(seconds: float) -> str:

@@ -51,7 +51,8 @@ class Command:
 
     when: ok runs it only while every earlier command of its sequence succeeded; failed
     only after one failed (on_error hooks); always in any case; after_change only when
-    the command just before it changed something (compact after prune).
+    the command just before it changed something (compact after prune). needs: names
+    of earlier commands that must have succeeded (checks need the repository).
     unless: a probe command; when it exits 0 the command is not needed (ok). When it
     fails and `missing` is set, its output must match `missing`, else the command fails
     with the probe's error (e.g. `borg info` failing on a wrong passphrase, not a
@@ -72,6 +73,7 @@ class Command:
     name: str
     argv: tuple[str, ...]
     when: Literal["ok", "failed", "always", "after_change"] = "ok"
+    needs: tuple[str, ...] = ()
     unless: tuple[str, ...] | None = None
     missing: str | None = None
     every: int = 0

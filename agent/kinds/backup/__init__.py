@@ -19,6 +19,7 @@ from agent.kinds.backup.spec import BackupSpec
 from agent.kinds.base import Command, HostInfo, Observation, Sequence, Step
 from agent.policy.secrets import SecretRef
 
+INIT = "init repository"
 CHECK_TITLES = {"repository": "check repository", "archives": "check archives",
                 "extract": "restore drill (extract --dry-run)"}
 
@@ -40,8 +41,8 @@ class BackupKind:
         retry = {"retries": spec.retries, "retry_wait": float(spec.retry_wait),
                  "permanent": PERMANENT}
         commands = [
-            Command("init repository", borg.init(), unless=borg.exists(), missing=MISSING,
-                    effect="changed", warning=(1,), secrets=True,
+            Command(INIT, borg.init(), unless=borg.exists(), missing=MISSING,
+                    effect="changed", warning=(1,), secrets=True, **retry,  # type: ignore[arg-type]
                     preview=f"would run borg init --encryption {spec.encryption}"),
             *(Command(f"hook before: {hook}", ("sh", "-c", hook)) for hook in spec.hooks.before),
             *(Command(f"dump sqlite {db.path}", borg.dump(db.path, db.dump_name))
@@ -60,13 +61,13 @@ class BackupKind:
             ]
         commands += [
             Command(CHECK_TITLES[check.name], borg.check(check.name), effect="ok",
-                    every=check.frequency, stamp=f"{borg.state_dir}/check-{check.name}",
-                    secrets=True, preview="due")
+                    when="always", needs=(INIT,), every=check.frequency,
+                    stamp=f"{borg.state_dir}/check-{check.name}", secrets=True, preview="due")
             for check in spec.checks
         ]
         commands += [
             Command("read statistics", borg.statistics(), check=borg.statistics(), effect="ok",
-                    warning=(1,), secrets=True),
+                    when="always", needs=(INIT,), warning=(1,), secrets=True),
             *(Command(f"hook after: {hook}", ("sh", "-c", hook)) for hook in spec.hooks.after),
         ]
         if spec.databases:

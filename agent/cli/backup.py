@@ -18,7 +18,7 @@ from typing import Any
 
 from agent.cli.common import Parser, add_arguments, add_state_dir, load_plan, open_store, report_problems
 from agent.errors import Problems
-from agent.kinds.backup import borg_for
+from agent.kinds.backup import borg_for, secret_env
 from agent.kinds.backup.spec import BackupSpec
 from agent.kinds.base import Command, Sequence
 from agent.plan import HostPlan, PlannedStep, PolicyRef, RunPlan
@@ -77,15 +77,9 @@ def _one_command(plan: RunPlan, ref: PolicyRef, make: Any) -> RunPlan:
         spec = _spec(host_plan, ref)
         borg = borg_for(spec, host_plan.host.info)
         command: Command = make(borg)
-        sequence = Sequence(command.name, (command,), borg.env(), _secret_env(spec))
+        sequence = Sequence(command.name, (command,), borg.env(), secret_env(spec))
         hosts.append(HostPlan(host_plan.host, (PlannedStep(ref, sequence),), host_plan.specs))
     return RunPlan(tuple(hosts), (ref,), plan.source)
-
-
-def _secret_env(spec: BackupSpec) -> dict[str, Any]:
-    if spec.passphrase is not None and spec.passphrase.env is not None:
-        return {"BORG_PASSPHRASE": spec.passphrase}
-    return {}
 
 
 def _list(args: argparse.Namespace, plan: RunPlan, ref: PolicyRef) -> int:

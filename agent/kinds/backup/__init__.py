@@ -75,14 +75,19 @@ class BackupKind:
                                     effect="ok"))
         commands += [Command(f"hook on_error: {hook}", ("sh", "-c", hook), when="failed")
                      for hook in spec.hooks.on_error]
-        secret_env: dict[str, SecretRef] = {}
-        if spec.passphrase is not None and spec.passphrase.env is not None:
-            secret_env["BORG_PASSPHRASE"] = spec.passphrase
-        return [Sequence(f"borg {spec.repository}", tuple(commands), borg.env(), secret_env)]
+        return [Sequence(f"borg {spec.repository}", tuple(commands), borg.env(),
+                         secret_env(spec))]
 
     def observe(self, spec: Any, host: HostInfo, ops: list[OpResult]) -> Observation | None:
         assert isinstance(spec, BackupSpec)
         return observe.observe(spec, borg_for(spec, host), ops)
+
+
+def secret_env(spec: BackupSpec) -> dict[str, SecretRef]:
+    """An {env: ...} passphrase, resolved by the engine and sent to borg over stdin."""
+    if spec.passphrase is not None and spec.passphrase.env is not None:
+        return {"BORG_PASSPHRASE": spec.passphrase}
+    return {}
 
 
 def _preview(spec: BackupSpec, borg: Borg) -> str:

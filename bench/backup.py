@@ -132,6 +132,7 @@ def main() -> int:
     restore_oa = timed([str(BIN / "opsagent"), "backup", "restore", "bench", "policies", "-i",
                         "@local", "--state-dir", str(oa / "state"), "--to",
                         str(oa / "restored")], oa)
+    (bm / "restored").mkdir()  # borgmatic extracts into an existing folder
     restore_bm = timed([str(borgmatic), *cfg, "extract", "--archive", "latest",
                         "--destination", str(bm / "restored")], bm, env)
     rows.append(("full restore", restore_oa, restore_bm))

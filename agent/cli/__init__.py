@@ -24,10 +24,11 @@ COMMANDS = {
     "audit": ("agent.cli.audit", "verify the audit log's hash chain, or list it"),
     "daemon": ("agent.cli.daemon", "converge policies on their schedules; serve /metrics"),
     "backup": ("agent.cli.backup", "list a backup policy's archives, or restore one"),
+    "run": ("agent.cli.run", "run a playbook: a one-shot procedure such as playbooks/restore.yml"),
 }
 # Commands that run pyinfra over many hosts: gevent must patch the process first,
 # as pyinfra's own CLI does, or SSH hosts are worked one after another.
-PARALLEL = {"plan", "apply", "backup"}
+PARALLEL = {"plan", "apply", "backup", "run"}
 
 USAGE = "usage: opsagent [--version] COMMAND [ARGS...]\n\ncommands:\n" + "".join(
     f"  {name:<17}{text}\n" for name, (_, text) in COMMANDS.items()

@@ -13,15 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from typing import Any
 
-from agent.cli.common import Parser, add_arguments, add_state_dir, load_plan, open_store, report_problems
+from agent.cli.common import Parser, add_arguments, add_state_dir, load_plan, report_problems
 from agent.errors import Problems
-from agent.kinds.backup import borg_for, secret_env
-from agent.kinds.backup.spec import BackupSpec
-from agent.kinds.base import Command, Sequence
-from agent.plan import HostPlan, PlannedStep, PolicyRef, RunPlan
+from agent.kinds.backup.actions import list_archives, listing_lines, restore, restore_problem
+from agent.plan import PolicyRef, RunPlan
 
 
 def main(argv: list[str]) -> int:
@@ -64,83 +60,28 @@ def _parser() -> Parser:
     return parser
 
 
-def _spec(host_plan: HostPlan, ref: PolicyRef) -> BackupSpec:
-    spec = next(s for r, s in host_plan.specs if r == ref)
-    assert isinstance(spec, BackupSpec)
-    return spec
-
-
-def _one_command(plan: RunPlan, ref: PolicyRef, make: Any) -> RunPlan:
-    """The plan's hosts, each with one command made from its own spec."""
-    hosts = []
-    for host_plan in plan.hosts:
-        spec = _spec(host_plan, ref)
-        borg = borg_for(spec, host_plan.host.info)
-        command: Command = make(borg)
-        sequence = Sequence(command.name, (command,), borg.env(), secret_env(spec))
-        hosts.append(HostPlan(host_plan.host, (PlannedStep(ref, sequence),), host_plan.specs))
-    return RunPlan(tuple(hosts), (ref,), plan.source)
-
-
 def _list(args: argparse.Namespace, plan: RunPlan, ref: PolicyRef) -> int:
-    from agent.engine.run import execute
-
-    def make(borg: Any) -> Command:
-        return Command("list archives", borg.archives(), check=borg.archives(), effect="ok",
-                       secrets=True)
-
-    result = execute(_one_command(plan, ref, make), check=True, connect_timeout=args.timeout)
-    found: dict[str, list[dict[str, Any]]] = {}
-    code = 0
-    for host in result.hosts:
-        op = host.ops[0]
-        if host.unreachable or op.error:
-            print(f"{host.host}: {host.error or op.error}", file=sys.stderr)
-            code = 2
-            continue
-        found[host.host] = json.loads(op.stdout)["archives"]
+    listing = list_archives(plan, ref, args.timeout)
+    for host, error in listing.errors.items():
+        print(f"{host}: {error}", file=sys.stderr)
     if args.json:
-        print(json.dumps(found, indent=2))
-        return code
-    for name, archives in found.items():
-        print(f"{name}: {len(archives)} archive{'s' if len(archives) != 1 else ''}")
-        for archive in archives:
-            print(f"  {archive['name']:<40} {archive['time'][:19].replace('T', ' ')}")
-    return code
+        print(json.dumps(listing.archives, indent=2))
+    else:
+        print("\n".join(listing_lines(listing.archives)))
+    return 2 if listing.errors else 0
 
 
 def _restore(args: argparse.Namespace, plan: RunPlan, ref: PolicyRef) -> int:
-    from agent.engine.run import execute
-    from agent.state.locks import host_locks
     from agent.state.store import state_dir
 
-    names = [hp.host.name for hp in plan.hosts]
-    if len(names) != 1:
-        print(f"opsagent backup restore: policy {args.name!r} backs up {', '.join(names)}; "
-              "choose one with --host", file=sys.stderr)
+    problem = restore_problem(plan, args.name, args.to, "with --host")
+    if problem:
+        print(f"opsagent backup restore: {problem}", file=sys.stderr)
         return 1
-    if not args.to.startswith("/"):
-        print(f"opsagent backup restore: --to {args.to}: expected an absolute folder on the "
-              "host", file=sys.stderr)
-        return 1
-
-    def make(borg: Any) -> Command:
-        return Command(f"restore {args.archive} to {args.to}",
-                       borg.extract(args.archive, args.to, args.paths_in_archive),
-                       effect="changed", secrets=True)
-
-    started = time.time()
-    with host_locks(state_dir(args.state_dir), names, "opsagent backup restore", 300):
-        result = execute(_one_command(plan, ref, make), check=False,
-                         connect_timeout=args.timeout)
-    host = result.hosts[0]
-    op = host.ops[0]
-    with open_store(args) as store:
-        store.record(result, command="restore", source=plan.source, started=started)
-    if host.unreachable or op.error:
-        print(f"{host.host}: {host.error or op.error}", file=sys.stderr)
+    done = restore(plan, ref, args.archive, args.to, args.paths_in_archive,
+                   state_dir(args.state_dir), args.timeout)
+    if done.error:
+        print(f"{done.host}: {done.error}", file=sys.stderr)
         return 2
-    archive = op.stdout.strip().splitlines()[0]
-    repository = _spec(plan.hosts[0], ref).repository
-    print(f"{host.host}: restored {archive} from {repository} into {args.to}")
+    print(f"{done.host}: restored {done.archive} from {done.repository} into {done.to}")
     return 0

@@ -20,9 +20,11 @@ from agent.policy.model import Envelope
 
 def main(argv: list[str]) -> int:
     parser = Parser(prog="opsagent explain", description=__doc__)
-    parser.add_argument("kind", help="one of: " + ", ".join(sorted(KINDS)))
+    parser.add_argument("kind", help="one of: " + ", ".join(sorted(KINDS)) + "; or playbook")
     parser.add_argument("operation", nargs="?", help="tasks only: a pyinfra operation name")
     args = parser.parse_args(argv)
+    if args.kind == "playbook" and not args.operation:
+        return _playbook()
     if args.kind not in KINDS:
         parser.error(f"unknown kind {args.kind!r}; expected one of {', '.join(sorted(KINDS))}")
     if args.operation:
@@ -36,6 +38,20 @@ def main(argv: list[str]) -> int:
     print("\nspec:")
     for line in describe(kind.Spec):
         print("  " + line)
+    return 0
+
+
+def _playbook() -> int:
+    from agent.playbook import model
+
+    print(inspect.cleandoc(model.__doc__ or "") + "\n")
+    print("fields:")
+    for line in describe(model.Playbook, exclude={"kind"}):
+        print("  " + line)
+    for name, action in model.ACTIONS.items():
+        print(f"\n{inspect.cleandoc(action.__doc__ or name)}")
+        for line in describe(action):
+            print("  " + line)
     return 0
 
 

@@ -1,0 +1,1 @@
+"""Playbooks: one-shot ordered procedures (restore, promote, rotate...) in YAML."""

@@ -78,3 +78,7 @@ def test_dashboard_panels_have_queries_on_opsagent_metrics() -> None:
     ids = [p["id"] for p in data["panels"]]
     assert len(ids) == len(set(ids)) >= 8
     assert all("opsagent_" in expr for expr in dashboard_exprs())
+    used = " ".join(dashboard_exprs())
+    for name in ("opsagent_backup_last_success_timestamp_seconds", "opsagent_backup_check_success",
+                 "opsagent_backup_restore_drill_success", "opsagent_backup_repository_bytes"):
+        assert name in used, name

@@ -48,7 +48,8 @@ class Project:
         (root / "metrics").mkdir()
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "OPSAGENT_TEST_BORG_PASS": PASSPHRASE}
+        # The controller 14 hours east of the hosts (UTC): archive times are the host's.
+        env = {**os.environ, "OPSAGENT_TEST_BORG_PASS": PASSPHRASE, "TZ": "XXX-14"}
         proc = subprocess.run([sys.executable, "-m", "agent", *args, "-i",
                                str(self.fleet.inventory), "--state-dir", str(self.root / "state")],
                               cwd=self.root, env=env, capture_output=True, text=True, timeout=600)
@@ -115,6 +116,7 @@ def test_h1_to_h3_dedups_restores_byte_identical_and_never_shows_the_passphrase(
     assert pair.metric("opsagent_backup_last_archive_original_bytes") > 5_000_000
     assert pair.metric("opsagent_backup_last_archive_deduplicated_bytes") < 64 * 1024
     assert pair.metric("opsagent_backup_archives") == 2
+    assert abs(pair.metric("opsagent_backup_last_success_timestamp_seconds") - time.time()) < 120
     assert pair.metric("opsagent_backup_restore_drill_success") == 1
 
     listing = pair.run("backup", "list", "h1-data", "policies")

@@ -110,3 +110,12 @@ def test_passphrase_file_is_read_on_the_host_and_env_goes_over_stdin(
 def test_no_retention_means_no_prune_and_no_compact() -> None:
     names = [c.name for c in plan({**SPEC, "retention": None}).commands]
     assert "prune" not in names and "compact" not in names
+
+
+def test_archive_times_are_read_in_the_hosts_time_zone() -> None:
+    from agent.kinds.backup.observe import _timestamp
+
+    utc = 1_795_320_000.0  # 2026-11-22T04:00:00Z
+    assert _timestamp("2026-11-22T09:45:00.000000", "+0545") == utc  # Kathmandu's host
+    assert _timestamp("2026-11-21T23:00:00", "-0500") == utc
+    assert _timestamp("2026-11-22T04:00:00+00:00", "+0900") == utc  # a marked time wins

@@ -88,8 +88,10 @@ class Borg:
         return ("sh", "-c", script, self.borg, self.glob, self.repo)
 
     def statistics(self) -> tuple[str, ...]:
-        """Two JSON documents: the repository's (sizes), then this host's archive list."""
-        script = '"$0" info --json "$1" && "$0" list --json --glob-archives "$2" "$1"'
+        """Three JSON documents: the repository's (sizes), this host's archive list, and the
+        host's UTC offset (borg 1.2 gives archive times in the host's local time, unmarked)."""
+        script = ('"$0" info --json "$1" && "$0" list --json --glob-archives "$2" "$1" && '
+                  'date +\'{"utc_offset": "%z"}\'')
         return ("sh", "-c", script, self.borg, self.repo, self.glob)
 
     def archives(self) -> tuple[str, ...]:

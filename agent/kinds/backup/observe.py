@@ -43,14 +43,15 @@ def observe(spec: BackupSpec, borg: Borg, ops: list[OpResult]) -> Observation | 
                             "files": stats["stats"]["nfiles"], "at": now}
     statistics = by_name.get("read statistics")
     if statistics is not None and statistics.status is Status.OK and statistics.stdout:
-        info, listing = _documents(statistics.stdout)[:2]
+        info, listing, *host = _documents(statistics.stdout)
         archives = [a for a in listing["archives"] if ".checkpoint" not in a["name"]]
         facts["repository_size"] = info["cache"]["stats"]["unique_csize"]
         facts["archives"] = len(archives)
         if archives:
             newest = max(archives, key=lambda a: a["time"])
             facts["last_archive"] = newest["name"]
-            facts["last_success"] = dt.datetime.fromisoformat(newest["time"]).timestamp()
+            offset = host[0]["utc_offset"] if host else ""
+            facts["last_success"] = _timestamp(newest["time"], offset)
     checks = {}
     for op in ops:
         name = CHECKS.get(op.name)
@@ -60,6 +61,14 @@ def observe(spec: BackupSpec, borg: Borg, ops: list[OpResult]) -> Observation | 
                         "error": op.error if op.status is Status.FAILED else ""}
     facts["checks"] = checks
     return Observation(facts)
+
+
+def _timestamp(local: str, offset: str) -> float:
+    """An archive's time as seconds since the epoch; offset: the host's, e.g. +0100."""
+    when = dt.datetime.fromisoformat(local)
+    if when.tzinfo is None and offset:
+        when = when.replace(tzinfo=dt.datetime.strptime(offset, "%z").tzinfo)
+    return when.timestamp()
 
 
 def _documents(text: str) -> list[Any]:

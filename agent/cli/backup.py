@@ -67,7 +67,8 @@ def _list(args: argparse.Namespace, plan: RunPlan, ref: PolicyRef) -> int:
     if args.json:
         print(json.dumps(listing.archives, indent=2))
     else:
-        print("\n".join(listing_lines(listing.archives)))
+        for line in listing_lines(listing.archives):
+            print(line)
     return 2 if listing.errors else 0
 
 

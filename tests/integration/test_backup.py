@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import sqlite3
 import subprocess
 import time
@@ -209,6 +210,11 @@ def test_checks_run_at_their_own_frequency(tmp_path: Path) -> None:
     assert second["check repository"]["diff"].startswith("not due: last ran ")
     assert second["check repository"]["duration"] < 0.5  # no borg ran
     assert second["restore drill (extract --dry-run)"]["duration"] > 0.1  # borg ran again
+
+    shutil.rmtree(project.repo)  # a new repository at the same path is checked at once
+    third = ops(project.apply()[1])
+    assert third["init repository"]["status"] == "changed"
+    assert third["check repository"]["status"] == "ok" and third["check repository"]["diff"] == ""
 
 
 def test_a_sqlite_database_is_dumped_consistently_and_restorable(tmp_path: Path) -> None:

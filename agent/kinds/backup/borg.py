@@ -47,8 +47,10 @@ class Borg:
         return f"{self.state_dir}/dumps"
 
     def init(self) -> tuple[str, ...]:
-        return (self.borg, "init", "--encryption", self.spec.encryption, "--make-parent-dirs",
-                *self.lock, self.repo)
+        """Make the repository; a new one at an old path forgets the old one's check stamps."""
+        return ("sh", "-c", 'rm -f "$0"/check-*; exec "$@"', self.state_dir, self.borg, "init",
+                "--encryption", self.spec.encryption, "--make-parent-dirs", *self.lock,
+                self.repo)
 
     def exists(self) -> tuple[str, ...]:
         """Reads the manifest: fails on a missing repository and on a wrong passphrase."""

@@ -12,9 +12,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from agent.errors import Problem, Problems
+from agent.errors import Problems
 from agent.policy.durations import Duration
-from agent.policy.load import load_file
+from agent.policy.load import load_one
 from agent.policy.messages import problem
 
 DEFAULT_LISTEN = "127.0.0.1:9469"
@@ -89,11 +89,7 @@ class AgentConfig(BaseModel):
 
 def load_config(path: Path) -> AgentConfig:
     """agent.yml validated, relative paths resolved against its folder; raises Problems."""
-    docs = load_file(path)
-    doc = docs[0]
-    if len(docs) > 1:
-        raise Problems([Problem(str(path), docs[1].start[0], 1, "agent config", "",
-                                "expected one YAML document")])
+    doc = load_one(path, "agent config")
     if not isinstance(doc.data, dict):
         raise Problems([doc.problem((), "agent config", "", "expected a mapping of settings")])
     try:

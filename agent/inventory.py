@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent.errors import Problem, Problems
 from agent.kinds.base import HostInfo
-from agent.policy.load import Document, load_file
+from agent.policy.load import Document, load_one
 from agent.policy.messages import problem
 
 LOCAL = "@local"
@@ -109,10 +109,7 @@ def local() -> Inventory:
 
 
 def load_inventory(path: Path) -> Inventory:
-    docs = load_file(path)
-    if len(docs) != 1:
-        raise Problems([Problem(str(path), 1, 1, "inventory", "", "expected one YAML document")])
-    doc = docs[0]
+    doc = load_one(path, "inventory")
     try:
         model = InventoryFile.model_validate(doc.data)
     except ValidationError as e:

@@ -23,7 +23,7 @@ from agent.kinds.tasks import KIND as TASKS
 from agent.kinds.tasks import Task, TasksSpec
 from agent.plan import HostPlan, PlannedStep, PolicyRef, RunPlan, build_plan
 from agent.playbook.model import ACTIONS, Playbook, RestoreAction
-from agent.policy.load import Document, Loc, load_file
+from agent.policy.load import Document, Loc, load_one
 from agent.policy.messages import problem, suggest
 from agent.policy.render import Renderer
 from agent.policy.validate import Policy, read_policies
@@ -35,7 +35,6 @@ _WHOLE = re.compile(r"^\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}$")
 @dataclass(frozen=True)
 class PlaybookStep:
     title: str
-    action: str  # backup.list, backup.restore, or a pyinfra operation's name
     plan: RunPlan
     ref: PolicyRef
     args: BaseModel | None = None  # the action's checked arguments; None for operations
@@ -45,25 +44,20 @@ class PlaybookStep:
 class PreparedPlaybook:
     name: str
     description: str
-    file: str
     steps: tuple[PlaybookStep, ...]
 
 
 def prepare(path: Path, overrides: list[str], inventory: Inventory, source: str,
             templates: Path) -> PreparedPlaybook:
     """Raises Problems listing everything wrong; nothing has run on any host then."""
-    docs = load_file(path)
-    doc = docs[0]
-    if len(docs) != 1:
-        raise Problems([doc.problem((), "playbook", "", "expected one YAML document")])
+    doc = load_one(path, "playbook")
     try:
         book = Playbook.model_validate(doc.data)
     except ValidationError as e:
         raise Problems(problem(doc, err, "playbook", Playbook) for err in e.errors()) from None
-    context = f"playbook {book.metadata.name!r}"
     problems: list[Problem] = []
     variables = {**book.vars, **_overrides(overrides, book, problems)}
-    maker = _Maker(doc, context, variables, inventory, source, templates, book, problems)
+    maker = _Maker(doc, book, variables, inventory, source, templates, problems)
     steps = []
     for i, raw in enumerate(book.steps):
         step = maker.step(i, raw)
@@ -71,8 +65,7 @@ def prepare(path: Path, overrides: list[str], inventory: Inventory, source: str,
             steps.append(step)
     if problems:
         raise Problems(problems)
-    return PreparedPlaybook(book.metadata.name, book.metadata.description, str(path),
-                            tuple(steps))
+    return PreparedPlaybook(book.metadata.name, book.metadata.description, tuple(steps))
 
 
 def _overrides(pairs: list[str], book: Playbook, problems: list[Problem]) -> dict[str, str]:
@@ -93,12 +86,13 @@ def _overrides(pairs: list[str], book: Playbook, problems: list[Problem]) -> dic
 
 
 class _Maker:
-    def __init__(self, doc: Document, context: str, variables: dict[str, Any],
-                 inventory: Inventory, source: str, templates: Path, book: Playbook,
+    def __init__(self, doc: Document, book: Playbook, variables: dict[str, Any],
+                 inventory: Inventory, source: str, templates: Path,
                  problems: list[Problem]) -> None:
-        self.doc, self.context, self.variables = doc, context, variables
+        self.doc, self.book, self.variables = doc, book, variables
+        self.context = f"playbook {book.metadata.name!r}"
         self.inventory, self.source, self.templates = inventory, source, templates
-        self.book, self.problems = book, problems
+        self.problems = problems
         self.renderer = Renderer()
         self._policies: dict[str, Policy] | None = None
 
@@ -178,7 +172,7 @@ class _Maker:
                 self.fail((*loc, action, field), why)
                 return None
         title = raw.get("name") or f"{action} {name}"
-        return PlaybookStep(str(title), action, plan, plan.policies[0], checked)
+        return PlaybookStep(str(title), plan, plan.policies[0], checked)
 
     def _backup_plan(self, loc: Loc, name: str, host: str | None) -> RunPlan | None:
         policies = self.policies()
@@ -246,5 +240,5 @@ class _Maker:
             steps = TASKS.plan(TasksSpec(tasks=[task]), host.info)
             hosts.append(HostPlan(host, tuple(PlannedStep(ref, s) for s in steps)))
         title = str(raw.get("name") or task.title())
-        return PlaybookStep(title, action, RunPlan(tuple(hosts), (ref,), self.source), ref)
+        return PlaybookStep(title, RunPlan(tuple(hosts), (ref,), self.source), ref)
 

@@ -97,6 +97,15 @@ def load_file(path: Path) -> list[Document]:
     return docs
 
 
+def load_one(path: Path, context: str) -> Document:
+    """The file's only document; a second one is a Problem at its start."""
+    docs = load_file(path)
+    if len(docs) > 1:
+        raise Problems([Problem(str(path), docs[1].start[0], 1, context, "",
+                                "expected one YAML document")])
+    return docs[0]
+
+
 def _read_text(path: Path, name: str) -> str:
     try:
         size = path.stat().st_size

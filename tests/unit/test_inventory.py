@@ -60,3 +60,10 @@ groups:
         f"{path}:4:6: inventory > groups.g.children: groups contain each other: g > h",
         f"{path}:4:18: inventory > groups.g.hosts[1]: unknown host 'zz'",
     ]
+
+
+def test_a_second_document_is_refused_where_it_starts(tmp_path: Path) -> None:
+    path = write(tmp_path, "hosts: {a: {}}\n---\nhosts: {b: {}}\n")
+    with pytest.raises(Problems) as e:
+        load_inventory(path)
+    assert str(e.value) == f"{path}:3:1: inventory: expected one YAML document"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.engine.results import HostResult
 from agent.kinds.backup import borg_for, secret_env
 from agent.kinds.backup.borg import Borg
 from agent.kinds.backup.spec import BackupSpec
@@ -66,11 +67,11 @@ def list_archives(plan: RunPlan, ref: PolicyRef, timeout: int) -> Listing:
     result = execute(_one_command(plan, ref, make), check=True, connect_timeout=timeout)
     listing = Listing()
     for host in result.hosts:
-        op = host.ops[0] if host.ops else None
-        if host.unreachable or op is None or op.error:
-            listing.errors[host.host] = host.error or (op.error if op else "") or "no result"
+        error = _failure(host)
+        if error:
+            listing.errors[host.host] = error
         else:
-            listing.archives[host.host] = json.loads(op.stdout)["archives"]
+            listing.archives[host.host] = json.loads(host.ops[0].stdout)["archives"]
     return listing
 
 
@@ -97,11 +98,18 @@ def restore(
     with Store(state) as store:
         store.record(result, command=command, source=plan.source, started=started)
     host = result.hosts[0]
+    error = _failure(host)
+    if error:
+        return Restore(name, repository, to, error=error)
+    return Restore(name, repository, to, archive=host.ops[0].stdout.strip().splitlines()[0])
+
+
+def _failure(host: HostResult) -> str:
+    """Why the host's one command gave no usable output; "" when it did."""
     op = host.ops[0] if host.ops else None
     if host.unreachable or op is None or op.error:
-        error = host.error or (op.error if op else "") or "no result"
-        return Restore(name, repository, to, error=error)
-    return Restore(name, repository, to, archive=op.stdout.strip().splitlines()[0])
+        return host.error or (op.error if op else "") or "no result"
+    return ""
 
 
 def spec_of(host_plan: HostPlan, ref: PolicyRef) -> BackupSpec:

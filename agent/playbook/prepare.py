@@ -225,7 +225,12 @@ class _Maker:
         ref = PolicyRef(self.book.metadata.name, "playbook", "enforce")
         hosts = []
         task_raw = {k: v for k, v in raw.items() if k != "hosts"}
-        for host in self.inventory.resolve([str(t) for t in targets]):
+        chosen = self.inventory.resolve([str(t) for t in targets])
+        if not chosen:
+            self.fail((*loc, "hosts"), f"{', '.join(map(str, targets))}: no hosts in inventory "
+                                       f"{self.source}")
+            return None
+        for host in chosen:
             variables = {**self.renderer.variables(host.info), **self.variables}
             count = len(self.problems)
             rendered = self.render(task_raw, variables, loc)

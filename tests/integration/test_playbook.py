@@ -172,3 +172,15 @@ def test_operation_steps_render_per_host_and_stop_at_the_first_failure(tmp_path:
     assert folder.is_dir() and not (folder / "never").exists()
     assert f"    on @local in {folder}\n" in proc.stdout
     assert "playbook steps: step 3 (fail) failed; the 1 step after it did not run" in proc.stderr
+
+
+def test_an_operation_step_on_an_empty_group_is_refused(tmp_path: Path) -> None:
+    root = demo_project(tmp_path)
+    (root / "inventories" / "empty.yml").write_text(
+        'hosts: {"@local": {}}\ngroups: {nobody: {hosts: []}}\n')
+    (root / "playbooks" / "empty.yml").write_text(STEPS.replace("hosts: all", "hosts: nobody"))
+    proc = run(root, "run", "playbooks/empty.yml", "-i", "inventories/empty.yml")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert ("playbooks/empty.yml:7:12: playbook 'steps' > steps[0].hosts: nobody: no hosts in "
+            "inventory inventories/empty.yml") in proc.stderr
+    assert not (root / "state").exists()

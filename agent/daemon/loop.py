@@ -20,7 +20,8 @@ from agent.config import AgentConfig
 from agent.daemon import runner
 from agent.daemon.gauges import DaemonCollector
 from agent.daemon.http import Heartbeat, serve
-from agent.daemon.policyset import PolicySet, drop_unused, load_set, signature
+from agent.daemon.isolated import last_good, load_isolated
+from agent.daemon.policyset import PolicySet, drop_unused, signature
 from agent.daemon.pull import Puller, PullError
 from agent.daemon.scheduler import Scheduler
 from agent.errors import Problems
@@ -32,6 +33,7 @@ from agent.state.store import Store
 log = logging.getLogger(__name__)
 WATCH_EVERY = 2.0  # seconds between looks at the policy files' sizes and times
 PRUNE_EVERY = 3600.0
+CURRENT = "current"  # under sets/: the digest of the set in force, for the next start
 
 
 @dataclass
@@ -75,20 +77,42 @@ class Daemon:
         return [checkout / "policies"], LOCAL, checkout / "templates"
 
     def reload(self, store: Store, why: str) -> bool:
+        """Validate the sources in a child process and switch to them if they pass.
+
+        Nothing in the files can end the daemon: a set that fails (or crashes or overruns
+        its validation) is logged, and the last good one keeps running."""
         sources = self._sources()
         if sources is None:
             return False
         self.watched = signature(*sources)
         try:
-            new = load_set(*sources, self.state_dir)
+            new = load_isolated(*sources, self.state_dir)
         except Problems as e:
             for problem in e.problems:
                 log.error("reload (%s): %s", why, problem, extra={"event": "reload_problem"})
-            kept = f"; still running {self.current.digest}" if self.current else ""
+            if self.current is None:
+                self._resume_last_good(store)
+            kept = f"; still running {self.current.digest}" if self.current else \
+                "; no good policy set yet: nothing runs until the files are fixed"
             log.error("reload (%s) failed: %d problem(s)%s", why, len(e.problems), kept,
                       extra={"event": "reload_failed", "problems": len(e.problems)})
             self.info.reloaded(False)
             return False
+        self._switch(store, new, why)
+        self.info.reloaded(True)
+        return True
+
+    def _resume_last_good(self, store: Store) -> None:
+        """At start with broken files: the set an earlier daemon last accepted, if any."""
+        try:
+            digest = (self.state_dir / "sets" / CURRENT).read_text().strip()
+        except OSError:
+            return
+        previous = last_good(self.state_dir, digest)
+        if previous is not None:
+            self._switch(store, previous, "the last good set, kept from before")
+
+    def _switch(self, store: Store, new: PolicySet, why: str) -> None:
         if self.current is None or new.digest != self.current.digest:
             self.scheduler.load(new.policies, store.last_runs(), time.time())
             store.set_next_runs(self.scheduler.due)
@@ -97,9 +121,9 @@ class Daemon:
                      f" ({', '.join(new.unscheduled)})" if new.unscheduled else "",
                      extra={"event": "reload_ok", "digest": new.digest})
         self.current = new
-        self.info.reloaded(True)
-        drop_unused(self.state_dir, {new.digest} | {c.policy_set.digest for c in self.children})
-        return True
+        (self.state_dir / "sets" / CURRENT).write_text(new.digest + "\n")
+        drop_unused(self.state_dir, {new.digest, CURRENT} |
+                    {c.policy_set.digest for c in self.children})
 
     def _pull(self, store: Store) -> None:
         assert self.puller is not None
@@ -158,8 +182,8 @@ class Daemon:
         if self.puller is not None:
             self._pull(store)
             next_pull = time.monotonic() + self.pull_every
-        elif not self.reload(store, "start"):
-            return 1  # a broken set at start: nothing good to keep running
+        else:
+            self.reload(store, "start")  # broken files: the daemon stays up and says so
         address = self.config.address()
         registry = registry_for(store.path, self.info)
         server = serve(address, lambda: exposition(store.path, registry), self.heartbeat) \

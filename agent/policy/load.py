@@ -1,8 +1,10 @@
 """Load YAML files into plain data, keeping the line and column of every key and value.
 
 Hostile input is refused with a Problem rather than a traceback: files over a size
-limit, non-UTF-8 bytes, syntax errors, tabs, duplicate keys, recursive aliases and
-alias bombs (documents that expand past a node budget).
+limit, non-UTF-8 bytes, syntax errors, tabs, duplicate keys, recursive aliases, alias
+bombs (documents that expand past a node budget), nesting past a depth limit and tags
+that do not make plain data (`!!binary`, `!!set`, `!custom`). Merge keys (`<<: *base`)
+are supported; a merged key's position is where the anchored mapping wrote it.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import CollectionEndEvent, CollectionStartEvent
 
 from agent.errors import Problem, Problems, dotted
 
@@ -75,11 +78,15 @@ def load_file(path: Path) -> list[Document]:
     yaml = YAML(typ="rt", pure=True)
     yaml.allow_duplicate_keys = False
     docs: list[Document] = []
+    refused: list[Problem] = []  # documents that parse but are not plain data
     try:
         for index, raw in enumerate(yaml.load_all(text)):
             if raw is None:
                 continue
-            docs.append(_convert(name, index, raw))
+            try:
+                docs.append(_convert(name, index, raw))
+            except Problems as e:
+                refused.extend(e.problems)
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -92,6 +99,12 @@ def load_file(path: Path) -> list[Document]:
         raise Problems([Problem(name, line, col, "", "", f"invalid YAML: {message}")]) from None
     except YAMLError as e:
         raise Problems([Problem(name, 1, 1, "", "", f"invalid YAML: {e}")]) from None
+    except RecursionError:  # ruamel composes nodes recursively: find where it got too deep
+        line, col = _too_deep(text)
+        raise Problems([Problem(name, line, col, "", "",
+                                f"nested deeper than {MAX_DEPTH} levels")]) from None
+    if refused:
+        raise Problems(refused)
     if not docs:
         raise Problems([Problem(name, 1, 1, "", "", "file is empty: expected a YAML mapping")])
     return docs
@@ -104,6 +117,19 @@ def load_one(path: Path, context: str) -> Document:
         raise Problems([Problem(str(path), docs[1].start[0], 1, context, "",
                                 "expected one YAML document")])
     return docs[0]
+
+
+def _too_deep(text: str) -> Pos:
+    """Where nesting first passes MAX_DEPTH, found from parser events (not recursive)."""
+    depth = 0
+    for event in YAML(typ="rt", pure=True).parse(text):
+        if isinstance(event, CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return event.start_mark.line + 1, event.start_mark.column + 1
+        elif isinstance(event, CollectionEndEvent):
+            depth -= 1
+    return 1, 1
 
 
 def _read_text(path: Path, name: str) -> str:
@@ -145,6 +171,10 @@ class _Walker:
             )
         if len(loc) > MAX_DEPTH:
             raise self.fail(loc, f"nested deeper than {MAX_DEPTH} levels")
+        tag = _tag(node)
+        if tag is not None:
+            raise self.fail(loc, f"YAML tag {tag} is not supported here: write plain "
+                                 "strings, numbers, lists and mappings")
         if isinstance(node, CommentedMap | CommentedSeq):
             if id(node) in self.active:
                 raise self.fail(loc, "recursive alias: a node contains itself")
@@ -153,6 +183,8 @@ class _Walker:
                 return self._container(node, loc)
             finally:
                 self.active.discard(id(node))
+        if isinstance(node, TaggedScalar):  # an explicit !!str
+            return str(node.value)
         return _scalar(node)
 
     def _container(self, node: CommentedMap | CommentedSeq, loc: Loc) -> Any:
@@ -160,8 +192,7 @@ class _Walker:
             out: dict[str, Any] = {}
             for key in node:
                 child = (*loc, str(key))
-                kline, kcol = node.lc.key(key)
-                vline, vcol = node.lc.value(key)
+                kline, kcol, vline, vcol = _key_value_pos(node, key)
                 self.doc.keys[child] = (kline + 1, kcol + 1)
                 self.doc.values[child] = (vline + 1, vcol + 1)
                 out[str(key)] = self.plain(node[key], child)
@@ -173,6 +204,34 @@ class _Walker:
             self.doc.values[child] = (line + 1, col + 1)
             items.append(self.plain(item, child))
         return items
+
+
+PLAIN_TAGS = {f"tag:yaml.org,2002:{name}" for name in
+              ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")}
+
+
+def _tag(node: Any) -> str | None:
+    """The tag of a node that is not plain data, in YAML's short form; None if plain."""
+    if isinstance(node, bytes):
+        return "!!binary"
+    if type(node) in (CommentedMap, CommentedSeq, TaggedScalar):
+        tag = getattr(node.tag, "value", None)
+        return None if tag is None or tag in PLAIN_TAGS else tag.replace("tag:yaml.org,2002:", "!!")
+    if node is None or isinstance(node, bool | int | float | str | datetime.date):
+        return None
+    return "!!" + type(node).__name__.removeprefix("Commented").lower()  # !!set, !!orderedmap
+
+
+def _key_value_pos(node: CommentedMap, key: Any) -> tuple[int, int, int, int]:
+    """0-based key and value positions; a merged key's come from the mapping merged in."""
+    if key in node.lc.data:
+        (kline, kcol), (vline, vcol) = node.lc.key(key), node.lc.value(key)
+        return kline, kcol, vline, vcol
+    for source in getattr(node, "merge", ()):
+        merged = source[1] if isinstance(source, tuple) else source
+        if isinstance(merged, CommentedMap) and key in merged:
+            return _key_value_pos(merged, key)
+    return node.lc.line, node.lc.col, node.lc.line, node.lc.col
 
 
 def _scalar(node: Any) -> Any:

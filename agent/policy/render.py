@@ -1,7 +1,8 @@
 """Jinja2 in policy string values, rendered per host with inventory variables.
 
 Undefined variables are errors (StrictUndefined), reported at the string's position.
-The environment is sandboxed: templates can read variables, not reach into Python.
+The environment is sandboxed: templates can read variables, not reach into Python, and
+what one string may cost to render is bounded (agent.policy.sandbox).
 """
 
 from __future__ import annotations
@@ -9,16 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateError, UndefinedError
-from jinja2.sandbox import SandboxedEnvironment
 
 from agent.errors import Problem, dotted
 from agent.kinds.base import HostInfo
 from agent.policy.load import Document, Loc
+from agent.policy.sandbox import BoundedEnvironment, TooCostly, deadline
 
 
 class Renderer:
     def __init__(self) -> None:
-        self.env = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
+        self.env = BoundedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
         self._compiled: dict[str, Template] = {}
 
     def variables(self, host: HostInfo) -> dict[str, Any]:
@@ -45,7 +46,14 @@ class Renderer:
             template = self._compiled.get(value)
             if template is None:
                 template = self._compiled[value] = self.env.from_string(value)
-            return template.render(variables)
+            with deadline():
+                return template.render(variables)
+        except TooCostly as e:
+            message = f"template refused: {e}"
+        except MemoryError:
+            message = "template refused: rendering it needs more memory than there is"
+        except RecursionError:
+            message = "template refused: it nests or recurses too deeply"
         except UndefinedError as e:
             what = (e.message or "").removesuffix(" is undefined")
             message = f"undefined variable {what}"

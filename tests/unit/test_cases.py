@@ -80,3 +80,41 @@ def test_valid_cases_pass(capsys: pytest.CaptureFixture[str]) -> None:
     assert out.err == ""
     assert code == 0
     assert out.out.strip() == "ok: 3 policies, 3 hosts, 8 steps"
+
+
+def test_merge_keys_reuse_a_task(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = tmp_path / "merged.yml"
+    good.write_text("apiVersion: opsagent/v1\nkind: tasks\nmetadata: {name: m}\ntargets: [all]\n"
+                    "spec:\n  tasks:\n    - &dir\n      name: one\n"
+                    "      files.directory: {path: '{{ root }}/one', mode: '755'}\n"
+                    "    - <<: *dir\n      name: two\n")
+    code = main(["validate", str(good), "-i", str(CASES / "inventory.yml")])
+    assert (code, capsys.readouterr().out.strip()) == (0, "ok: 1 policies, 3 hosts, 6 steps")
+
+
+def test_a_merged_key_is_located_where_the_anchor_wrote_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "merged.yml"
+    bad.write_text("apiVersion: opsagent/v1\nkind: tasks\nmetadata: {name: m}\ntargets: [all]\n"
+                   "spec:\n  tasks:\n    - &dir\n      files.directory: {path: /tmp/x, mod: '755'}\n"
+                   "    - <<: *dir\n      name: again\n")
+    code, lines = validate(capsys, bad)
+    assert code == 1
+    assert lines[:2] == [
+        f"{bad}:8:39: tasks 'm' > spec.tasks[{i}].files.directory.mod: unknown argument for "
+        "files.directory; did you mean 'mode'?" for i in (0, 1)]
+
+
+def test_a_template_that_loops_too_long_is_stopped(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.policy import sandbox
+
+    monkeypatch.setattr(sandbox, "SECONDS", 0.5)
+    bad = tmp_path / "loop.yml"
+    loops = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    bad.write_text("apiVersion: opsagent/v1\nkind: tasks\nmetadata: {name: loop}\ntargets: [all]\n"
+                   f"spec:\n  tasks:\n    - files.directory: {{path: '{loops}'}}\n")
+    code, lines = validate(capsys, bad)
+    assert code == 1
+    assert lines[0] == (f"{bad}:7:31: tasks 'loop' > spec.tasks[0].files.directory.path: "
+                        "template refused: rendering took longer than 0.5 s")

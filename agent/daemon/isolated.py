@@ -1,0 +1,109 @@
+"""Reloads validated in a child process, so that no policy set can take the daemon down.
+
+Whatever the files contain (a parser bug, a template that eats memory or CPU, a crash
+in a library), the child fails, not the daemon: the child runs under memory and CPU
+limits and a timeout, and its answer is one JSON document on stdout. A child that
+dies or overruns is reported as one problem; the daemon keeps its last good set.
+
+The accepted set's description is also kept beside its copy (`set.json`), so that a
+daemon restarted while the files are broken resumes the last good set.
+
+    python -m agent.daemon.isolated   reads {"paths", "inventory", "templates",
+                                      "state_dir"} on stdin, answers on stdout
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from agent.daemon.policyset import PolicySet, Scheduled, load_set
+from agent.errors import Problem, Problems
+from agent.policy.model import Schedule
+
+MEMORY_BYTES = 2 * 1024**3
+CPU_SECONDS = 120
+TIMEOUT = 180.0
+DESCRIPTION = "set.json"
+
+
+def _limit() -> None:  # in the child, before it runs Python
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BYTES, MEMORY_BYTES))
+    resource.setrlimit(resource.RLIMIT_CPU, (CPU_SECONDS, CPU_SECONDS))
+
+
+def describe(policy_set: PolicySet) -> dict[str, Any]:
+    return {"root": str(policy_set.root), "digest": policy_set.digest,
+            "unscheduled": list(policy_set.unscheduled),
+            "policies": [{**asdict(p), "schedule": p.schedule.model_dump()}
+                         for p in policy_set.policies]}
+
+
+def from_description(data: dict[str, Any]) -> PolicySet:
+    policies = tuple(Scheduled(p["name"], p["kind"], p["mode"],
+                               Schedule.model_validate(p["schedule"]), tuple(p["hosts"]))
+                     for p in data["policies"])
+    return PolicySet(Path(data["root"]), data["digest"], policies, tuple(data["unscheduled"]))
+
+
+def load_isolated(paths: list[Path], inventory: str, templates: Path, state_dir: Path
+                  ) -> PolicySet:
+    """load_set() in a limited child process; raises Problems (a crash is one problem)."""
+    request = {"paths": [str(p) for p in paths], "inventory": inventory,
+               "templates": str(templates), "state_dir": str(state_dir)}
+    where = str(paths[0]) if paths else inventory
+    try:
+        done = subprocess.run([sys.executable, "-m", "agent.daemon.isolated"],
+                              input=json.dumps(request), capture_output=True, text=True,
+                              timeout=TIMEOUT, preexec_fn=_limit, check=False)
+    except subprocess.TimeoutExpired:
+        raise Problems([Problem(where, 0, 0, "", "", f"validating the policy set took longer "
+                                                     f"than {TIMEOUT:g} s; refused")]) from None
+    try:
+        answer = json.loads(done.stdout)
+    except ValueError:
+        lines = done.stderr.strip().splitlines()
+        why = lines[-1] if lines else f"exit status {done.returncode}"
+        raise Problems([Problem(where, 0, 0, "", "", f"validating the policy set failed "
+                                                     f"({why}); refused")]) from None
+    if "problems" in answer:
+        raise Problems(Problem(**p) for p in answer["problems"])
+    policy_set = from_description(answer["set"])
+    (policy_set.root / DESCRIPTION).write_text(json.dumps(answer["set"]))
+    return policy_set
+
+
+def last_good(state_dir: Path, digest: str) -> PolicySet | None:
+    """A set accepted before (by an earlier daemon), read from its copy's description."""
+    path = state_dir / "sets" / digest / DESCRIPTION
+    try:
+        return from_description(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def main() -> int:
+    request = json.load(sys.stdin)
+    try:
+        policy_set = load_set([Path(p) for p in request["paths"]], request["inventory"],
+                              Path(request["templates"]), Path(request["state_dir"]))
+    except Problems as e:
+        print(json.dumps({"problems": [asdict(p) for p in e.problems]}))
+        return 0
+    except (MemoryError, RecursionError) as e:
+        where = request["paths"][0] if request["paths"] else request["inventory"]
+        problem = Problem(where, 0, 0, "", "", f"validating the policy set needs too much "
+                                                f"{'memory' if isinstance(e, MemoryError) else 'nesting'}")
+        print(json.dumps({"problems": [asdict(problem)]}))
+        return 0
+    print(json.dumps({"set": describe(policy_set)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

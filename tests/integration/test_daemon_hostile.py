@@ -1,0 +1,114 @@
+"""Whatever a policy file holds, the daemon stays up and keeps its last good set running."""
+
+from __future__ import annotations
+
+import random
+import signal
+from pathlib import Path
+
+from tests.integration.test_daemon import TICK, daemons, make, ticks  # noqa: F401 (fixture)
+from tests.support.daemon import Daemon, wait_for
+
+HOSTILE = {
+    "merge-key.yml": "a: &x {b: 1}\nc:\n  <<: *x\n",
+    "binary.yml": "apiVersion: opsagent/v1\nkind: tasks\nmetadata: {name: b}\ntargets: [all]\n"
+                  "spec: {tasks: [{files.directory: {path: !!binary aGVsbG8=}}]}\n",
+    "deep.yml": "a: " + "[" * 400 + "]" * 400 + "\n",
+    "bomb.yml": "apiVersion: opsagent/v1\nkind: tasks\nmetadata: {name: j}\ntargets: [all]\n"
+                "spec: {tasks: [{files.directory: {path: \"{{ 'x' * 100000 * 100000 }}\"}}]}\n",
+    "nul.yml": "kind: \x00tasks\n",
+    "latin1.yml": "kind: caf\xe9\n",
+}
+
+
+def mutations(seed: int, count: int) -> list[bytes]:
+    """The good policy with random bytes flipped, cut, doubled or inserted."""
+    rng = random.Random(seed)
+    base = (TICK % ("1s", "0")).replace("name: tick}", "name: m}").encode()
+    out = []
+    for _ in range(count):
+        data = bytearray(base)
+        for _ in range(rng.randint(1, 6)):
+            at = rng.randrange(len(data))
+            action = rng.choice(["flip", "cut", "double", "insert", "random"])
+            if action == "flip":
+                data[at] = rng.randrange(256)
+            elif action == "cut":
+                del data[at:at + rng.randint(1, 20)]
+            elif action == "double":
+                data[at:at] = data[at:at + rng.randint(1, 40)] * rng.randint(2, 50)
+            elif action == "insert":
+                data[at:at] = rng.choice([b"{{", b"}}", b"{%", b"[", b"{", b"&a ", b"*a", b"<<: ",
+                                          b"!!set ", b"\t", b"\n  - ", b": ", b"'", b'"'])
+            else:
+                data = bytearray(rng.randbytes(rng.randint(1, 400)))
+        out.append(bytes(data))
+    return out
+
+
+def test_no_policy_file_can_take_the_daemon_down(tmp_path: Path, daemons: list[Daemon]) -> None:  # noqa: F811
+    root = make(tmp_path)
+    d = Daemon(root)
+    daemons.append(d)
+    d.up()
+    wait_for(lambda: ticks(root) >= 1, what="a first run")
+    policies = root / "policies"
+    rounds: list[dict[str, bytes]] = [{name: text.encode("latin-1") for name, text in HOSTILE.items()}]
+    corpus = mutations(seed=12, count=24)
+    rounds += [{f"m{r}-{i}.yml": data for i, data in enumerate(corpus[r * 6:(r + 1) * 6])}
+               for r in range(4)]
+    for files in rounds:
+        for old in policies.glob("m*.yml"):
+            old.unlink()
+        for name, data in files.items():
+            (policies / name).write_bytes(data)
+        done = d.count("reload_ok") + d.count("reload_failed")
+        d.signal(signal.SIGHUP)
+        wait_for(lambda: d.count("reload_ok") + d.count("reload_failed") > done, timeout=120,  # noqa: B023
+                 what="the reload of a hostile round")
+        assert d.proc.poll() is None, d.log_path.read_text()[-2000:]
+        assert d.get("/healthz")[0] == 200
+    assert d.count("reload_failed") >= len(rounds)
+    assert "opsagent_config_last_reload_successful 0.0" in d.get("/metrics")[1]
+    before = ticks(root)
+    wait_for(lambda: ticks(root) >= before + 2, what="runs from the last good set")
+    for path in policies.iterdir():
+        if path.name != "tick.yml":
+            path.unlink()
+    wait_for(lambda: "opsagent_config_last_reload_successful 1.0" in d.get("/metrics")[1],
+             what="the reload once the hostile files are gone")
+
+
+def test_a_daemon_started_on_broken_files_resumes_the_last_good_set(
+        tmp_path: Path, daemons: list[Daemon]) -> None:  # noqa: F811
+    root = make(tmp_path)
+    first = Daemon(root)
+    daemons.append(first)
+    first.up()
+    wait_for(lambda: ticks(root) >= 1, what="a first run")
+    assert first.stop() == 0
+    (root / "policies" / "deep.yml").write_text(HOSTILE["deep.yml"])
+    second = Daemon(root)
+    daemons.append(second)
+    second.up()  # serving, not in a crash loop
+    failed = wait_for(lambda: [e for e in second.events() if e.get("event") == "reload_failed"],
+                      what="the failed start")
+    assert "still running" in failed[0]["message"]
+    before = ticks(root)
+    wait_for(lambda: ticks(root) >= before + 1, what="a run of the set kept from before")
+    assert "opsagent_config_last_reload_successful 0.0" in second.get("/metrics")[1]
+
+
+def test_a_daemon_with_no_good_set_stays_up_and_says_so(tmp_path: Path, daemons: list[Daemon]) -> None:  # noqa: F811
+    root = make(tmp_path)
+    (root / "policies" / "tick.yml").write_text(HOSTILE["bomb.yml"])
+    d = Daemon(root)
+    daemons.append(d)
+    d.up()
+    failed = wait_for(lambda: [e for e in d.events() if e.get("event") == "reload_failed"],
+                      what="the failed start")
+    assert failed[0]["message"].endswith("no good policy set yet: nothing runs until the files "
+                                         "are fixed")
+    assert "opsagent_config_last_reload_successful 0.0" in d.get("/metrics")[1]
+    (root / "policies" / "tick.yml").write_text(TICK % ("1s", "0"))
+    wait_for(lambda: ticks(root) >= 1, what="a run once the file is fixed")

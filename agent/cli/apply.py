@@ -1,8 +1,9 @@
 """`opsagent apply`: converge hosts now and print a recap; exit 0 converged, 2 failures.
 
 Hosts are locked in the state directory while they are converged, so this and the
-daemon never work on one host at once. SIGTERM lets the operations under way end,
-skips the rest, and records the run.
+daemon never work on one host at once. SIGTERM or SIGINT (Ctrl-C) lets the operations
+under way end, skips the rest, records the run and prints the recap; a second one ends
+the process at once. After SIGINT the exit code is 130.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import os
 import signal
 import sqlite3
 import sys
-from collections.abc import Callable
 from types import FrameType
 
 from agent.cli.common import Parser, add_arguments, add_state_dir, load_plan, open_store, report_problems
@@ -22,7 +22,7 @@ from agent.state.store import StateError, state_dir
 
 
 def main(argv: list[str], check: bool = False) -> int:
-    stopping = _on_sigterm()  # first: a SIGTERM from here on stops the run cleanly
+    stopping = _on_stop()  # first: a SIGTERM or Ctrl-C from here on stops the run cleanly
     prog = "opsagent plan" if check else "opsagent apply"
     parser = Parser(prog=prog, description=__doc__)
     add_arguments(parser)
@@ -57,7 +57,7 @@ def main(argv: list[str], check: bool = False) -> int:
     what = f"opsagent {'plan' if check else 'apply'}"
     with host_locks(state_dir(args.state_dir), hosts, what, getattr(args, "lock_wait", 0)):
         result = execute(plan, check=check, diff=args.diff or check, connect_timeout=args.timeout,
-                         on_result=None if args.json else printer.progress, stop=stopping)
+                         on_result=None if args.json else printer.progress, stop=stopping.asked)
     if args.json:
         print(to_json(result))
     else:
@@ -76,19 +76,35 @@ def main(argv: list[str], check: bool = False) -> int:
     except (StateError, sqlite3.Error, OSError) as e:
         print(f"opsagent: could not record this run: {e}", file=sys.stderr)
         return 1
-    return exit_code(result)
+    return 130 if signal.SIGINT in stopping.signals else exit_code(result)
 
 
-def _on_sigterm() -> Callable[[], bool]:
-    """A flag raised by the first SIGTERM; the engine asks it before each operation."""
-    asked: list[bool] = []
+class _Stop:
+    """Signals received; the engine asks asked() before each operation."""
 
-    def handler(signum: int, frame: FrameType | None) -> None:
-        asked.append(True)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends us at once
+    def __init__(self) -> None:
+        self.signals: list[int] = []
 
-    signal.signal(signal.SIGTERM, handler)
-    return lambda: bool(asked)
+    def asked(self) -> bool:
+        return bool(self.signals)
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signals:  # the second one ends us at once
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self.signals.append(signum)
+        name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        os.write(2, f"opsagent: {name}: stopping after the operations under way; the run is "
+                    f"recorded ({name} again ends at once)\n".encode())
+
+
+def _on_stop() -> _Stop:
+    stop = _Stop()
+    signal.signal(signal.SIGTERM, stop.handle)
+    signal.signal(signal.SIGINT, stop.handle)
+    return stop
 
 
 def _seconds(text: str) -> int:

@@ -78,7 +78,10 @@ def _since(state: Path) -> str:
     return time.strftime("%H:%M:%S", time.localtime(info["since"]))
 
 
-def test_sigterm_lets_the_running_operation_end_and_skips_the_rest(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 2), (signal.SIGINT, 130)],
+                         ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_lets_the_running_operation_end_and_skips_the_rest(
+        tmp_path: Path, signum: int, code: int) -> None:
     root, state = project(tmp_path, SLOW), tmp_path / "state"
     proc = subprocess.Popen([sys.executable, "-m", "agent", "apply", "policies", "-i", "inventory.yml",
                              "--state-dir", str(state), "--json"], cwd=root, text=True,
@@ -87,9 +90,10 @@ def test_sigterm_lets_the_running_operation_end_and_skips_the_rest(tmp_path: Pat
     deadline = time.monotonic() + 30
     while not log.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 2, err
+    assert proc.returncode == code, err
+    assert "stopping after the operations under way; the run is recorded" in err
     (host,) = json.loads(out)["hosts"]
     assert [(op["status"], op["error"]) for op in host["ops"]] == [
         ("changed", ""), ("ran", ""), ("skipped", "")]
@@ -97,6 +101,8 @@ def test_sigterm_lets_the_running_operation_end_and_skips_the_rest(tmp_path: Pat
     assert log.read_text() == "1\n"  # the first command finished; the second never started
     history = opsagent(root, "history", "--state-dir", str(state), "--json")
     assert json.loads(history.stdout)[0]["failed"] is True
+    verify = opsagent(root, "audit", "verify", "--state-dir", str(state))
+    assert verify.returncode == 0 and ": 2 entries, chain intact" in verify.stdout, verify.stdout
 
 
 @pytest.mark.skipif(not shutil.which("promtool"), reason="promtool (Debian: prometheus) not installed")

@@ -82,6 +82,8 @@ def build_plan(
             steps.extend(PlannedStep(ref, s) for s in policy.kind.plan(spec, host.info))
             specs.setdefault(host.name, []).append((ref, spec))
         problems.extend(_on_hosts(p, hosts, len(targeted)) for p, hosts in failed_on.items())
+    if chosen and not problems and not per_host:
+        problems.append(_nothing_selected(chosen, inventory_source, limit))
     if problems:
         raise Problems(problems)
     hosts = tuple(
@@ -115,6 +117,16 @@ def _on_hosts(problem: Problem, hosts: list[str], targeted: int) -> Problem:
     if len(hosts) == targeted:
         return problem
     return replace(problem, message=f"{problem.message} (for host {', '.join(hosts)})")
+
+
+def _nothing_selected(chosen: list[Policy], source: str, limit: list[str] | None) -> Problem:
+    targets = "; ".join(f"{p.name} targets {', '.join(p.envelope.targets) or 'nothing'}"
+                        for p in chosen)
+    if limit:
+        return Problem("--limit", 0, 0, "", "", f"no selected policy targets "
+                       f"{', '.join(limit)} ({targets}): nothing to do")
+    return Problem(source, 0, 0, "", "", f"the policies target no host of the inventory "
+                   f"({targets}): nothing to do")
 
 
 def _check_selection(

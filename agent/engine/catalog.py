@@ -46,6 +46,11 @@ class UnknownOperation(ValueError):
     pass
 
 
+# Names add_op() takes for itself: an operation's **kwargs (files.template's template
+# variables) may not use them.
+RESERVED_ARGUMENTS = frozenset({"name", "host", "state", "op_func"})
+
+
 @cache
 def modules() -> tuple[str, ...]:
     import pyinfra.operations

@@ -119,7 +119,13 @@ def _check_args(op: str, args: Any, info: ValidationInfo) -> None:
 
 def _coerce(op: str, args: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
     model = catalog.arguments_model(op)
-    if model.model_config.get("extra") == "forbid":
+    if model.model_config.get("extra") != "forbid":  # takes **kwargs: a name pyinfra keeps fails
+        taken = [k for k in args if k in catalog.RESERVED_ARGUMENTS]
+        if taken:
+            raise _fail((op, taken[0]), "reserved_argument", f"{taken[0]!r} cannot be passed to "
+                        f"{op}: pyinfra uses that name itself; choose another (e.g. "
+                        f"'{taken[0]}_')", taken[0])
+    else:
         known = catalog.argument_names(op)
         unknown = [k for k in args if k not in known]
         if unknown:

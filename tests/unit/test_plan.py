@@ -66,3 +66,10 @@ def test_unknown_limit_and_policy_are_bad_input() -> None:
         "--limit: no host or group 'nope' in the inventory",
         "--policy: no policy named 'ghost'; known: base, db-audit, web-conf",
     ]
+
+
+def test_a_selection_that_plans_nothing_is_bad_input() -> None:
+    with pytest.raises(Problems) as e:
+        plan(limit=["web1"], only=["db-audit"])
+    assert [str(p) for p in e.value.problems] == [
+        "--limit: no selected policy targets web1 (db-audit targets db1): nothing to do"]

@@ -128,3 +128,20 @@ def test_fleet_cli_names_a_wrong_host_or_slot_without_a_traceback() -> None:
         done = subprocess.run([sys.executable, "-m", "tests.fleet", *args], cwd=REPO,
                               capture_output=True, text=True, check=False)
         assert (done.returncode, done.stderr) == (1, f"fleet: {message}\n")
+
+
+def test_a_host_cannot_change_this_machines_kernel_settings(fleet: Fleet) -> None:
+    ours = Path("/proc/sys/vm/swappiness").read_text()
+    wanted = "13" if ours.strip() != "13" else "14"
+    done = fleet.run("h1", f"echo {wanted} > /proc/sys/vm/swappiness", check=False)
+    assert done.returncode != 0 and "Read-only file system" in done.stderr
+    assert fleet.run("h1", "echo s > /proc/sysrq-trigger", check=False).returncode != 0
+    assert fleet.run("h1", "echo 1 > /sys/kernel/mm/ksm/run", check=False).returncode != 0
+    assert Path("/proc/sys/vm/swappiness").read_text() == ours
+    # the host's own network namespace stays the host's to set
+    ours_forward = Path("/proc/sys/net/ipv4/ip_forward").read_text()
+    other = "0" if ours_forward.strip() == "1" else "1"
+    done = fleet.run("h1", f"echo {other} > /proc/sys/net/ipv4/ip_forward && "
+                           "cat /proc/sys/net/ipv4/ip_forward")
+    assert done.stdout == f"{other}\n"
+    assert Path("/proc/sys/net/ipv4/ip_forward").read_text() == ours_forward

@@ -26,7 +26,17 @@ set -e
 hostname {name}
 M={merged}
 mount -t proc proc $M/proc
-mount -t sysfs sysfs $M/sys
+# as container runtimes do: the kernel's global settings are read-only from inside,
+# only the host's own network namespace's keys (net.*) can be set
+mount --bind $M/proc/sys $M/proc/sys
+mount -o remount,bind,ro $M/proc/sys
+mount --bind $M/proc/sys/net $M/proc/sys/net
+mount -o remount,bind,rw $M/proc/sys/net
+if [ -e $M/proc/sysrq-trigger ]; then
+  mount --bind $M/proc/sysrq-trigger $M/proc/sysrq-trigger
+  mount -o remount,bind,ro $M/proc/sysrq-trigger
+fi
+mount -t sysfs -o ro sysfs $M/sys
 mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts $M/dev/pts
 mount --bind $M/dev/pts/ptmx $M/dev/ptmx
 mount -t tmpfs -o mode=755 tmpfs $M/run

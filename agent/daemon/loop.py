@@ -19,7 +19,7 @@ from types import FrameType
 from agent.config import AgentConfig
 from agent.daemon import runner
 from agent.daemon.gauges import DaemonCollector
-from agent.daemon.http import Heartbeat, serve
+from agent.daemon.http import Heartbeat, ListenError, serve
 from agent.daemon.isolated import last_good, load_isolated
 from agent.daemon.policyset import PolicySet, drop_unused, signature
 from agent.daemon.pull import Puller, PullError
@@ -177,6 +177,18 @@ class Daemon:
             lock.release()
 
     def _run(self, store: Store) -> int:
+        address = self.config.address()
+        registry = registry_for(store.path, self.info)
+        try:  # first, so that /healthz answers while the first pull or reload runs
+            server = serve(address, lambda: exposition(store.path, registry), self.heartbeat) \
+                if address else None
+        except ListenError as e:
+            log.error("%s", e, extra={"event": "listen_failed"})
+            return 1
+        if address:
+            host = f"[{address[0]}]" if ":" in address[0] else address[0]
+            log.info("serving /metrics and /healthz on http://%s:%d", host, address[1],
+                     extra={"event": "listening"})
         for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
             signal.signal(signum, self.flags.handle)
         if self.puller is not None:
@@ -184,13 +196,6 @@ class Daemon:
             next_pull = time.monotonic() + self.pull_every
         else:
             self.reload(store, "start")  # broken files: the daemon stays up and says so
-        address = self.config.address()
-        registry = registry_for(store.path, self.info)
-        server = serve(address, lambda: exposition(store.path, registry), self.heartbeat) \
-            if address else None
-        if address:
-            log.info("serving /metrics and /healthz on http://%s:%d", *address,
-                     extra={"event": "listening"})
         next_watch = time.monotonic() + WATCH_EVERY
         next_prune = time.monotonic()
         try:

@@ -55,27 +55,34 @@ def main(argv: list[str], check: bool = False) -> int:
     printer = Printer(diff=args.diff)
     hosts = [] if check else [hp.host.name for hp in plan.hosts]
     what = f"opsagent {'plan' if check else 'apply'}"
-    with host_locks(state_dir(args.state_dir), hosts, what, getattr(args, "lock_wait", 0)):
-        result = execute(plan, check=check, diff=args.diff or check, connect_timeout=args.timeout,
-                         on_result=None if args.json else printer.progress, stop=stopping.asked)
-    if args.json:
-        print(to_json(result))
-    else:
-        printer.recap(result)
-    from agent.plan import observe
+    command = "plan" if check else "apply"
+    # the store is checked, and the run noted as begun, before any host is touched:
+    # a run that could not be recorded does not start
+    with open_store(args) as store:
+        started = store.begin(command, plan.source, [hp.host.name for hp in plan.hosts], check)
+        with host_locks(state_dir(args.state_dir), hosts, what, getattr(args, "lock_wait", 0)):
+            result = execute(plan, check=check, diff=args.diff or check,
+                             connect_timeout=args.timeout,
+                             on_result=None if args.json else printer.progress,
+                             stop=stopping.asked)
+        if args.json:
+            print(to_json(result))
+        else:
+            printer.recap(result)
+        from agent.plan import observe
 
-    try:
-        with open_store(args) as store:
-            store.record(result, command="plan" if check else "apply", source=plan.source,
+        try:
+            store.record(result, command=command, source=plan.source,
                          modes={p.name: p.mode for p in plan.policies},
-                         facts=observe(plan, result))
-        if textfile_dir:
-            from agent.metrics import write_textfile
+                         facts=observe(plan, result), begun_as=started)
+            if textfile_dir:
+                from agent.metrics import write_textfile
 
-            write_textfile(store.path, textfile_dir)
-    except (StateError, sqlite3.Error, OSError) as e:
-        print(f"opsagent: could not record this run: {e}", file=sys.stderr)
-        return 1
+                write_textfile(store.path, textfile_dir)
+        except (StateError, sqlite3.Error, OSError) as e:
+            print(f"opsagent: could not record this run: {e} (it is noted as begun, and will be "
+                  "recorded as interrupted)", file=sys.stderr)
+            return 2
     return 130 if signal.SIGINT in stopping.signals else exit_code(result)
 
 

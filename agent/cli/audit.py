@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 from agent.cli.common import Parser, add_state_dir, open_store
 from agent.state import audit
+from agent.state.store import state_dir
 
 
 def main(argv: list[str]) -> int:
@@ -14,7 +16,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("action", choices=["verify", "log"])
     parser.add_argument("-n", "--limit", type=int, default=50, help="entries for log (default: 50)")
     args = parser.parse_args(argv)
+    path = state_dir(args.state_dir) / "state.db"
+    if not path.is_file():  # never made anew here: a missing store is not an intact one
+        print(f"opsagent audit: no state store at {path}", file=sys.stderr)
+        return 1
     with open_store(args) as store:
+        damaged = store.damage() if args.action == "verify" else ""
+        if damaged:
+            print(f"audit log {store.path}: the store is damaged ({damaged})")
+            return 1
         if args.action == "log":
             for seq, at, who, host, policy, step, status in store.db.execute(
                 "SELECT seq, at, who, host, policy, step, status FROM audit ORDER BY seq DESC LIMIT ?",

@@ -17,8 +17,8 @@ def main(argv: list[str]) -> int:
     with open_store(args) as store:
         runs = [(run, store.host_counts(run.id)) for run in store.runs(args.limit)]
     if args.json:
-        print(json.dumps([{**vars(run), "hosts": [{"host": h, "unreachable": u, "counts": c}
-                                                   for h, u, c in hosts]}
+        print(json.dumps([{**vars(run), "hosts": [{"host": h, "unreachable": u, "counts": c,
+                                                    "error": e} for h, u, c, e in hosts]}
                           for run, hosts in runs], indent=2))
         return 0
     if not runs:
@@ -28,7 +28,8 @@ def main(argv: list[str]) -> int:
         outcome = "FAILED" if run.failed else "ok"
         print(f"#{run.id}  {when}  {run.command:<5}  {outcome:<6}  {run.finished - run.started:6.2f}s"
               f"  by {run.who}  ({run.source})")
-        for host, unreachable, counts in hosts:
+        for host, unreachable, counts, error in hosts:
             shown = "  ".join(f"{k}={v}" for k, v in counts.items() if v)
-            print(f"    {host}: {'unreachable  ' if unreachable else ''}{shown or 'nothing to do'}")
+            print(f"    {host}: {'unreachable  ' if unreachable else ''}{shown or 'nothing to do'}"
+                  f"{'  ' + error if error else ''}")
     return 0

@@ -17,6 +17,7 @@ class DaemonCollector(Collector):
         self.pull_ok: bool | None = None
         self.pull_ok_at = 0.0
         self.running = 0
+        self.store_ok = True
 
     def reloaded(self, ok: bool) -> None:
         self.reload_ok = ok
@@ -33,6 +34,9 @@ class DaemonCollector(Collector):
                                 value=self.started)
         yield GaugeMetricFamily("opsagent_runs_in_progress", "Policy runs under way.",
                                 value=self.running)
+        yield GaugeMetricFamily("opsagent_state_store_ok", "1 if the daemon's last write to "
+                                "its state store succeeded; 0: locked, full or broken (see "
+                                "/healthz and the log).", value=int(self.store_ok))
         if self.reload_ok is not None:
             yield GaugeMetricFamily("opsagent_config_last_reload_successful", "1 if the last "
                                     "load of the policy set succeeded; 0: the last good set "

@@ -10,11 +10,14 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+
+from prometheus_client import CollectorRegistry
 
 from agent.config import AgentConfig
 from agent.daemon import runner
@@ -24,15 +27,18 @@ from agent.daemon.isolated import last_good, load_isolated
 from agent.daemon.policyset import PolicySet, drop_unused, signature
 from agent.daemon.pull import Puller, PullError
 from agent.daemon.scheduler import Scheduler
+from agent.engine.results import RunResult
 from agent.errors import Problems
 from agent.inventory import LOCAL
 from agent.metrics import exposition, registry_for
 from agent.state.locks import DaemonLock
-from agent.state.store import Store
+from agent.state.store import StateError, Store
 
 log = logging.getLogger(__name__)
 WATCH_EVERY = 2.0  # seconds between looks at the policy files' sizes and times
 PRUNE_EVERY = 3600.0
+PROBE_EVERY = 5.0  # seconds between checks that the store can record a run
+STORE_WAIT = 2.0  # seconds a write waits for another process's lock: the loop must not stall
 CURRENT = "current"  # under sets/: the digest of the set in force, for the next start
 
 
@@ -58,9 +64,13 @@ class Daemon:
         self.flags = Flags()
         self.heartbeat = Heartbeat()
         self.info = DaemonCollector()
+        self.info_registry = CollectorRegistry(auto_describe=False)
+        self.info_registry.register(self.info)
         self.scheduler = Scheduler(started=time.time())
         self.current: PolicySet | None = None
         self.children: list[runner.Child] = []
+        self.unrecorded: list[tuple[runner.Child, RunResult]] = []  # failures the store refused
+        self.next_runs_saved = True
         self.watched: tuple[tuple[str, int, int], ...] = ()
         self.puller = Puller(config.pull.url, state_dir / "pull") if config.pull else None
         self.pull_every = config.pull.interval if config.pull else 0
@@ -115,7 +125,7 @@ class Daemon:
     def _switch(self, store: Store, new: PolicySet, why: str) -> None:
         if self.current is None or new.digest != self.current.digest:
             self.scheduler.load(new.policies, store.last_runs(), time.time())
-            store.set_next_runs(self.scheduler.due)
+            self.next_runs_saved = False
             log.info("loaded policy set %s (%s): %d scheduled, %d one-shot only%s", new.digest, why,
                      len(new.policies), len(new.unscheduled),
                      f" ({', '.join(new.unscheduled)})" if new.unscheduled else "",
@@ -148,9 +158,14 @@ class Daemon:
             runner.overdue(child, now)
             if child.proc.poll() is None:
                 continue
-            runner.finish(child, store, now)
+            failed = runner.finish(child, now)
+            if failed is not None:
+                self.unrecorded.append((child, failed))
             self.scheduler.finished(child.policy.name, child.hosts)
             self.children.remove(child)
+        while self.unrecorded:  # kept until the store takes them
+            runner.record_failure(store, *self.unrecorded[0])
+            self.unrecorded.pop(0)
 
     def _launch(self, store: Store, now: float) -> None:
         if self.current is None or self.flags.stop:
@@ -162,7 +177,7 @@ class Daemon:
         for policy, hosts in started:
             self.children.append(runner.start(policy, hosts, self.current, self.settings, now))
         if started:
-            store.set_next_runs(self.scheduler.due)
+            self.next_runs_saved = False
         self.info.running = len(self.children)
 
     # -- the loop -----------------------------------------------------------------------
@@ -171,7 +186,7 @@ class Daemon:
         lock = DaemonLock(self.state_dir)  # raises StateError naming the other daemon
         os.environ["OPSAGENT_TRIGGER"] = f"opsagent daemon (pid {os.getpid()})"  # who, in records
         try:
-            with Store(self.state_dir) as store:
+            with Store(self.state_dir, busy_timeout=STORE_WAIT) as store:
                 return self._run(store)
         finally:
             lock.release()
@@ -180,7 +195,7 @@ class Daemon:
         address = self.config.address()
         registry = registry_for(store.path, self.info)
         try:  # first, so that /healthz answers while the first pull or reload runs
-            server = serve(address, lambda: exposition(store.path, registry), self.heartbeat) \
+            server = serve(address, lambda: self._metrics(store, registry), self.heartbeat) \
                 if address else None
         except ListenError as e:
             log.error("%s", e, extra={"event": "listen_failed"})
@@ -197,27 +212,40 @@ class Daemon:
         else:
             self.reload(store, "start")  # broken files: the daemon stays up and says so
         next_watch = time.monotonic() + WATCH_EVERY
-        next_prune = time.monotonic()
+        next_prune = next_probe = time.monotonic()
         try:
             while not self.flags.stop:
                 self.heartbeat.beat()
                 mono, now = time.monotonic(), time.time()
-                if self.flags.reload:
-                    self.flags.reload = False
-                    self.reload(store, "SIGHUP")
-                elif self.puller is None and mono >= next_watch:
-                    next_watch = mono + WATCH_EVERY
-                    sources = self._sources()
-                    if sources and signature(*sources) != self.watched:
-                        self.reload(store, "files changed")
-                if self.puller is not None and mono >= next_pull:
-                    next_pull = mono + self.pull_every
-                    self._pull(store)
-                if mono >= next_prune:
-                    next_prune = mono + PRUNE_EVERY
-                    self._prune(store, now)
-                self._reap(store, now)
-                self._launch(store, now)
+                try:
+                    if self.flags.reload:
+                        self.flags.reload = False
+                        self.reload(store, "SIGHUP")
+                    elif self.puller is None and mono >= next_watch:
+                        next_watch = mono + WATCH_EVERY
+                        sources = self._sources()
+                        if sources and signature(*sources) != self.watched:
+                            self.reload(store, "files changed")
+                    if self.puller is not None and mono >= next_pull:
+                        next_pull = mono + self.pull_every
+                        self._pull(store)
+                    if mono >= next_prune:
+                        next_prune = mono + PRUNE_EVERY
+                        self._prune(store, now)
+                    self._reap(store, now)
+                    self._launch(store, now)
+                    if not self.next_runs_saved:
+                        store.set_next_runs(self.scheduler.due)
+                        self.next_runs_saved = True
+                    if mono >= next_probe or self.heartbeat.fault:
+                        next_probe = mono + PROBE_EVERY
+                        store.probe()
+                    self._store_fault(None)
+                except (sqlite3.Error, OSError, StateError) as e:  # locked, full or broken
+                    self._store_fault(e)
+                except Exception:  # a bug: logged with its traceback; the daemon goes on
+                    log.exception("unexpected error in the scheduler loop; going on",
+                                  extra={"event": "loop_error"})
                 due = self.scheduler.next_due()
                 pause = 1.0 if due is None else min(1.0, max(0.05, due - time.time()))
                 self.flags.wake.wait(pause)
@@ -228,6 +256,26 @@ class Daemon:
                 server.shutdown()
                 server.server_close()
         return 0
+
+    def _store_fault(self, error: Exception | None) -> None:
+        """Log a store fault once when it begins and once when it ends."""
+        fault = "" if error is None else str(error) if isinstance(error, StateError) else \
+            f"state store {self.state_dir / 'state.db'}: {error}"
+        if fault and not self.heartbeat.fault:
+            log.error("%s; runs go on, their records wait until it works again", fault,
+                      extra={"event": "store_failed"})
+        elif not fault and self.heartbeat.fault:
+            log.info("state store works again", extra={"event": "store_recovered"})
+        self.heartbeat.fault = fault
+        self.info.store_ok = not fault
+
+    def _metrics(self, store: Store, registry: CollectorRegistry) -> bytes:
+        try:
+            return exposition(store.path, registry)
+        except (sqlite3.Error, OSError):  # the daemon's own families still tell what is wrong
+            from prometheus_client import generate_latest
+
+            return bytes(generate_latest(self.info_registry))
 
     def _prune(self, store: Store, now: float) -> None:
         ret = self.config.retention
@@ -243,7 +291,9 @@ class Daemon:
         for child in self.children:
             runner.stop(child, "the daemon was stopped", now)
         runner.wait_all(self.children, self.config.stop_timeout)
-        for child in self.children:
-            runner.finish(child, store, time.time())
-        self.children.clear()
+        try:
+            self._reap(store, time.time())
+        except (sqlite3.Error, OSError) as e:
+            log.error("state store %s: %s; %d failed run(s) could not be recorded",
+                      store.path, e, len(self.unrecorded), extra={"event": "store_failed"})
         log.info("stopped", extra={"event": "stopped"})

@@ -87,8 +87,9 @@ def overdue(child: Child, now: float) -> None:
         os.killpg(child.proc.pid, signal.SIGKILL)
 
 
-def finish(child: Child, store: Store, now: float) -> RunResult | None:
-    """After the child exited: log what it did; record a failure it could not record."""
+def finish(child: Child, now: float) -> RunResult | None:
+    """After the child exited: log what it did; a failure it could not record itself is
+    returned, for the daemon to record (see record_failure)."""
     code = child.proc.returncode
     child.out.seek(0)
     child.err.seek(0)
@@ -119,9 +120,12 @@ def finish(child: Child, store: Store, now: float) -> RunResult | None:
     failed = RunResult([HostResult(h, [OpResult(name, child.policy.kind, "run", "opsagent",
                                                 Status.FAILED, error=why)], error=why)
                         for h in child.hosts], False, now - child.started)
-    store.record(failed, command="apply", source=child.policy_set.inventory,
-                 started=child.started, modes={name: child.policy.mode})
     return failed
+
+
+def record_failure(store: Store, child: Child, failed: RunResult) -> None:
+    store.record(failed, command="apply", source=child.policy_set.inventory,
+                 started=child.started, modes={child.policy.name: child.policy.mode})
 
 
 def _counts(summary: dict[str, dict[str, int]]) -> str:

@@ -123,7 +123,24 @@ CREATE TABLE facts (
 );
 """
 
-STEPS = {1: V1, 2: V2, 3: V3}
+# Runs that have begun and not yet been recorded: written before anything runs, replaced
+# by the finished run in the transaction that records it. A row whose process is gone
+# was killed (SIGKILL, power cut): the next run records it as interrupted.
+V4 = """
+CREATE TABLE begun (
+    id INTEGER PRIMARY KEY,
+    started REAL NOT NULL,
+    command TEXT NOT NULL,
+    who TEXT NOT NULL,
+    check_mode INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    hosts TEXT NOT NULL,            -- JSON list of the hosts it was to run on
+    pid INTEGER NOT NULL,
+    pid_start TEXT NOT NULL         -- the process's start time, so a reused pid is not it
+);
+"""
+
+STEPS = {1: V1, 2: V2, 3: V3, 4: V4}
 VERSION = max(STEPS)
 
 

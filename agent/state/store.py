@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from agent.engine.results import RunResult, Status
-from agent.state import audit, summary
+from agent.state import audit, begun, summary
 from agent.state.schema import VERSION, migrate
 
 Mask = Callable[[str], str]
+MIN_FREE = 8 * 1024 * 1024  # bytes the store's filesystem must have before a run begins
 
 
 def default_dir() -> Path:
@@ -89,11 +90,12 @@ class StateError(RuntimeError):
 
 
 class Store:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, busy_timeout: float = 30.0) -> None:
+        """busy_timeout: how long a write waits for another process's write lock."""
         self.path = directory / "state.db"
         try:
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA foreign_keys=ON")
@@ -107,8 +109,15 @@ class Store:
     def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: object, error: BaseException | None, tb: object) -> None:
         self.close()
+        if isinstance(error, sqlite3.Error):  # said with the file's name, not as a traceback
+            raise StateError(f"state store {self.path}: {error}") from error
+
+    def damage(self) -> str:
+        """What SQLite's quick_check finds wrong, in one line; '' if nothing."""
+        found = [str(r[0]) for r in self.db.execute("PRAGMA quick_check")]
+        return "" if found == ["ok"] else " ".join(" ".join(found[:3]).split())
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -130,20 +139,62 @@ class Store:
                                  f" (schema {version}, this one knows {VERSION})")
             migrate(db, version)
 
+    def probe(self) -> None:
+        """Can a run be recorded now? Takes the write lock and lets it go, and checks the
+        free space; raises StateError (the daemon's health check)."""
+        try:
+            self._check_room()
+            with self.transaction():
+                pass
+        except (OSError, sqlite3.Error) as e:
+            raise StateError(f"state store {self.path}: {e}") from e
+
+    def _check_room(self) -> None:
+        room = os.statvfs(self.path.parent)
+        free = room.f_bavail * room.f_frsize
+        if free < MIN_FREE:
+            raise StateError(f"state store {self.path}: only {free // 1024} KiB free on its "
+                             f"filesystem, {MIN_FREE // 1048576} MiB needed to record a run")
+
+    def begin(self, command: str, source: str, hosts: list[str], check: bool) -> begun.Begun:
+        """Before a run touches any host: refuse if the store is damaged or its disk nearly
+        full (raises StateError), record runs an earlier process left unrecorded as
+        interrupted, and note this one as begun."""
+        try:
+            damaged = self.damage()
+            if damaged:
+                raise StateError(f"state store {self.path} is damaged ({damaged}): move it "
+                                 "aside or restore it from a backup; nothing was run")
+            try:
+                self._check_room()
+            except StateError as e:
+                raise StateError(f"{e}; nothing was run") from None
+            with self.transaction() as db:
+                begun.record_interrupted(db)
+                return begun.begin(db, command, who(), check, source, hosts)
+        except (OSError, sqlite3.Error) as e:
+            raise StateError(f"state store {self.path}: {e}; nothing was run") from e
+
     def record(self, result: RunResult, *, command: str, source: str, mask: Mask = str,
                started: float | None = None, modes: dict[str, str] | None = None,
-               facts: dict[tuple[str, str], dict[str, Any]] | None = None) -> int:
+               facts: dict[tuple[str, str], dict[str, Any]] | None = None,
+               begun_as: begun.Begun | None = None) -> int:
         """Store a finished run, append an audit entry for each change it made, and update
         the summaries (modes: each policy's enforce | audit, for the summaries; facts:
-        what kinds observed per policy and host, merged into what was known)."""
+        what kinds observed per policy and host, merged into what was known; begun_as:
+        what begin() returned, replaced by this record)."""
         finished = time.time()
-        begun = started if started is not None else finished - result.duration
+        if begun_as is not None:
+            started = begun_as.started
+        first = started if started is not None else finished - result.duration
         actor = who()
         with self.transaction() as db:
+            if begun_as is not None:
+                begun.end(db, begun_as)
             run_id = db.execute(
                 "INSERT INTO runs (started, finished, command, who, check_mode, source, failed)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (begun, finished, command, actor, int(result.check), source, int(result.failed)),
+                (first, finished, command, actor, int(result.check), source, int(result.failed)),
             ).lastrowid
             assert run_id is not None
             for host in result.hosts:
@@ -185,10 +236,11 @@ class Store:
             " ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return [RunRow(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], bool(r[7])) for r in rows]
 
-    def host_counts(self, run_id: int) -> list[tuple[str, bool, dict[str, int]]]:
-        rows = self.db.execute("SELECT host, unreachable, counts FROM host_results WHERE run_id = ?"
-                               " ORDER BY host", (run_id,)).fetchall()
-        return [(r[0], bool(r[1]), json.loads(r[2])) for r in rows]
+    def host_counts(self, run_id: int) -> list[tuple[str, bool, dict[str, int], str]]:
+        """(host, unreachable, counts, error) for each host of the run."""
+        rows = self.db.execute("SELECT host, unreachable, counts, error FROM host_results"
+                               " WHERE run_id = ? ORDER BY host", (run_id,)).fetchall()
+        return [(r[0], bool(r[1]), json.loads(r[2]), r[3]) for r in rows]
 
     def last_runs(self) -> dict[tuple[str, str], float]:
         """When each policy last ran on each host (any command but plan)."""

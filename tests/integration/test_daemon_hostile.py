@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import random
+import shutil
 import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import pytest
+
 from tests.integration.test_daemon import TICK, daemons, make, ticks  # noqa: F401 (fixture)
-from tests.support.daemon import Daemon, wait_for
+from tests.support.daemon import REPO, Daemon, wait_for
 
 HOSTILE = {
     "merge-key.yml": "a: &x {b: 1}\nc:\n  <<: *x\n",
@@ -112,3 +122,71 @@ def test_a_daemon_with_no_good_set_stays_up_and_says_so(tmp_path: Path, daemons:
     assert "opsagent_config_last_reload_successful 0.0" in d.get("/metrics")[1]
     (root / "policies" / "tick.yml").write_text(TICK % ("1s", "0"))
     wait_for(lambda: ticks(root) >= 1, what="a run once the file is fixed")
+
+
+def test_a_locked_store_is_reported_and_the_daemon_goes_on(tmp_path: Path, daemons: list[Daemon]) -> None:  # noqa: F811
+    root = make(tmp_path)
+    d = Daemon(root)
+    daemons.append(d)
+    d.up()
+    wait_for(lambda: ticks(root) >= 1, what="a first run")
+    holder = sqlite3.connect(root / "state" / "state.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        status, body = wait_for(lambda: (lambda r: r if r[0] == 503 else None)(d.get("/healthz")),
+                                what="/healthz to report the store")
+        assert body.startswith(f"state store {root / 'state' / 'state.db'}: database is locked")
+        assert "opsagent_state_store_ok 0.0" in d.get("/metrics")[1]
+        time.sleep(3)
+        assert d.proc.poll() is None
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    wait_for(lambda: d.get("/healthz")[0] == 200, what="/healthz once the lock is released")
+    assert d.count("store_failed") == 1 and d.count("store_recovered") == 1
+    before = ticks(root)
+    wait_for(lambda: ticks(root) >= before + 2, what="runs after the store came back")
+    assert "opsagent_state_store_ok 1.0" in d.get("/metrics")[1]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
+                    reason="needs root and unshare for a mount namespace of the daemon's own")
+def test_a_full_disk_is_reported_and_the_daemon_goes_on(tmp_path: Path, daemons: list[Daemon]) -> None:  # noqa: F811
+    root = make(tmp_path)
+    state = root / "state"
+    state.mkdir()
+    # a 16 MB filesystem for the state dir, seen by the daemon alone: this machine is untouched
+    prefix = ("unshare", "--mount", "--propagation", "private", "sh", "-c",
+              'mount -t tmpfs -o size=16m opsagent-test "$0" && exec "$@"', str(state))
+    d = Daemon(root, prefix=prefix)
+    daemons.append(d)
+    d.up()
+    wait_for(lambda: ticks(root) >= 1, what="a first run")
+    inside = Path(f"/proc/{d.proc.pid}/root") / str(state).lstrip("/")
+    filler = inside / "filler"
+    with filler.open("wb", buffering=0) as f:  # fill the daemon's filesystem to the last byte
+        for size in (65536, 1):
+            with contextlib.suppress(OSError):
+                while f.write(b"\0" * size):
+                    pass
+    try:
+        status, body = wait_for(lambda: (lambda r: r if r[0] == 503 else None)(d.get("/healthz")),
+                                timeout=60, what="/healthz to report the full disk")
+        assert "database or disk is full" in body
+        wait_for(lambda: d.count("run_failed") + sum(  # a run that could not record itself
+            1 for e in d.events() if e.get("event") == "run_finished" and e["exit_code"]),
+            timeout=60, what="a run that failed for the full disk")
+        assert d.proc.poll() is None
+    finally:
+        filler.unlink()
+    wait_for(lambda: d.get("/healthz")[0] == 200, timeout=60, what="/healthz once there is room")
+    assert d.count("store_recovered") >= 1
+    before = ticks(root)
+    wait_for(lambda: ticks(root) >= before + 2, what="runs once there is room")
+    # the runs refused while the disk was full, recorded by the daemon once there was room
+    done = subprocess.run(["nsenter", "-t", str(d.proc.pid), "-m", sys.executable, "-m", "agent",
+                           "history", "--state-dir", str(state), "--json"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60, check=False)
+    runs = json.loads(done.stdout)
+    assert any(r["failed"] and "MiB needed to record a run; nothing was run" in json.dumps(r)
+               for r in runs), runs

@@ -34,13 +34,15 @@ def wait_for(check: Callable[[], Any], timeout: float = 30, what: str = "conditi
 
 
 class Daemon:
-    def __init__(self, root: Path, *args: str, config: str = "agent.yml") -> None:
+    def __init__(self, root: Path, *args: str, config: str = "agent.yml",
+                 prefix: tuple[str, ...] = ()) -> None:
+        """prefix: a command that execs the daemon (e.g. in a mount namespace of its own)."""
         self.root = root
         self.port = free_port()
         self.log_path = root / f"daemon-{self.port}.log"
         self.log_file = self.log_path.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", "daemon", "-c", config, "--listen",
+            [*prefix, sys.executable, "-m", "agent", "daemon", "-c", config, "--listen",
              f"127.0.0.1:{self.port}", *args],
             cwd=root, stdout=self.log_file, stderr=subprocess.STDOUT, text=True)
 

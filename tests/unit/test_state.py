@@ -36,7 +36,7 @@ def test_a_run_is_stored_with_an_audit_entry_per_executed_change(tmp_path: Path)
         assert (run.id, run.command, run.source, run.failed) == (run_id, "apply", "inv.yml", True)
         assert store.host_counts(run_id)[0] == ("h1", False, {
             "ok": 1, "changed": 1, "ran": 1, "failed": 0, "skipped": 0, "would_change": 1,
-            "would_run": 0})
+            "would_run": 0}, "")
         rows = store.db.execute("SELECT host, step, status FROM audit ORDER BY seq").fetchall()
         assert rows == [("h1", "config", "changed"), ("h1", "stamp", "ran")]
         assert audit.verify(store.db) == (2, [])

@@ -1,5 +1,5 @@
 """`opsagent install-service`: write the systemd units for the daemon, or for one-shot runs
-on a timer, rendered from templates/systemd/. Prints the systemctl commands to run next."""
+on a timer, rendered from the unit templates shipped in the package (agent/units/). Prints the systemctl commands to run next."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from agent.cli.common import Parser
 
 UNITS = {"daemon": ("opsagent.service",), "timer": ("opsagent-apply.service", "opsagent-apply.timer")}
-SOURCE_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+UNIT_TEMPLATES = Path(__file__).resolve().parents[1] / "units"  # package data
 
 
 def main(argv: list[str]) -> int:
@@ -68,12 +68,16 @@ def main(argv: list[str]) -> int:
 
 
 def render(name: str, values: dict[str, object]) -> str:
-    env = Environment(loader=FileSystemLoader(SOURCE_TEMPLATES / "systemd"), trim_blocks=True,
+    env = Environment(loader=FileSystemLoader(UNIT_TEMPLATES), trim_blocks=True,
                       lstrip_blocks=True, undefined=StrictUndefined, keep_trailing_newline=True)
     return env.get_template(f"{name}.j2").render(values)
 
 
 def _this_command() -> str:
+    """The opsagent that is running: its script, else the one on PATH, else this Python."""
+    running = Path(sys.argv[0])
+    if running.name == "opsagent" and running.is_file():
+        return str(running.resolve())
     found = shutil.which("opsagent")
     if found:
         return str(Path(found).resolve())

@@ -1,5 +1,6 @@
 """`opsagent install-service`: write the systemd units for the daemon, or for one-shot runs
-on a timer, rendered from the unit templates shipped in the package (agent/units/). Prints the systemctl commands to run next."""
+on a timer, rendered from the unit templates shipped in the package (agent/units/).
+Prints the systemctl commands to run next."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from agent.engine.capture import Capture, capture
 from agent.engine.guards import guard_script, guarded
 from agent.engine.results import HostResult, OpResult, RunResult, Status
 from agent.inventory import Host
-from agent.kinds.base import Sequence, Step
+from agent.kinds.base import Rendered, Sequence, Step
 from agent.plan import PlannedStep, RunPlan
 
 OnResult = Callable[[str, OpResult], None]
@@ -134,15 +135,21 @@ def _add(state: State, host: Any, planned: PlannedStep, judge_only: bool) -> Ope
     step = planned.step
     assert isinstance(step, Step)
     args = dict(step.args)
+    operation = step.operation
+    if isinstance(args.get("src"), Rendered):  # a template rendered at validation: put its text
+        rendered = args["src"]
+        args["src"] = StringIO(rendered.text)
+        args["src"].template = rendered.source  # as pyinfra's files.template marks it
+        operation = "files.put"
     options = {k: args.pop(k) for k in list(args) if k in catalog.GLOBAL_ARGUMENTS}
     if judge_only:  # never executed, even if the run executes: facts are read, nothing done
         options["_if"] = _never
     name = f"{planned.policy.label} | {step.name}"
     if step.guard is not None:
-        metas = add_op(state, guarded, host=host, name=name, op_name=step.operation, args=args,
+        metas = add_op(state, guarded, host=host, name=name, op_name=operation, args=args,
                        script=guard_script(step.guard), **options)
     else:
-        metas = add_op(state, catalog.operation(step.operation), host=host, name=name,
+        metas = add_op(state, catalog.operation(operation), host=host, name=name,
                        **args, **options)
     meta: OperationMeta = metas[host]
     return meta

@@ -46,6 +46,15 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Rendered:
+    """A Step's `src` that is text rendered on the controller from a template file (in the
+    sandbox, when the policy was validated): the engine puts the text as the file."""
+
+    text: str
+    source: str  # the template file it came from, for messages
+
+
+@dataclass(frozen=True)
 class Command:
     """A command run on the host whose output the kind reads back (e.g. `borg create --json`).
 

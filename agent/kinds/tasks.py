@@ -9,6 +9,13 @@
 
 Every operation's arguments are checked against its real signature when the policy is
 validated. Relative `src` of files.template / files.put is looked up in templates/.
+
+A files.template source is rendered here, per host, when the policy is validated: in the
+same bounded sandbox as policy strings, with the same variables (inventory vars,
+`host.name`, `host.groups`) plus the task's own extra arguments. So a syntax error or an
+undefined variable in a .j2 file is a validation error with the file's line, and no
+template runs unsandboxed on the controller; the host gets the rendered text, as
+pyinfra's own files.template would put it.
 """
 
 from __future__ import annotations
@@ -21,11 +28,13 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from agent.engine import catalog
 from agent.engine.results import OpResult
-from agent.kinds.base import Guard, HostInfo, Observation, Sequence, Step
+from agent.kinds.base import Guard, HostInfo, Observation, Rendered, Sequence, Step
 from agent.policy.messages import suggest
+from agent.policy.render import FILE_OPTIONS, Renderer, TemplateFileError
 
 _TASK_KEYS = ("name", *Guard.model_fields)
 _SRC_OPS = ("files.template", "files.put")
+_PUT_ARGS = ("dest", "user", "group", "mode", "create_remote_dir")  # what files.template passes on
 
 
 class Task(Guard):
@@ -68,6 +77,8 @@ class Task(Guard):
         if self.name:
             return self.name
         first = next(iter(self.args.values()), "")
+        if isinstance(first, Rendered):
+            first = first.source
         if isinstance(first, list):
             first = " ".join(str(x) for x in first)
         text = f"{self.operation} {first}".strip()
@@ -144,7 +155,31 @@ def _coerce(op: str, args: dict[str, Any], info: ValidationInfo) -> dict[str, An
     out = checked.model_dump(exclude_unset=True, by_alias=True)
     if op in _SRC_OPS and isinstance(out.get("src"), str):
         out["src"] = str(_template_path(out["src"], info))
+        if op == "files.template":
+            return _rendered(out, info)
     return out
+
+
+def _rendered(args: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+    """files.template's arguments with its source rendered for this host."""
+    op = "files.template"
+    context = info.context or {}
+    renderer = context.get("renderer") or Renderer()
+    own = {"src", "jinja_env_kwargs", *_PUT_ARGS, *catalog.GLOBAL_ARGUMENTS}
+    data = {k: v for k, v in args.items() if k not in own}
+    options = args.get("jinja_env_kwargs") or {}
+    bad = [k for k in options if k not in FILE_OPTIONS or not isinstance(options[k], bool)]
+    if bad:
+        raise _fail((op, "jinja_env_kwargs", bad[0]), "template_option",
+                    f"not a template option opsagent allows; expected true or false for one "
+                    f"of {', '.join(FILE_OPTIONS)}", bad[0])
+    try:
+        text = renderer.render_file(Path(args["src"]), {**context.get("variables", {}), **data},
+                                    options)
+    except TemplateFileError as e:
+        raise _fail((op, "src"), "template_file", str(e), args["src"]) from None
+    kept = {k: v for k, v in args.items() if k in _PUT_ARGS or k in catalog.GLOBAL_ARGUMENTS}
+    return {"src": Rendered(text, args["src"]), **kept}
 
 
 def _template_path(src: str, info: ValidationInfo) -> Path:

@@ -237,7 +237,9 @@ class _Maker:
             if len(self.problems) > count:
                 return None
             try:
-                task = Task.model_validate(rendered, context={"templates": self.templates})
+                task = Task.model_validate(rendered, context={
+                    "templates": self.templates, "renderer": self.renderer,
+                    "variables": variables})
             except ValidationError as e:
                 self.problems.extend(problem(self.doc, err, self.context, Task, loc)
                                      for err in e.errors())

@@ -108,7 +108,8 @@ def host_spec(policy: Policy, host: HostInfo, renderer: Renderer, templates: Pat
     if problems:
         raise Problems(problems)
     spec_model = policy.kind.Spec
-    context: dict[str, object] = {"templates": templates}
+    context: dict[str, object] = {"templates": templates, "renderer": renderer,
+                                  "variables": renderer.variables(host)}
     if policy.envelope.schedule is not None:
         from agent.timing import interval
 

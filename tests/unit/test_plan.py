@@ -8,7 +8,7 @@ import pytest
 
 from agent.errors import Problems
 from agent.inventory import load_inventory
-from agent.kinds.base import Guard, Step
+from agent.kinds.base import Guard, Rendered, Step
 from agent.plan import PlannedStep, RunPlan, build_plan
 from agent.policy.validate import load_policies
 
@@ -43,8 +43,9 @@ def test_arguments_rendered_per_host_and_coerced() -> None:
     hosts = {h.host.name: h for h in plan().hosts}
     template = op(hosts["web1"].steps[1])
     assert template.args["dest"] == "/tmp/opsagent-cases/web1/app.conf"
-    assert template.args["port"] == "8080"
-    assert template.args["src"] == str(CASES / "templates" / "app.conf.j2")
+    # rendered for this host, in the sandbox, when the policy was validated
+    assert template.args["src"] == Rendered("listen 8080\n", str(CASES / "templates" / "app.conf.j2"))
+    assert "port" not in template.args
     directory = op(hosts["db1"].steps[0])
     assert directory.args == {"path": "/tmp/opsagent-cases", "mode": 755, "_sudo": False}
     assert directory.name == "root folder"

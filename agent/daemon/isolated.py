@@ -3,7 +3,8 @@
 Whatever the files contain (a parser bug, a template that eats memory or CPU, a crash
 in a library), the child fails, not the daemon: the child runs under memory and CPU
 limits and a timeout, and its answer is one JSON document on stdout. A child that
-dies or overruns is reported as one problem; the daemon keeps its last good set.
+dies or overruns is reported as one problem; the daemon keeps its last good set. The
+daemon's loop polls the child (Validation.poll), so it never waits for it.
 
 The accepted set's description is also kept beside its copy (`set.json`), so that a
 daemon restarted while the files are broken resumes the last good set.
@@ -18,6 +19,8 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -51,31 +54,57 @@ def from_description(data: dict[str, Any]) -> PolicySet:
     return PolicySet(Path(data["root"]), data["digest"], policies, tuple(data["unscheduled"]))
 
 
-def load_isolated(paths: list[Path], inventory: str, templates: Path, state_dir: Path
-                  ) -> PolicySet:
-    """load_set() in a limited child process; raises Problems (a crash is one problem)."""
-    request = {"paths": [str(p) for p in paths], "inventory": inventory,
-               "templates": str(templates), "state_dir": str(state_dir)}
-    where = str(paths[0]) if paths else inventory
-    try:
-        done = subprocess.run([sys.executable, "-m", "agent.daemon.isolated"],
-                              input=json.dumps(request), capture_output=True, text=True,
-                              timeout=TIMEOUT, preexec_fn=_limit, check=False)
-    except subprocess.TimeoutExpired:
-        raise Problems([Problem(where, 0, 0, "", "", f"validating the policy set took longer "
-                                                     f"than {TIMEOUT:g} s; refused")]) from None
-    try:
-        answer = json.loads(done.stdout)
-    except ValueError:
-        lines = done.stderr.strip().splitlines()
-        why = lines[-1] if lines else f"exit status {done.returncode}"
-        raise Problems([Problem(where, 0, 0, "", "", f"validating the policy set failed "
-                                                     f"({why}); refused")]) from None
-    if "problems" in answer:
-        raise Problems(Problem(**p) for p in answer["problems"])
-    policy_set = from_description(answer["set"])
-    (policy_set.root / DESCRIPTION).write_text(json.dumps(answer["set"]))
-    return policy_set
+class Validation:
+    """load_set() under way in a limited child process; the daemon's loop polls it."""
+
+    def __init__(self, paths: list[Path], inventory: str, templates: Path, state_dir: Path,
+                 why: str) -> None:
+        self.why = why
+        self.where = str(paths[0]) if paths else inventory
+        request = {"paths": [str(p) for p in paths], "inventory": inventory,
+                   "templates": str(templates), "state_dir": str(state_dir)}
+        self.out = tempfile.TemporaryFile()  # noqa: SIM115 (closed in poll() or kill())
+        self.err = tempfile.TemporaryFile()  # noqa: SIM115
+        self.deadline = time.monotonic() + TIMEOUT
+        self.proc = subprocess.Popen([sys.executable, "-m", "agent.daemon.isolated"],
+                                     stdin=subprocess.PIPE, stdout=self.out, stderr=self.err,
+                                     preexec_fn=_limit)
+        assert self.proc.stdin is not None
+        with self.proc.stdin:
+            self.proc.stdin.write(json.dumps(request).encode())
+
+    def poll(self) -> PolicySet | None:
+        """The set once the child is done (raises Problems if it failed); None meanwhile."""
+        if self.proc.poll() is None:
+            if time.monotonic() < self.deadline:
+                return None
+            self.kill()
+            raise Problems([Problem(self.where, 0, 0, "", "", f"validating the policy set "
+                                                              f"took longer than {TIMEOUT:g} s; refused")])
+        self.out.seek(0)
+        self.err.seek(0)
+        stdout, stderr = self.out.read().decode(errors="replace"), self.err.read().decode(errors="replace")
+        self.out.close()
+        self.err.close()
+        try:
+            answer = json.loads(stdout)
+        except ValueError:
+            lines = stderr.strip().splitlines()
+            why = lines[-1] if lines else f"exit status {self.proc.returncode}"
+            raise Problems([Problem(self.where, 0, 0, "", "", f"validating the policy set "
+                                                              f"failed ({why}); refused")]) from None
+        if "problems" in answer:
+            raise Problems(Problem(**p) for p in answer["problems"])
+        policy_set = from_description(answer["set"])
+        (policy_set.root / DESCRIPTION).write_text(json.dumps(answer["set"]))
+        return policy_set
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.out.close()
+        self.err.close()
 
 
 def last_good(state_dir: Path, digest: str) -> PolicySet | None:

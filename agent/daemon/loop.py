@@ -23,7 +23,7 @@ from agent.config import AgentConfig
 from agent.daemon import runner
 from agent.daemon.gauges import DaemonCollector
 from agent.daemon.http import Heartbeat, ListenError, serve
-from agent.daemon.isolated import last_good, load_isolated
+from agent.daemon.isolated import Validation, last_good
 from agent.daemon.policyset import PolicySet, drop_unused, signature
 from agent.daemon.pull import Puller, PullError
 from agent.daemon.scheduler import Scheduler
@@ -72,6 +72,9 @@ class Daemon:
         self.unrecorded: list[tuple[runner.Child, RunResult]] = []  # failures the store refused
         self.next_runs_saved = True
         self.watched: tuple[tuple[str, int, int], ...] = ()
+        self.validation: Validation | None = None  # a reload under way
+        self.reload_again = ("", False)  # why to reload once it ends, and if on trial
+        self.trial = False  # the reload under way decides the pulled commit on trial
         self.puller = Puller(config.pull.url, state_dir / "pull") if config.pull else None
         self.pull_every = config.pull.interval if config.pull else 0
         self.settings = runner.Settings(state_dir, config.timeout, config.lock_wait, cwd)
@@ -86,31 +89,58 @@ class Daemon:
             return None
         return [checkout / "policies"], LOCAL, checkout / "templates"
 
-    def reload(self, store: Store, why: str) -> bool:
-        """Validate the sources in a child process and switch to them if they pass.
-
-        Nothing in the files can end the daemon: a set that fails (or crashes or overruns
-        its validation) is logged, and the last good one keeps running."""
+    def reload(self, why: str, trial: bool = False) -> None:
+        """Start validating the sources in a child process (see _poll_reload); if one is
+        under way already, validate again once it ends. trial: the pulled commit on
+        trial is accepted or rejected by the outcome."""
+        if self.validation is not None:
+            self.reload_again = (why, trial or self.reload_again[1])
+            return
         sources = self._sources()
         if sources is None:
-            return False
+            return
         self.watched = signature(*sources)
+        self.validation = Validation(*sources, self.state_dir, why)
+        self.trial = trial
+
+    def _poll_reload(self, store: Store) -> None:
+        """Switch to the new set once it validated; nothing in the files can end the
+        daemon: a set that fails (or crashes or overruns its validation) is logged, and
+        the last good one keeps running."""
+        if self.validation is None:
+            return
+        why, trial = self.validation.why, self.trial and self.puller is not None
         try:
-            new = load_isolated(*sources, self.state_dir)
+            new = self.validation.poll()
         except Problems as e:
-            for problem in e.problems:
-                log.error("reload (%s): %s", why, problem, extra={"event": "reload_problem"})
-            if self.current is None:
-                self._resume_last_good(store)
-            kept = f"; still running {self.current.digest}" if self.current else \
-                "; no good policy set yet: nothing runs until the files are fixed"
-            log.error("reload (%s) failed: %d problem(s)%s", why, len(e.problems), kept,
-                      extra={"event": "reload_failed", "problems": len(e.problems)})
-            self.info.reloaded(False)
-            return False
-        self._switch(store, new, why)
-        self.info.reloaded(True)
-        return True
+            self.validation, self.trial = None, False
+            self._reload_failed(store, why, e)
+            if trial:
+                assert self.puller is not None
+                self.puller.reject()
+        else:
+            if new is None:
+                return  # still validating
+            self.validation, self.trial = None, False
+            self._switch(store, new, why)
+            self.info.reloaded(True)
+            if trial:
+                assert self.puller is not None
+                self.puller.accept()
+        if self.reload_again[0]:
+            (again, on_trial), self.reload_again = self.reload_again, ("", False)
+            self.reload(again, on_trial)
+
+    def _reload_failed(self, store: Store, why: str, e: Problems) -> None:
+        for problem in e.problems:
+            log.error("reload (%s): %s", why, problem, extra={"event": "reload_problem"})
+        if self.current is None:
+            self._resume_last_good(store)
+        kept = f"; still running {self.current.digest}" if self.current else \
+            "; no good policy set yet: nothing runs until the files are fixed"
+        log.error("reload (%s) failed: %d problem(s)%s", why, len(e.problems), kept,
+                  extra={"event": "reload_failed", "problems": len(e.problems)})
+        self.info.reloaded(False)
 
     def _resume_last_good(self, store: Store) -> None:
         """At start with broken files: the set an earlier daemon last accepted, if any."""
@@ -135,21 +165,31 @@ class Daemon:
         drop_unused(self.state_dir, {new.digest, CURRENT} |
                     {c.policy_set.digest for c in self.children})
 
-    def _pull(self, store: Store) -> None:
+    def _start_fetch(self) -> None:
         assert self.puller is not None
         try:
-            changed = self.puller.fetch()
+            self.puller.start_fetch()
+        except (PullError, OSError) as e:
+            log.error("pull: %s", e, extra={"event": "pull_failed"})
+            self.info.pulled(False)
+
+    def _pull(self) -> None:
+        """Poll the fetch under way; a new commit goes on trial through a reload."""
+        assert self.puller is not None
+        try:
+            changed = self.puller.poll_fetch()
         except PullError as e:
             log.error("pull: %s", e, extra={"event": "pull_failed"})
             self.info.pulled(False)
+            if self.current is None and self.puller.checkout is not None:
+                self.reload("the last good commit")
             return
+        if changed is None:
+            return  # still fetching
         self.info.pulled(True)
         if changed or self.current is None:
-            commit = self.puller.candidate or ""
-            if self.reload(store, f"pulled {commit[:12]}"):
-                self.puller.accept()
-            else:
-                self.puller.reject()
+            commit = self.puller.candidate or self.puller.good or ""
+            self.reload(f"pulled {commit[:12]}", trial=changed)
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -206,11 +246,9 @@ class Daemon:
                      extra={"event": "listening"})
         for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
             signal.signal(signum, self.flags.handle)
-        if self.puller is not None:
-            self._pull(store)
-            next_pull = time.monotonic() + self.pull_every
-        else:
-            self.reload(store, "start")  # broken files: the daemon stays up and says so
+        if self.puller is None or self.puller.checkout is not None:
+            self.reload("start")  # broken files: the daemon stays up and says so
+        next_pull = time.monotonic()  # the first fetch at once, without waiting for it
         next_watch = time.monotonic() + WATCH_EVERY
         next_prune = next_probe = time.monotonic()
         try:
@@ -220,15 +258,18 @@ class Daemon:
                 try:
                     if self.flags.reload:
                         self.flags.reload = False
-                        self.reload(store, "SIGHUP")
+                        self.reload("SIGHUP")
                     elif self.puller is None and mono >= next_watch:
                         next_watch = mono + WATCH_EVERY
                         sources = self._sources()
                         if sources and signature(*sources) != self.watched:
-                            self.reload(store, "files changed")
-                    if self.puller is not None and mono >= next_pull:
+                            self.reload("files changed")
+                    self._poll_reload(store)
+                    if self.puller is not None and self.puller.fetching:
+                        self._pull()
+                    elif self.puller is not None and mono >= next_pull and not self.trial:
                         next_pull = mono + self.pull_every
-                        self._pull(store)
+                        self._start_fetch()
                     if mono >= next_prune:
                         next_prune = mono + PRUNE_EVERY
                         self._prune(store, now)
@@ -287,6 +328,10 @@ class Daemon:
     def _shutdown(self, store: Store) -> None:
         log.info("stopping: %d run(s) under way get up to %d s to end", len(self.children),
                  self.config.stop_timeout, extra={"event": "stopping"})
+        if self.validation is not None:
+            self.validation.kill()
+        if self.puller is not None:
+            self.puller.stop_fetch()
         now = time.time()
         for child in self.children:
             runner.stop(child, "the daemon was stopped", now)

@@ -3,20 +3,32 @@
 A new commit is exported to a folder of its own and offered to the daemon; it becomes
 the good commit only if the policy set in it validates. A commit that is not a
 fast-forward of the good one (a force-push, a rewritten branch) is refused, and so is
-one that fails validation: the last good checkout keeps running. The good commit is
-kept as a ref in the local bare repository, so a restart resumes from it.
+one that fails validation or whose files add up to more than MAX_CHECKOUT_BYTES: the
+last good checkout keeps running. The good commit is kept as a ref in the local bare
+repository, so a restart resumes from it.
+
+`git fetch` runs as a child process that the daemon's loop polls (start_fetch, then
+poll_fetch), so a hanging server never holds up runs, /healthz or a stop: a fetch is
+killed after FETCH_TIMEOUT, and over HTTP git itself gives up on a transfer slower
+than 1 KB/s for 30 s. What a refused commit brought is pruned from the repository.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
+from typing import IO
 
 GOOD = "refs/opsagent/good"
 FETCHED = "refs/opsagent/fetched"
+FETCH_TIMEOUT = 300.0
+MAX_CHECKOUT_BYTES = 64 * 1024 * 1024
+LOW_SPEED = ("-c", "http.lowSpeedLimit=1000", "-c", "http.lowSpeedTime=30")
 
 
 class PullError(RuntimeError):
@@ -31,6 +43,9 @@ class Puller:
         self.good: str | None = None
         self.candidate: str | None = None
         self.refused: str | None = None
+        self.fetch_proc: subprocess.Popen[bytes] | None = None
+        self.fetch_err: IO[bytes] | None = None
+        self.fetch_deadline = 0.0
         if (self.repo / "HEAD").exists():
             self.good = self._rev(GOOD)
             if self.good and not self._dir(self.good).is_dir():
@@ -42,13 +57,52 @@ class Puller:
         commit = self.candidate or self.good
         return self._dir(commit) if commit else None
 
-    def fetch(self) -> bool:
-        """Fetch; True if a new fast-forward commit is now on trial (see accept/reject)."""
+    @property
+    def fetching(self) -> bool:
+        return self.fetch_proc is not None
+
+    def start_fetch(self) -> None:
+        """Begin `git fetch` in a child process; poll_fetch() tells when it is done."""
         if not (self.repo / "HEAD").exists():
             self.repo.mkdir(parents=True, exist_ok=True)
             self._git("init", "--quiet", "--bare")
         source = f"refs/heads/{self.branch}" if self.branch else "HEAD"
-        self._git("fetch", "--quiet", "--no-tags", "--force", "--", self.url, f"+{source}:{FETCHED}")
+        self.fetch_err = tempfile.TemporaryFile()  # noqa: SIM115 (closed in poll_fetch)
+        self.fetch_proc = subprocess.Popen(
+            ["git", *LOW_SPEED, "-C", str(self.repo), "fetch", "--quiet", "--no-tags", "--force",
+             "--", self.url, f"+{source}:{FETCHED}"], stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=self.fetch_err, env=_git_env(),
+            start_new_session=True)
+        self.fetch_deadline = time.monotonic() + FETCH_TIMEOUT
+
+    def poll_fetch(self) -> bool | None:
+        """None while the fetch runs; then True if a new fast-forward commit is on trial
+        (see accept/reject), False if nothing new. Raises PullError."""
+        proc = self.fetch_proc
+        assert proc is not None and self.fetch_err is not None
+        if proc.poll() is None:
+            if time.monotonic() < self.fetch_deadline:
+                return None
+            self.stop_fetch()
+            raise PullError(f"git fetch {self.url}: no answer within {FETCH_TIMEOUT:g} s")
+        self.fetch_err.seek(0)
+        lines = self.fetch_err.read().decode(errors="replace").strip().splitlines()
+        self.fetch_err.close()
+        self.fetch_proc = self.fetch_err = None
+        if proc.returncode != 0:
+            raise PullError(f"git fetch {self.url}: {lines[-1] if lines else proc.returncode}")
+        return self._fetched()
+
+    def stop_fetch(self) -> None:
+        if self.fetch_proc is not None:
+            if self.fetch_proc.poll() is None:
+                os.killpg(self.fetch_proc.pid, signal.SIGKILL)
+                self.fetch_proc.wait()
+            assert self.fetch_err is not None
+            self.fetch_err.close()
+            self.fetch_proc = self.fetch_err = None
+
+    def _fetched(self) -> bool:
         new = self._rev(FETCHED)
         if new is None or new in (self.good, self.refused):
             return False
@@ -57,9 +111,32 @@ class Puller:
             raise PullError(f"{self.url} {self.branch or 'HEAD'} is now {new[:12]}, which does "
                             f"not contain {self.good[:12]}: not a fast-forward, refused; "
                             f"keeping {self.good[:12]}")
+        size = self._tree_bytes(new)
+        if size > MAX_CHECKOUT_BYTES:
+            self._refuse(new)
+            raise PullError(f"{self.url} {new[:12]}: its files add up to {size // 1048576} MiB, "
+                            f"more than {MAX_CHECKOUT_BYTES // 1048576} MiB: refused; keeping "
+                            f"{(self.good or 'nothing')[:12]}")
         self._export(new)
         self.candidate = new
         return True
+
+    def _refuse(self, commit: str) -> None:
+        """Remember the commit as refused, and drop what it brought from the repository
+        (it is fetched again at the next pull if the branch still points at it)."""
+        self.refused = commit
+        self._git("update-ref", "-d", FETCHED)
+        self._git("reflog", "expire", "--expire=now", "--all")
+        self._git("gc", "--quiet", "--prune=now")
+
+    def _tree_bytes(self, commit: str) -> int:
+        done = subprocess.run(["git", "-C", str(self.repo), "ls-tree", "-r", "-l", "--full-tree",
+                               commit], capture_output=True, text=True, check=False)
+        total = 0
+        for line in done.stdout.splitlines():
+            size = line.split(None, 4)[3]
+            total += int(size) if size.isdigit() else 0
+        return total
 
     def accept(self) -> None:
         if self.candidate is None:
@@ -68,6 +145,7 @@ class Puller:
         old, self.good, self.candidate = self.good, self.candidate, None
         if old and old != self.good:
             shutil.rmtree(self._dir(old), ignore_errors=True)
+        self._git("gc", "--auto", "--quiet")
 
     def reject(self) -> None:
         if self.candidate is None:
@@ -107,12 +185,20 @@ class Puller:
         return done.returncode == 0
 
     def _git(self, *args: str) -> None:
-        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+        """A local git command (no network): short, run in place."""
         try:
             done = subprocess.run(["git", "-C", str(self.repo), *args], capture_output=True,
-                                  text=True, env=env, timeout=300, check=False)
+                                  text=True, env=_git_env(), timeout=120, check=False)
         except subprocess.TimeoutExpired:
-            raise PullError(f"git {args[0]} {self.url}: no answer within 300 s") from None
+            raise PullError(f"git {args[0]} {self.url}: did not finish within 120 s") from None
         if done.returncode != 0:
             lines = done.stderr.strip().splitlines()
             raise PullError(f"git {args[0]} {self.url}: {lines[-1] if lines else done.returncode}")
+
+
+def _git_env() -> dict[str, str]:
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    # over SSH, notice a server that stopped answering (unless the operator chose a command)
+    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o ServerAliveInterval=15 "
+                                      "-o ServerAliveCountMax=2")
+    return env

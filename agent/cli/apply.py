@@ -15,7 +15,15 @@ import sqlite3
 import sys
 from types import FrameType
 
-from agent.cli.common import Parser, add_arguments, add_state_dir, load_plan, open_store, report_problems
+from agent.cli.common import (
+    Parser,
+    add_arguments,
+    add_state_dir,
+    inventory_line,
+    load_plan,
+    open_store,
+    report_problems,
+)
 from agent.cli.output import Printer, exit_code, to_json
 from agent.errors import Problems
 from agent.state.store import StateError, state_dir
@@ -53,6 +61,8 @@ def main(argv: list[str], check: bool = False) -> int:
     from agent.state.locks import host_locks
 
     printer = Printer(diff=args.diff)
+    if not args.json:
+        print(inventory_line(args, plan), flush=True)
     hosts = [] if check else [hp.host.name for hp in plan.hosts]
     what = f"opsagent {'plan' if check else 'apply'}"
     command = "plan" if check else "apply"

@@ -3,36 +3,71 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from agent.errors import Problems
 from agent.inventory import LOCAL, Inventory, load_inventory, local
 from agent.plan import RunPlan, build_plan
 from agent.policy.validate import read_policies
+from agent.project import NAME, Project, load_project
 from agent.state.store import Store
 
 DEFAULT_INVENTORY = Path("inventories/local.yml")
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but bad usage is bad input: exit 1, as for every other input error."""
+    """argparse, but bad usage is bad input: exit 1, as for every other input error; and
+    what the command line leaves out comes from the project file (opsagent.yml)."""
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(1, f"{self.prog}: error: {message}\n")
 
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        parsed = super().parse_args(args, namespace)
+        try:
+            project, where = load_project()
+        except Problems as e:
+            self.exit(report_problems(e))
+        _fill(parsed, project, where)
+        return parsed
+
+
+def _fill(args: argparse.Namespace, project: Project, where: Path | None) -> None:
+    """Defaults in order: the command line, the project file, the built-in ones."""
+    if hasattr(args, "paths") and not args.paths:
+        args.paths = [Path(p) for p in project.policies or ["policies"]]
+    if hasattr(args, "templates") and args.templates is None:
+        args.templates = Path(project.templates or "templates")
+    if hasattr(args, "state_dir") and args.state_dir is None and project.state_dir \
+            and not os.environ.get("OPSAGENT_STATE_DIR"):
+        args.state_dir = Path(project.state_dir)
+    if hasattr(args, "inventory"):
+        if args.inventory is not None:
+            args.inventory_origin = "-i"
+        elif project.inventory:
+            args.inventory, args.inventory_origin = Path(project.inventory), f"from {where}"
+        elif DEFAULT_INVENTORY.is_file():
+            args.inventory = DEFAULT_INVENTORY
+            args.inventory_origin = f"the default: ./{DEFAULT_INVENTORY} exists"
+        else:
+            args.inventory_origin = (f"no -i, no {NAME}, no ./{DEFAULT_INVENTORY}: this machine "
+                                     "itself")
+
 
 def add_arguments(parser: argparse.ArgumentParser, selection: bool = True) -> None:
-    parser.add_argument("paths", nargs="*", type=Path, default=[Path("policies")],
-                        help="policy files or directories (default: policies/)")
+    parser.add_argument("paths", nargs="*", type=Path, default=[],
+                        help="policy files or directories (default: opsagent.yml's policies, "
+                             "else policies/)")
     parser.add_argument("-i", "--inventory", type=Path,
-                        help="inventory file, or @local (default: inventories/local.yml if "
-                             "present, else @local)")
-    parser.add_argument("--templates", type=Path, default=Path("templates"),
+                        help="inventory file, or @local (default: opsagent.yml's inventory, "
+                             "else inventories/local.yml if present, else @local)")
+    parser.add_argument("--templates", type=Path, default=None,
                         help="where relative template and file sources are found "
-                             "(default: templates/)")
+                             "(default: opsagent.yml's templates, else templates/)")
     if selection:
         parser.add_argument("--limit", action="append", metavar="HOST|GROUP",
                             help="only these hosts or groups (repeatable)")
@@ -41,19 +76,24 @@ def add_arguments(parser: argparse.ArgumentParser, selection: bool = True) -> No
 
 
 def inventory_of(args: argparse.Namespace) -> tuple[Inventory, str]:
-    path = args.inventory
-    if path is None and DEFAULT_INVENTORY.is_file():
-        path = DEFAULT_INVENTORY
+    path = args.inventory  # filled in by Parser from the project file or the defaults
     if path is None or str(path) == LOCAL:
         return local(), LOCAL
     return load_inventory(path), str(path)
 
 
+def inventory_line(args: argparse.Namespace, plan: RunPlan) -> str:
+    """What a plan or apply prints first: which inventory, and why that one."""
+    count = len(plan.hosts)
+    return (f"inventory: {plan.source} ({getattr(args, 'inventory_origin', '-i')}); "
+            f"{count} host{'s' if count != 1 else ''} targeted")
+
+
 def add_state_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", type=Path, default=None,
                         help="where run history and the audit log are kept (default: "
-                             "$OPSAGENT_STATE_DIR, else /var/lib/opsagent as root, "
-                             "else ~/.local/state/opsagent)")
+                             "$OPSAGENT_STATE_DIR, else opsagent.yml's state_dir, else "
+                             "/var/lib/opsagent as root, else ~/.local/state/opsagent)")
 
 
 def open_store(args: argparse.Namespace) -> Store:

@@ -20,11 +20,14 @@ from agent.policy.model import Envelope
 
 def main(argv: list[str]) -> int:
     parser = Parser(prog="opsagent explain", description=__doc__)
-    parser.add_argument("kind", help="one of: " + ", ".join(sorted(KINDS)) + "; or playbook")
+    parser.add_argument("kind", help="one of: " + ", ".join(sorted(KINDS)) + "; or playbook, "
+                                     "or project (opsagent.yml)")
     parser.add_argument("operation", nargs="?", help="tasks only: a pyinfra operation name")
     args = parser.parse_args(argv)
     if args.kind == "playbook" and not args.operation:
         return _playbook()
+    if args.kind == "project" and not args.operation:
+        return _project()
     if args.kind not in KINDS:
         parser.error(f"unknown kind {args.kind!r}; expected one of {', '.join(sorted(KINDS))}")
     if args.operation:
@@ -37,6 +40,16 @@ def main(argv: list[str]) -> int:
         print("  " + line)
     print("\nspec:")
     for line in describe(kind.Spec):
+        print("  " + line)
+    return 0
+
+
+def _project() -> int:
+    from agent import project
+
+    print(inspect.cleandoc(project.__doc__ or "") + "\n")
+    print("fields:")
+    for line in describe(project.Project):
         print("  " + line)
     return 0
 

@@ -30,7 +30,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("-i", "--inventory", type=Path,
                         help="inventory file, or @local (default: inventories/local.yml if "
                              "present, else @local)")
-    parser.add_argument("--templates", type=Path, default=Path("templates"),
+    parser.add_argument("--templates", type=Path, default=None,
                         help="where relative template sources are found (default: templates/)")
     parser.add_argument("--check", action="store_true",
                         help="run reading steps only; say what changing steps would do")

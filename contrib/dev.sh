@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 
 DEBS="python3 python3-venv openssh-server openssh-client git borgbackup"
 # the tests' extras: the test fleet (image build, namespaces, systemd hosts), a real
-# Prometheus and promtool, headless Chromium for the HTML report
-TEST_DEBS="mmdebstrap systemd-container iproute2 util-linux nftables prometheus chromium"
+# Prometheus and promtool, headless Chromium for the HTML report, libfaketime (a daemon
+# whose own wall clock steps)
+TEST_DEBS="mmdebstrap systemd-container iproute2 util-linux nftables prometheus chromium faketime"
 
 missing_debs() {
     command -v python3 >/dev/null 2>&1 || echo python3
@@ -27,6 +28,7 @@ missing_test_debs() {
     command -v nft >/dev/null 2>&1 || echo nftables
     command -v promtool >/dev/null 2>&1 || echo prometheus
     command -v chromium >/dev/null 2>&1 || echo chromium
+    command -v faketime >/dev/null 2>&1 || echo faketime
 }
 
 install_debs() {  # $1: also the tests' packages

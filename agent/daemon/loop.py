@@ -37,6 +37,7 @@ from agent.state.store import StateError, Store
 log = logging.getLogger(__name__)
 WATCH_EVERY = 2.0  # seconds between looks at the policy files' sizes and times
 PRUNE_EVERY = 3600.0
+CLOCK_STEP = 30.0  # seconds the wall clock may fall behind the monotonic one before it counts
 PROBE_EVERY = 5.0  # seconds between checks that the store can record a run
 STORE_WAIT = 2.0  # seconds a write waits for another process's lock: the loop must not stall
 CURRENT = "current"  # under sets/: the digest of the set in force, for the next start
@@ -193,12 +194,12 @@ class Daemon:
 
     # -- runs ---------------------------------------------------------------------------
 
-    def _reap(self, store: Store, now: float) -> None:
+    def _reap(self, store: Store) -> None:
         for child in list(self.children):
-            runner.overdue(child, now)
+            runner.overdue(child)
             if child.proc.poll() is None:
                 continue
-            failed = runner.finish(child, now)
+            failed = runner.finish(child)
             if failed is not None:
                 self.unrecorded.append((child, failed))
             self.scheduler.finished(child.policy.name, child.hosts)
@@ -252,9 +253,12 @@ class Daemon:
         next_watch = time.monotonic() + WATCH_EVERY
         next_prune = next_probe = time.monotonic()
         try:
+            clock = time.monotonic(), time.time()
             while not self.flags.stop:
                 self.heartbeat.beat()
                 mono, now = time.monotonic(), time.time()
+                self._watch_clock(clock, (mono, now))
+                clock = mono, now
                 try:
                     if self.flags.reload:
                         self.flags.reload = False
@@ -273,7 +277,7 @@ class Daemon:
                     if mono >= next_prune:
                         next_prune = mono + PRUNE_EVERY
                         self._prune(store, now)
-                    self._reap(store, now)
+                    self._reap(store)
                     self._launch(store, now)
                     if not self.next_runs_saved:
                         store.set_next_runs(self.scheduler.due)
@@ -297,6 +301,20 @@ class Daemon:
                 server.shutdown()
                 server.server_close()
         return 0
+
+    def _watch_clock(self, before: tuple[float, float], after: tuple[float, float]) -> None:
+        """A wall clock stepped back (NTP, an operator) must not delay interval runs.
+
+        A step forward needs nothing: what became due runs now, once (and a suspended
+        machine's missed runs are made up that way too)."""
+        step = (after[1] - before[1]) - (after[0] - before[0])
+        if step > -CLOCK_STEP:
+            return
+        self.scheduler.clock_stepped(step, after[1])
+        self.next_runs_saved = False
+        log.warning("the wall clock stepped back by %.1f h; interval schedules keep their "
+                    "pace, at and cron follow the new time", -step / 3600,
+                    extra={"event": "clock_stepped", "seconds": step})
 
     def _store_fault(self, error: Exception | None) -> None:
         """Log a store fault once when it begins and once when it ends."""
@@ -332,12 +350,11 @@ class Daemon:
             self.validation.kill()
         if self.puller is not None:
             self.puller.stop_fetch()
-        now = time.time()
         for child in self.children:
-            runner.stop(child, "the daemon was stopped", now)
+            runner.stop(child, "the daemon was stopped")
         runner.wait_all(self.children, self.config.stop_timeout)
         try:
-            self._reap(store, time.time())
+            self._reap(store)
         except (sqlite3.Error, OSError) as e:
             log.error("state store %s: %s; %d failed run(s) could not be recorded",
                       store.path, e, len(self.unrecorded), extra={"event": "store_failed"})

@@ -37,8 +37,9 @@ class Child:
     proc: subprocess.Popen[bytes]
     out: Any  # temporary files for the child's stdout and stderr
     err: Any
-    started: float
-    deadline: float
+    started: float  # wall clock, for the records
+    deadline: float  # the rest on the monotonic clock: a stepped wall clock moves none of them
+    begun: float = 0.0
     terminated_at: float | None = None
     reason: str = ""
 
@@ -67,27 +68,30 @@ def start(policy: Scheduled, hosts: tuple[str, ...], policy_set: PolicySet, sett
                             cwd=settings.cwd, start_new_session=True)
     log.info("policy %s: run started on %s", policy.name, ", ".join(hosts),
              extra={"policy": policy.name, "hosts": list(hosts), "event": "run_started"})
-    return Child(policy, hosts, policy_set, proc, out, err, now, now + policy.schedule.timeout)
+    begun = time.monotonic()
+    return Child(policy, hosts, policy_set, proc, out, err, now,
+                 begun + policy.schedule.timeout, begun)
 
 
-def stop(child: Child, reason: str, now: float) -> None:
+def stop(child: Child, reason: str) -> None:
     """Ask the run to end after the operations under way."""
     if child.terminated_at is None and child.proc.poll() is None:
         child.proc.send_signal(signal.SIGTERM)
-        child.terminated_at = now
+        child.terminated_at = time.monotonic()
         child.reason = reason
 
 
-def overdue(child: Child, now: float) -> None:
+def overdue(child: Child) -> None:
     """Stop a run past its timeout; kill one that did not stop within the grace period."""
+    now = time.monotonic()
     if child.terminated_at is None and now >= child.deadline:
-        stop(child, f"timed out after {child.policy.schedule.timeout} s", now)
+        stop(child, f"timed out after {child.policy.schedule.timeout} s")
     elif (child.terminated_at is not None and now >= child.terminated_at + GRACE
           and child.proc.poll() is None):
         os.killpg(child.proc.pid, signal.SIGKILL)
 
 
-def finish(child: Child, now: float) -> RunResult | None:
+def finish(child: Child) -> RunResult | None:
     """After the child exited: log what it did; a failure it could not record itself is
     returned, for the daemon to record (see record_failure)."""
     code = child.proc.returncode
@@ -97,13 +101,14 @@ def finish(child: Child, now: float) -> RunResult | None:
     child.out.close()
     child.err.close()
     name = child.policy.name
+    seconds = time.monotonic() - child.begun
     fields = {"policy": name, "hosts": list(child.hosts), "event": "run_finished",
-              "seconds": round(now - child.started, 3), "exit_code": code}
+              "seconds": round(seconds, 3), "exit_code": code}
     if code in (0, 2):
         result = json.loads(stdout)
         summary = {h["host"]: h["counts"] for h in result["hosts"]}
         log.log(logging.INFO if code == 0 else logging.WARNING, "policy %s: run %s in %.1f s%s: %s",
-                name, "succeeded" if code == 0 else "failed", now - child.started,
+                name, "succeeded" if code == 0 else "failed", seconds,
                 f" ({child.reason})" if child.reason else "", _counts(summary),
                 extra={**fields, "counts": summary})
         return None
@@ -119,7 +124,7 @@ def finish(child: Child, now: float) -> RunResult | None:
     log.error("policy %s: run failed: %s", name, why, extra={**fields, "error": why})
     failed = RunResult([HostResult(h, [OpResult(name, child.policy.kind, "run", "opsagent",
                                                 Status.FAILED, error=why)], error=why)
-                        for h in child.hosts], False, now - child.started)
+                        for h in child.hosts], False, seconds)
     return failed
 
 

@@ -59,6 +59,16 @@ class Scheduler:
             out.append((policy, tuple(hosts)))
         return out
 
+    def clock_stepped(self, step: float, now: float) -> None:
+        """The wall clock jumped by `step` seconds (negative: back) while the monotonic
+        clock did not. `every` runs keep their distance in real time (their due times
+        move with the clock); `at` and `cron` runs follow the new wall clock."""
+        self.started += step
+        for (name, host), at in self.due.items():
+            schedule = self.policies[name].schedule
+            self.due[(name, host)] = at + step if schedule.every else \
+                next_run(schedule, name, host, None, now, self.started)
+
     def finished(self, policy: str, hosts: tuple[str, ...]) -> None:
         self.running.discard(policy)
         self.busy.difference_update(hosts)

@@ -190,3 +190,29 @@ def test_a_full_disk_is_reported_and_the_daemon_goes_on(tmp_path: Path, daemons:
     runs = json.loads(done.stdout)
     assert any(r["failed"] and "MiB needed to record a run; nothing was run" in json.dumps(r)
                for r in runs), runs
+
+
+FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+@pytest.mark.skipif(not Path(FAKETIME).exists(), reason="libfaketime (Debian: faketime) not installed")
+def test_a_clock_stepped_back_does_not_delay_interval_runs(
+        tmp_path: Path, daemons: list[Daemon], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """The daemon's wall clock (only its own, through libfaketime) jumps 6 h back."""
+    root = make(tmp_path, every="2s")
+    offset = tmp_path / "faketime"
+    offset.write_text("+0\n")
+    monkeypatch.setenv("LD_PRELOAD", FAKETIME)
+    monkeypatch.setenv("FAKETIME_TIMESTAMP_FILE", str(offset))
+    monkeypatch.setenv("FAKETIME_NO_CACHE", "1")
+    monkeypatch.setenv("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+    d = Daemon(root)
+    daemons.append(d)
+    d.up()
+    wait_for(lambda: ticks(root) >= 2, what="runs before the clock step")
+    offset.write_text("-6h\n")
+    time.sleep(2)
+    before = ticks(root)
+    wait_for(lambda: ticks(root) >= before + 2, timeout=30, what="interval runs after the step")
+    stepped = [e for e in d.events() if e.get("event") == "clock_stepped"]
+    assert "stepped back by 6.0 h" in stepped[0]["message"]

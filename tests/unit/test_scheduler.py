@@ -5,6 +5,7 @@ from __future__ import annotations
 from agent.daemon.policyset import Scheduled
 from agent.daemon.scheduler import Scheduler
 from agent.policy.model import Schedule
+from agent.timing import next_run
 
 T0 = 1_000_000 * 60.0  # on a minute boundary
 
@@ -55,3 +56,18 @@ def test_a_reload_keeps_due_times_of_unchanged_policies() -> None:
     assert set(s.due) == {("a", "h1"), ("a", "h2"), ("b", "h1")}
     s.load((policy("a", ("h1",), every="2m"),), {("a", "h1"): T0 - 1}, T0 + 5)
     assert set(s.due) == {("a", "h1")} and s.due[("a", "h1")] != kept
+
+
+def test_a_clock_stepped_back_keeps_intervals_and_moves_at_to_the_new_time() -> None:
+    every = Scheduled("tick", "tasks", "enforce", Schedule(every=600), ("h1",))
+    daily = Scheduled("nightly", "tasks", "enforce", Schedule(at="02:30"), ("h1",))
+    now = 1_800_000_000.0
+    s = Scheduler(started=now - 100)
+    s.load((every, daily), {("tick", "h1"): now - 300, ("nightly", "h1"): now - 300}, now)
+    tick_in = s.due[("tick", "h1")] - now
+    stepped = now - 6 * 3600  # the wall clock is now 6 h behind
+    s.clock_stepped(-6 * 3600, stepped)
+    assert s.due[("tick", "h1")] - stepped == tick_in  # still due in the same real time
+    assert s.due[("nightly", "h1")] == next_run(daily.schedule, "nightly", "h1", None, stepped,
+                                               s.started)
+    assert s.next_due() == min(s.due.values())

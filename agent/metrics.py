@@ -70,7 +70,7 @@ NEXT_RUN = ("opsagent_next_run_timestamp_seconds", "When the daemon will next ru
 def bulk_text(db: sqlite3.Connection) -> str:
     """The per-policy-and-host families in the text exposition format."""
     columns = ", ".join(column for _, _, column in PER_POLICY_HOST)
-    rows = db.execute(f"SELECT policy, host, {columns} FROM latest").fetchall()
+    rows = db.execute(f"SELECT policy, host, {columns} FROM compliance").fetchall()
     labels = [f'{{host="{_escape(r[1])}",policy="{_escape(r[0])}"}} ' for r in rows]
     out: list[str] = []
     for i, (name, text, _) in enumerate(PER_POLICY_HOST, start=2):
@@ -107,7 +107,7 @@ class StoreCollector(Collector):
     def _families(self, db: sqlite3.Connection) -> Iterator[Metric]:
         family = InfoMetricFamily("opsagent_policy", "Each policy's kind and mode.",
                                   labels=["policy"])
-        for policy, kind, mode in db.execute("SELECT policy, max(kind), max(mode) FROM latest"
+        for policy, kind, mode in db.execute("SELECT policy, max(kind), max(mode) FROM compliance"
                                              " GROUP BY policy ORDER BY policy"):
             family.add_metric([policy], {"kind": kind, "mode": mode})
         yield family

@@ -163,6 +163,8 @@ class Daemon:
                      extra={"event": "reload_ok", "digest": new.digest})
         self.current = new
         (self.state_dir / "sets" / CURRENT).write_text(new.digest + "\n")
+        store.set_in_force(new.digest, [(p.name, h) for p in new.policies for h in p.hosts] +
+                           [(name, "*") for name in new.unscheduled])
         drop_unused(self.state_dir, {new.digest, CURRENT} |
                     {c.policy_set.digest for c in self.children})
 

@@ -65,7 +65,7 @@ def collect(store: Store, since: float) -> Report:
     report = Report(since=since, made=time.time())
     report.cells = [Cell(row[0], row[1], row[2], bool(row[3]), row[4], row[5], row[6])
                     for row in db.execute("SELECT policy, host, result, compliant, drift, finished,"
-                                          " error FROM latest ORDER BY policy, host")]
+                                          " error FROM compliance ORDER BY policy, host")]
     report.changes = [Event(*row) for row in db.execute(
         "SELECT at, host, policy, step, operation, status, diff, who FROM audit WHERE at >= ?"
         " ORDER BY seq", (since,))]

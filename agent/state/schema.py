@@ -140,7 +140,27 @@ CREATE TABLE begun (
 );
 """
 
-STEPS = {1: V1, 2: V2, 3: V3, 4: V4}
+# The policies the daemon has in force (its current set): what compliance is about. Plans
+# of other policies stay in history. No set (no daemon ever ran): every policy counts.
+# host '*': a one-shot-only policy of the set, on whichever hosts it is applied to.
+V5 = """
+CREATE TABLE in_force (
+    policy TEXT NOT NULL,
+    host TEXT NOT NULL,
+    PRIMARY KEY (policy, host)
+);
+CREATE TABLE in_force_set (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    digest TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE VIEW compliance AS SELECT * FROM latest
+    WHERE NOT EXISTS (SELECT 1 FROM in_force_set)
+       OR EXISTS (SELECT 1 FROM in_force f WHERE f.policy = latest.policy
+                  AND f.host IN (latest.host, '*'));
+"""
+
+STEPS = {1: V1, 2: V2, 3: V3, 4: V4, 5: V5}
 VERSION = max(STEPS)
 
 

@@ -253,6 +253,13 @@ class Store:
             db.executemany("INSERT INTO next_runs VALUES (?, ?, ?)",
                            [(p, h, at) for (p, h), at in due.items()])
 
+    def set_in_force(self, digest: str, pairs: list[tuple[str, str]]) -> None:
+        """The daemon's policy set, as (policy, host) pairs (host '*': one-shot only)."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM in_force")
+            db.executemany("INSERT OR IGNORE INTO in_force VALUES (?, ?)", pairs)
+            db.execute("INSERT OR REPLACE INTO in_force_set VALUES (1, ?, ?)", (digest, time.time()))
+
     def prune(self, results_before: float, runs_before: float) -> tuple[int, int]:
         """Retention: drop operation results (diffs included) of runs older than
         results_before, and whole runs older than runs_before. The audit log and the
@@ -266,5 +273,6 @@ class Store:
     def status(self) -> list[StatusRow]:
         rows = self.db.execute(
             "SELECT l.policy, l.host, l.finished, l.result, l.compliant, l.drift, l.error, n.at"
-            " FROM latest l LEFT JOIN next_runs n USING (policy, host) ORDER BY l.policy, l.host")
+            " FROM compliance l LEFT JOIN next_runs n USING (policy, host)"
+            " ORDER BY l.policy, l.host")
         return [StatusRow(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7]) for r in rows]

@@ -65,8 +65,15 @@ def per_policy(host: HostResult) -> list[PolicyOnHost]:
     return out
 
 
+CONVERGING = ("apply", "plan")  # the commands whose results say whether hosts comply
+
+
 def update(db: sqlite3.Connection, run: RunResult, run_id: int, command: str, finished: float,
            mask: Callable[[str], str], modes: dict[str, str] | None) -> None:
+    """Actions (a restore, a playbook) are in history and the audit log, but say nothing
+    of compliance: only apply and plan update the latest result per policy and host."""
+    if command not in CONVERGING:
+        return
     for host in run.hosts:
         db.execute("INSERT INTO hosts VALUES (?, ?, ?) ON CONFLICT (host) DO UPDATE SET"
                    " reachable = excluded.reachable, at = excluded.at",

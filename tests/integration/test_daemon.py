@@ -211,3 +211,29 @@ def test_sigkill_at_any_moment_leaves_a_sound_store(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "agent", "history", "--state-dir", "state", "--json"],
                           cwd=root, capture_output=True, text=True, check=True)
     assert len(json.loads(done.stdout)) >= 1
+
+
+def test_a_one_off_plan_of_another_policy_does_not_count_for_compliance(
+        tmp_path: Path, daemons: list[Daemon]) -> None:
+    root = make(tmp_path, every="1h")
+    d = Daemon(root)
+    daemons.append(d)
+    d.up()
+    wait_for(lambda: ticks(root) >= 1, what="the daemon's run")
+    other = root / "other"
+    other.mkdir()
+    (other / "drift.yml").write_text(
+        "apiVersion: opsagent/v1\nkind: tasks\nmetadata: {name: trial}\ntargets: [all]\n"
+        f"spec:\n  tasks:\n    - files.directory: {{path: {root / 'nowhere'}}}\n")
+    done = opsagent(root, "plan", "other", "-i", "inventory.yml", "--state-dir", "state")
+    assert done.returncode == 0, done.stderr
+    metrics = d.get("/metrics")[1]
+    assert 'opsagent_policy_compliant{host="@local",policy="tick"} 1.0' in metrics
+    # compliance is about the set in force (operation counters still count what ran)
+    for family in ("opsagent_policy_compliant", "opsagent_policy_drift_operations"):
+        assert f'{family}{{host="@local",policy="trial"}}' not in metrics
+    assert 'opsagent_policy_info{kind="tasks",mode="enforce",policy="trial"}' not in metrics
+    status = opsagent(root, "status", "--state-dir", "state").stdout
+    assert "tick" in status and "trial" not in status
+    history = opsagent(root, "history", "--state-dir", "state").stdout
+    assert "plan" in history  # the one-off run is still in history

@@ -192,3 +192,20 @@ def test_retention_drops_old_results_then_old_runs_but_never_the_audit_log(tmp_p
         assert kept == [(3,)]
         assert store.host_counts(2)  # the summary of run 2 is still there
         assert audit.verify(store.db) == (6, [])
+
+
+def test_compliance_is_about_apply_and_plan_of_the_policies_in_force(tmp_path: Path) -> None:
+    failing = RunResult([HostResult("h1", [OpResult("web", "backup", "restore", "borg",
+                                                    Status.FAILED, error="no such archive")])],
+                        False, 0.5)
+    with Store(tmp_path) as store:
+        store.record(run_result(), command="apply", source="inv.yml")
+        before = [(r.policy, r.host, r.compliant) for r in store.status()]
+        store.record(failing, command="restore", source="inv.yml")  # an action, not convergence
+        assert [(r.policy, r.host, r.compliant) for r in store.status()] == before
+        assert store.runs()[0].failed  # still in history
+        # a daemon's set in force: the policy 'audit' is not in it, 'web' is on h1 only
+        store.set_in_force("abc", [("web", "h1")])
+        assert {(r.policy, r.host) for r in store.status()} == {("web", "h1")}
+        store.set_in_force("def", [("web", "h1"), ("audit", "*")])
+        assert {(r.policy, r.host) for r in store.status()} == {("web", "h1"), ("audit", "h1")}

@@ -285,3 +285,28 @@ def test_list_shows_the_archives(tmp_path: Path, verb: str) -> None:
     proc = project.run("backup", verb, "files", "policies")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("@local: 1 archive\n  local-")
+
+
+def test_a_missing_passphrase_makes_no_repository_and_a_half_made_one_is_made_anew(
+        tmp_path: Path) -> None:
+    project = make(tmp_path)
+    project.passfile.unlink()  # not there yet (made by a later policy, or by hand)
+    code, result = project.apply()
+    assert code == 2
+    init = ops(result)["init repository"]
+    assert init["status"] == "failed"
+    assert "cannot read the passphrase (cat " in init["error"]
+    assert "the repository was not made" in init["error"]
+    assert not project.repo.exists()
+    # what an earlier opsagent (or a borg init by hand) left: a config and no manifest
+    env = {**os.environ, "BORG_PASSCOMMAND": f"cat {project.passfile}"}
+    subprocess.run(["borg", "init", "--encryption", "repokey-blake2", str(project.repo)],
+                   env=env, capture_output=True, check=False)
+    assert (project.repo / "config").is_file()
+    project.passfile.write_text("correct horse\n")
+    code, result = project.apply()
+    assert code == 0, result
+    assert ops(result)["init repository"]["status"] == "changed"
+    assert len(project.archives()) == 1
+    code, result = project.apply()  # and the next run finds it made
+    assert code == 0 and ops(result)["init repository"]["status"] == "ok"

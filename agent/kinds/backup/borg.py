@@ -9,7 +9,25 @@ from agent.kinds.backup.spec import BackupSpec
 
 HOST_STATE = "/var/lib/opsagent/backup"
 ARCHIVE_TIME = "{now:%Y-%m-%dT%H:%M:%S}"
-MISSING = r"does not exist|is not a valid repository"
+# a repository to make: none there, or one an earlier init left half-made (no manifest)
+MISSING = r"does not exist|is not a valid repository|Repository has no manifest"
+
+# Before `borg init`: the passphrase must be readable (else borg makes half a repository:
+# a config and no manifest); a half-made local repository (a config, no segment at all:
+# a finished init always writes its manifest into one) holds nothing and is made anew.
+INIT_SCRIPT = (
+    'state=$0 repo=$1; shift\n'
+    'if [ -n "${BORG_PASSCOMMAND:-}" ] && ! sh -c "$BORG_PASSCOMMAND" >/dev/null; then\n'
+    '  echo "cannot read the passphrase ($BORG_PASSCOMMAND failed): the repository was not '
+    'made" >&2; exit 2\n'
+    'fi\n'
+    'if [ -f "$repo/config" ] && [ -d "$repo/data" ] && [ -z "$(find "$repo/data" -type f | '
+    'head -n 1)" ]; then\n'
+    '  echo "making anew the half-made repository $repo (an earlier init failed part-way; it '
+    'held no archives)" >&2; rm -rf "$repo"\n'
+    'fi\n'
+    'rm -f "$state"/check-*; exec "$@"\n'
+)
 PERMANENT = r"passphrase supplied .* is incorrect|does not exist|is not a valid repository"
 
 # An online, consistent copy through SQLite's backup API: readers and writers may go on.
@@ -47,8 +65,10 @@ class Borg:
         return f"{self.state_dir}/dumps"
 
     def init(self) -> tuple[str, ...]:
-        """Make the repository; a new one at an old path forgets the old one's check stamps."""
-        return ("sh", "-c", 'rm -f "$0"/check-*; exec "$@"', self.state_dir, self.borg, "init",
+        """Make the repository; a new one at an old path forgets the old one's check stamps.
+        The passphrase is checked first, and a half-made local repository made anew."""
+        local = self.repo if self.repo.startswith("/") else ""  # remote ones are not looked into
+        return ("sh", "-c", INIT_SCRIPT, self.state_dir, local, self.borg, "init",
                 "--encryption", self.spec.encryption, "--make-parent-dirs", *self.lock,
                 self.repo)
 

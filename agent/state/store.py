@@ -25,6 +25,7 @@ from agent.state.schema import VERSION, migrate
 
 Mask = Callable[[str], str]
 MIN_FREE = 8 * 1024 * 1024  # bytes the store's filesystem must have before a run begins
+CHECK_EVERY = 600.0  # seconds between full checks of the store before runs (0.8 s per 300 MB)
 
 
 def default_dir() -> Path:
@@ -157,14 +158,18 @@ class Store:
                              f"filesystem, {MIN_FREE // 1048576} MiB needed to record a run")
 
     def begin(self, command: str, source: str, hosts: list[str], check: bool) -> begun.Begun:
-        """Before a run touches any host: refuse if the store is damaged or its disk nearly
-        full (raises StateError), record runs an earlier process left unrecorded as
-        interrupted, and note this one as begun."""
+        """Before a run touches any host: refuse if the store is damaged (checked at most
+        every CHECK_EVERY seconds) or its disk nearly full (raises StateError), record runs
+        an earlier process left unrecorded as interrupted, and note this one as begun."""
         try:
-            damaged = self.damage()
-            if damaged:
-                raise StateError(f"state store {self.path} is damaged ({damaged}): move it "
-                                 "aside or restore it from a backup; nothing was run")
+            stamp = self.path.with_name("state.db-checked")  # quick_check reads the whole file
+            if not stamp.exists() or time.time() - stamp.stat().st_mtime > CHECK_EVERY:
+                damaged = self.damage()
+                if damaged:
+                    raise StateError(f"state store {self.path} is damaged ({damaged}): move it "
+                                     "aside or restore it from a backup; nothing was run")
+                stamp.touch(mode=0o600)
+                os.utime(stamp)
             try:
                 self._check_room()
             except StateError as e:

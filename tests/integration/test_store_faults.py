@@ -41,6 +41,7 @@ def test_a_damaged_store_is_found_before_any_host_changes(tmp_path: Path) -> Non
     for _ in range(6):  # enough runs for the store to have a few pages
         assert opsagent(root, *APPLY, "--state-dir", str(state)).returncode == 0
     damage(state / "state.db")
+    (state / "state.db-checked").unlink()  # as if the last full check were long ago
     (tmp_path / "sandbox" / "app.conf").write_text("edited by hand\n")
     before = tree_digest(tmp_path / "sandbox")
     done = opsagent(root, *APPLY, "--state-dir", str(state))

@@ -10,12 +10,10 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agent.errors import Problems
 from agent.policy.durations import Duration
-from agent.policy.load import load_one
-from agent.policy.messages import problem
+from agent.policy.messages import load_settings
 
 DEFAULT_LISTEN = "127.0.0.1:9469"
 _LISTEN = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
@@ -89,13 +87,7 @@ class AgentConfig(BaseModel):
 
 def load_config(path: Path) -> AgentConfig:
     """agent.yml validated, relative paths resolved against its folder; raises Problems."""
-    doc = load_one(path, "agent config")
-    if not isinstance(doc.data, dict):
-        raise Problems([doc.problem((), "agent config", "", "expected a mapping of settings")])
-    try:
-        config = AgentConfig.model_validate(doc.data)
-    except ValidationError as e:
-        raise Problems(problem(doc, err, "agent config", AgentConfig) for err in e.errors()) from None
+    config = load_settings(path, "agent config", AgentConfig)
     base = path.resolve().parent
     return config.model_copy(update={
         "policies": [base / p for p in config.policies],

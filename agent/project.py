@@ -14,11 +14,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from agent.errors import Problems
-from agent.policy.load import load_one
-from agent.policy.messages import problem
+from agent.policy.messages import load_settings
 
 NAME = "opsagent.yml"
 LOCAL = "@local"
@@ -51,13 +49,7 @@ def load_project() -> tuple[Project, Path | None]:
     path = project_file()
     if path is None:
         return Project(), None
-    doc = load_one(path, "project")
-    if not isinstance(doc.data, dict):
-        raise Problems([doc.problem((), "project", "", "expected a mapping of settings")])
-    try:
-        found = Project.model_validate(doc.data)
-    except ValidationError as e:
-        raise Problems(problem(doc, err, "project", Project) for err in e.errors()) from None
+    found = load_settings(path, "project", Project)
     base = path.resolve().parent
 
     def absolute(value: str | None) -> str | None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import difflib
 import types
 import typing
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from agent.errors import Problem, dotted
-from agent.policy.load import Document
+from agent.errors import Problem, Problems, dotted
+from agent.policy.load import Document, load_one
 
 _EXPECTED = {
     "int_parsing": "an integer",
@@ -118,3 +119,18 @@ def _strip_optional(tp: Any) -> Any:
         if len(args) == 1:
             return args[0]
     return tp
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_settings(path: Path, context: str, model: type[M]) -> M:
+    """A settings file (agent.yml, opsagent.yml): one YAML mapping validated by `model`;
+    raises Problems, each at its file, line and column."""
+    doc = load_one(path, context)
+    if not isinstance(doc.data, dict):
+        raise Problems([doc.problem((), context, "", "expected a mapping of settings")])
+    try:
+        return model.model_validate(doc.data)
+    except ValidationError as e:
+        raise Problems(problem(doc, err, context, model) for err in e.errors()) from None

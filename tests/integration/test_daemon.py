@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,6 +49,15 @@ def make(root: Path, every: str = "1s", sleep: str = "0", extra: str = "") -> Pa
 def ticks(root: Path) -> int:
     path = root / "sandbox" / "ticks"
     return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def running(root: Path, daemons: list[Daemon], *args: str, **options: Any) -> Daemon:
+    """A daemon on the project at root, up, after its first run; stopped after the test."""
+    d = Daemon(root, *args, **options)
+    daemons.append(d)
+    d.up()
+    wait_for(lambda: ticks(root) >= 1, what="a first run")
+    return d
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_daemon import TICK, daemons, make, ticks  # noqa: F401 (fixture)
+from tests.integration.test_daemon import TICK, daemons, make, running, ticks  # noqa: F401 (fixture)
 from tests.support.daemon import REPO, Daemon, wait_for
 
 HOSTILE = {
@@ -58,10 +58,7 @@ def mutations(seed: int, count: int) -> list[bytes]:
 
 def test_no_policy_file_can_take_the_daemon_down(tmp_path: Path, daemons: list[Daemon]) -> None:  # noqa: F811
     root = make(tmp_path)
-    d = Daemon(root)
-    daemons.append(d)
-    d.up()
-    wait_for(lambda: ticks(root) >= 1, what="a first run")
+    d = running(root, daemons)
     policies = root / "policies"
     rounds: list[dict[str, bytes]] = [{name: text.encode("latin-1") for name, text in HOSTILE.items()}]
     corpus = mutations(seed=12, count=24)
@@ -126,10 +123,7 @@ def test_a_daemon_with_no_good_set_stays_up_and_says_so(tmp_path: Path, daemons:
 
 def test_a_locked_store_is_reported_and_the_daemon_goes_on(tmp_path: Path, daemons: list[Daemon]) -> None:  # noqa: F811
     root = make(tmp_path)
-    d = Daemon(root)
-    daemons.append(d)
-    d.up()
-    wait_for(lambda: ticks(root) >= 1, what="a first run")
+    d = running(root, daemons)
     holder = sqlite3.connect(root / "state" / "state.db", isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
     try:
@@ -158,10 +152,7 @@ def test_a_full_disk_is_reported_and_the_daemon_goes_on(tmp_path: Path, daemons:
     # a 16 MB filesystem for the state dir, seen by the daemon alone: this machine is untouched
     prefix = ("unshare", "--mount", "--propagation", "private", "sh", "-c",
               'mount -t tmpfs -o size=16m opsagent-test "$0" && exec "$@"', str(state))
-    d = Daemon(root, prefix=prefix)
-    daemons.append(d)
-    d.up()
-    wait_for(lambda: ticks(root) >= 1, what="a first run")
+    d = running(root, daemons, prefix=prefix)
     inside = Path(f"/proc/{d.proc.pid}/root") / str(state).lstrip("/")
     filler = inside / "filler"
     with filler.open("wb", buffering=0) as f:  # fill the daemon's filesystem to the last byte

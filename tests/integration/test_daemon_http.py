@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from agent.daemon.http import MAX_CONNECTIONS, READ_TIMEOUT
-from tests.integration.test_daemon import daemons, make, ticks  # noqa: F401 (fixture)
+from tests.integration.test_daemon import daemons, make, running, ticks  # noqa: F401 (fixture)
 from tests.support.daemon import Daemon, free_port, wait_for
 
 FLOOD = 300
@@ -24,10 +24,7 @@ def open_fds(pid: int) -> int:
 def test_silent_clients_are_capped_and_dropped_while_runs_go_on(
         tmp_path: Path, daemons: list[Daemon]) -> None:  # noqa: F811
     root = make(tmp_path)
-    d = Daemon(root)
-    daemons.append(d)
-    d.up()
-    wait_for(lambda: ticks(root) >= 1, what="a first run")
+    d = running(root, daemons)
     idle = open_fds(d.proc.pid)
     flood: list[socket.socket] = []
     try:

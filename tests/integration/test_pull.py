@@ -84,6 +84,17 @@ def test_a_bad_pull_url_is_refused_before_anything_starts(tmp_path: Path) -> Non
     assert not (tmp_path / "state").exists()
 
 
+def pulled_project(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """An upstream repository with v1 of the policy, and an agent folder to pull it."""
+    upstream, agent, marker = tmp_path / "upstream", tmp_path / "agent", tmp_path / "version"
+    upstream.mkdir()
+    agent.mkdir()
+    git(upstream, "init", "-q", "-b", "main")
+    commit(upstream, POLICY % {"v": "v1", "file": marker}, "v1")
+    (agent / "agent.yml").write_text("state_dir: state\nlog_format: json\n")
+    return upstream, agent, marker
+
+
 def silent_server() -> socket.socket:
     """A 'git server' on loopback that accepts connections and never answers."""
     server = socket.socket()
@@ -93,12 +104,7 @@ def silent_server() -> socket.socket:
 
 
 def test_a_hanging_git_server_holds_up_nothing(tmp_path: Path) -> None:
-    upstream, agent, marker = tmp_path / "upstream", tmp_path / "agent", tmp_path / "version"
-    upstream.mkdir()
-    agent.mkdir()
-    git(upstream, "init", "-q", "-b", "main")
-    commit(upstream, POLICY % {"v": "v1", "file": marker}, "v1")
-    (agent / "agent.yml").write_text("state_dir: state\nlog_format: json\n")
+    upstream, agent, marker = pulled_project(tmp_path)
     first = Daemon(agent, "--pull", f"file://{upstream}#main")
     try:
         first.up()
@@ -143,12 +149,7 @@ def children_of(pid: int) -> list[bytes]:
 
 
 def test_a_commit_too_large_is_refused_and_pruned(tmp_path: Path) -> None:
-    upstream, agent, marker = tmp_path / "upstream", tmp_path / "agent", tmp_path / "version"
-    upstream.mkdir()
-    agent.mkdir()
-    git(upstream, "init", "-q", "-b", "main")
-    commit(upstream, POLICY % {"v": "v1", "file": marker}, "v1")
-    (agent / "agent.yml").write_text("state_dir: state\nlog_format: json\n")
+    upstream, agent, marker = pulled_project(tmp_path)
     d = Daemon(agent, "--pull", f"file://{upstream}#main")
     try:
         d.up()

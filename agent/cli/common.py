@@ -28,6 +28,9 @@ class Parser(argparse.ArgumentParser):
 
     def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
         parsed = super().parse_args(args, namespace)
+        if not any(hasattr(parsed, name) for name in ("paths", "inventory", "templates",
+                                                      "state_dir")):
+            return parsed  # explain, install-service: nothing the project file sets
         try:
             project, where = load_project()
         except Problems as e:

@@ -63,6 +63,8 @@ def test_a_bad_project_file_is_located(tmp_path: Path) -> None:
     assert done.stderr.splitlines() == [
         "opsagent.yml:2:1: project > polices: unknown field 'polices'; did you mean 'policies'?",
         "1 problem found; nothing was changed on any host."]
+    explained = opsagent(root, "explain", "project")  # the help to fix it still works
+    assert explained.returncode == 0 and "policies:" in explained.stdout
 
 
 def test_without_inventory_the_first_line_says_this_machine(tmp_path: Path) -> None:

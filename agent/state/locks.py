@@ -16,7 +16,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from agent.state.store import StateError
+from agent.state.errors import StateError
+from agent.state.private import open_private, private_dir
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -38,8 +39,8 @@ def holder_text(path: Path) -> str:
 
 
 def _take(path: Path, what: str, deadline: float) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    private_dir(path.parent)
+    fd = open_private(path, os.O_RDWR | os.O_CREAT)
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -69,6 +70,8 @@ def host_locks(state_dir: Path, hosts: Iterable[str], what: str, wait: float) ->
     """Hold every host's lock (taken in name order, so two runs cannot deadlock)."""
     deadline = time.monotonic() + wait
     held: list[int] = []
+    if hosts:
+        private_dir(state_dir)  # before locks/ is made inside it
     try:
         for host in sorted(set(hosts)):
             path = host_lock_path(state_dir, host)
@@ -102,7 +105,7 @@ def daemon_holder(state_dir: Path) -> str | None:
     path = state_dir / "daemon.lock"
     if not path.exists():
         return None
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    fd = open_private(path, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -21,6 +21,8 @@ from typing import Any
 
 from agent.engine.results import RunResult, Status
 from agent.state import audit, begun, summary
+from agent.state.errors import StateError as StateError  # re-exported: raised to callers
+from agent.state.private import open_private, private_dir
 from agent.state.schema import VERSION, migrate
 
 Mask = Callable[[str], str]
@@ -86,16 +88,15 @@ def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-class StateError(RuntimeError):
-    """The state store cannot be opened or written; the message names its file."""
-
-
 class Store:
     def __init__(self, directory: Path, busy_timeout: float = 30.0) -> None:
         """busy_timeout: how long a write waits for another process's write lock."""
         self.path = directory / "state.db"
         try:
-            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            private_dir(directory)
+            for name in ("state.db", "state.db-wal", "state.db-shm"):  # 0600, not SQLite's 0644
+                if name == "state.db" or (directory / name).exists():
+                    os.close(open_private(directory / name, os.O_RDWR | os.O_CREAT))
             self.db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")

@@ -58,8 +58,9 @@ class Validation:
     """load_set() under way in a limited child process; the daemon's loop polls it."""
 
     def __init__(self, paths: list[Path], inventory: str, templates: Path, state_dir: Path,
-                 why: str) -> None:
+                 why: str, trial: bool = False) -> None:
         self.why = why
+        self.trial = trial  # its outcome accepts or rejects the pulled commit on trial
         self.where = str(paths[0]) if paths else inventory
         request = {"paths": [str(p) for p in paths], "inventory": inventory,
                    "templates": str(templates), "state_dir": str(state_dir)}

@@ -75,7 +75,7 @@ class Daemon:
         self.watched: tuple[tuple[str, int, int], ...] = ()
         self.validation: Validation | None = None  # a reload under way
         self.reload_again = ("", False)  # why to reload once it ends, and if on trial
-        self.trial = False  # the reload under way decides the pulled commit on trial
+        self.in_force_saved = True
         self.puller = Puller(config.pull.url, state_dir / "pull") if config.pull else None
         self.pull_every = config.pull.interval if config.pull else 0
         self.settings = runner.Settings(state_dir, config.timeout, config.lock_wait, cwd)
@@ -101,8 +101,7 @@ class Daemon:
         if sources is None:
             return
         self.watched = signature(*sources)
-        self.validation = Validation(*sources, self.state_dir, why)
-        self.trial = trial
+        self.validation = Validation(*sources, self.state_dir, why, trial)
 
     def _poll_reload(self, store: Store) -> None:
         """Switch to the new set once it validated; nothing in the files can end the
@@ -110,11 +109,11 @@ class Daemon:
         the last good one keeps running."""
         if self.validation is None:
             return
-        why, trial = self.validation.why, self.trial and self.puller is not None
+        why, trial = self.validation.why, self.validation.trial and self.puller is not None
         try:
             new = self.validation.poll()
         except Problems as e:
-            self.validation, self.trial = None, False
+            self.validation = None
             self._reload_failed(store, why, e)
             if trial:
                 assert self.puller is not None
@@ -122,7 +121,7 @@ class Daemon:
         else:
             if new is None:
                 return  # still validating
-            self.validation, self.trial = None, False
+            self.validation = None
             self._switch(store, new, why)
             self.info.reloaded(True)
             if trial:
@@ -163,10 +162,16 @@ class Daemon:
                      extra={"event": "reload_ok", "digest": new.digest})
         self.current = new
         (self.state_dir / "sets" / CURRENT).write_text(new.digest + "\n")
-        store.set_in_force(new.digest, [(p.name, h) for p in new.policies for h in p.hosts] +
-                           [(name, "*") for name in new.unscheduled])
+        self.in_force_saved = False  # written by the loop, which survives a store fault
         drop_unused(self.state_dir, {new.digest, CURRENT} |
                     {c.policy_set.digest for c in self.children})
+
+    def _save_in_force(self, store: Store, policy_set: PolicySet) -> None:
+        """The set's policies and hosts, for compliance (status, /metrics, reports)."""
+        store.set_in_force(policy_set.digest,
+                           [(p.name, h) for p in policy_set.policies for h in p.hosts] +
+                           [(name, "*") for name in policy_set.unscheduled])
+        self.in_force_saved = True
 
     def _start_fetch(self) -> None:
         assert self.puller is not None
@@ -273,7 +278,8 @@ class Daemon:
                     self._poll_reload(store)
                     if self.puller is not None and self.puller.fetching:
                         self._pull()
-                    elif self.puller is not None and mono >= next_pull and not self.trial:
+                    elif self.puller is not None and mono >= next_pull and not (
+                            self.validation is not None and self.validation.trial):
                         next_pull = mono + self.pull_every
                         self._start_fetch()
                     if mono >= next_prune:
@@ -284,6 +290,8 @@ class Daemon:
                     if not self.next_runs_saved:
                         store.set_next_runs(self.scheduler.due)
                         self.next_runs_saved = True
+                    if not self.in_force_saved and self.current is not None:
+                        self._save_in_force(store, self.current)
                     if mono >= next_probe or self.heartbeat.fault:
                         next_probe = mono + PROBE_EVERY
                         store.probe()

@@ -207,3 +207,23 @@ def test_a_clock_stepped_back_does_not_delay_interval_runs(
     wait_for(lambda: ticks(root) >= before + 2, timeout=30, what="interval runs after the step")
     stepped = [e for e in d.events() if e.get("event") == "clock_stepped"]
     assert "stepped back by 6.0 h" in stepped[0]["message"]
+
+
+def test_a_reload_while_the_store_is_locked_still_counts_the_new_set(
+        tmp_path: Path, daemons: list[Daemon]) -> None:  # noqa: F811
+    root = make(tmp_path)
+    d = running(root, daemons)
+    holder = sqlite3.connect(root / "state" / "state.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        (root / "policies" / "tick.yml").write_text((TICK % ("1s", "0")).replace("name: tick}",
+                                                                              "name: tock}"))
+        wait_for(lambda: d.count("reload_ok") >= 2, what="the reload during the lock")
+        time.sleep(3)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    # once the store takes writes again, compliance is about the new set
+    wait_for(lambda: 'opsagent_policy_compliant{host="@local",policy="tock"} 1.0'
+             in d.get("/metrics")[1], timeout=60, what="the new set's compliance")
+    assert 'opsagent_policy_compliant{host="@local",policy="tick"}' not in d.get("/metrics")[1]

@@ -66,11 +66,13 @@ def main(argv: list[str], check: bool = False) -> int:
     hosts = [] if check else [hp.host.name for hp in plan.hosts]
     what = f"opsagent {'plan' if check else 'apply'}"
     command = "plan" if check else "apply"
-    # the store is checked, and the run noted as begun, before any host is touched:
-    # a run that could not be recorded does not start
+    # once the hosts are ours, and before any is touched, the store is checked and the run
+    # noted as begun: a run that could not be recorded does not start (and one that gave
+    # up waiting for a lock is not noted at all)
     with open_store(args) as store:
-        started = store.begin(command, plan.source, [hp.host.name for hp in plan.hosts], check)
         with host_locks(state_dir(args.state_dir), hosts, what, getattr(args, "lock_wait", 0)):
+            started = store.begin(command, plan.source, [hp.host.name for hp in plan.hosts],
+                                  check)
             result = execute(plan, check=check, diff=args.diff or check,
                              connect_timeout=args.timeout,
                              on_result=None if args.json else printer.progress,

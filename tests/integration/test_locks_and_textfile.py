@@ -71,6 +71,10 @@ def test_apply_waits_for_a_held_host_then_names_the_holder(tmp_path: Path) -> No
                     "--lock-wait", "0")
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "sandbox" / "app.conf").exists()
+    # the apply that gave up waiting ran nothing, so it left no run to call interrupted
+    history = json.loads(opsagent(root, "history", "--state-dir", str(state), "--json").stdout)
+    assert [run["failed"] for run in history] == [False]
+    assert "interrupted" not in opsagent(root, "audit", "log", "--state-dir", str(state)).stdout
 
 
 def _since(state: Path) -> str:

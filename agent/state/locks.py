@@ -50,8 +50,12 @@ def _take(path: Path, what: str, deadline: float) -> int:
                 os.close(fd)
                 raise LockTimeout(holder_text(path)) from None
             time.sleep(0.05)
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, json.dumps({"pid": os.getpid(), "what": what, "since": time.time()}).encode(), 0)
+    try:  # who holds it, for messages; the lock is held either way (on a full disk too)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "what": what, "since": time.time()}).encode(),
+                  0)
+    except OSError:
+        pass
     return fd
 
 

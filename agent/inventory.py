@@ -10,6 +10,10 @@
 
 Settings merge from the least to the most specific: top level, groups (parents before
 children, then by name), the host itself.
+
+A variable may be a secret reference, `{env: NAME}` or `{file: PATH}` (at any depth): it
+is resolved on the controller when the inventory is loaded, and its value is masked in
+everything opsagent prints or stores (agent.policy.secrets).
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent.errors import Problem, Problems
+from agent.errors import Problem, Problems, dotted
 from agent.kinds.base import HostInfo
 from agent.policy.load import Document, load_one
 from agent.policy.messages import problem
+from agent.policy.secrets import SecretError, resolve_all
 
 LOCAL = "@local"
 
@@ -114,7 +119,24 @@ def load_inventory(path: Path) -> Inventory:
         model = InventoryFile.model_validate(doc.data)
     except ValidationError as e:
         raise Problems(problem(doc, err, "inventory", InventoryFile) for err in e.errors()) from None
+    _resolve_secrets(model, doc)
     return _build(model, doc)
+
+
+def _resolve_secrets(model: InventoryFile, doc: Document) -> None:
+    """Every secret reference in the variables replaced by its value, or Problems."""
+    owners: list[tuple[tuple[str, ...], HostEntry | Group | InventoryFile]] = [((), model)]
+    owners += [(("groups", name), group) for name, group in model.groups.items()]
+    owners += [(("hosts", name), entry) for name, entry in model.hosts.items() if entry]
+    problems = []
+    for where, owner in owners:
+        try:
+            owner.vars, _ = resolve_all(owner.vars, (*where, "vars"))
+        except SecretError as e:
+            loc = e.args[1]
+            problems.append(doc.problem(loc, "inventory", dotted(loc), e.args[0]))
+    if problems:
+        raise Problems(problems)
 
 
 def _build(model: InventoryFile, doc: Document) -> Inventory:

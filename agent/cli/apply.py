@@ -73,7 +73,7 @@ def main(argv: list[str], check: bool = False) -> int:
         with host_locks(state_dir(args.state_dir), hosts, what, getattr(args, "lock_wait", 0)):
             started = store.begin(command, plan.source, [hp.host.name for hp in plan.hosts],
                                   check)
-            result = execute(plan, check=check, diff=args.diff or check,
+            result = execute(plan, check=check, diff=args.diff,
                              connect_timeout=args.timeout,
                              on_result=None if args.json else printer.progress,
                              stop=stopping.asked)

@@ -128,8 +128,10 @@ def load_plan(args: argparse.Namespace) -> RunPlan:
 
 
 def report_problems(e: Problems) -> int:
+    from agent.cli.shown import shown
+
     for problem in e.problems:
-        print(problem, file=sys.stderr)
+        print(shown(str(problem)), file=sys.stderr)
     count = len(e.problems)
     print(f"{count} problem{'s' if count != 1 else ''} found; nothing was changed on any host.",
           file=sys.stderr)

@@ -8,6 +8,7 @@ import sys
 from dataclasses import asdict
 from typing import TextIO
 
+from agent.cli.shown import shown
 from agent.engine.results import HostResult, OpResult, RunResult, Status
 
 _COLOURS = {
@@ -37,30 +38,30 @@ class Printer:
             self.out = open(os.devnull, "w")  # noqa: SIM115
 
     def _progress(self, host: str, op: OpResult) -> None:
-        line = f"{host}  {op.kind} {op.policy!r} > {op.name}: {self.status(op)}"
+        line = f"{shown(host)}  {op.kind} {op.policy!r} > {shown(op.name)}: {self.status(op)}"
         if op.duration >= 0.01:
             line += f" ({op.duration:.2f}s)"
         print(line, file=self.out, flush=True)
         if self.diff and op.diff:
-            for diff_line in op.diff.splitlines():
+            for diff_line in shown(op.diff).splitlines():
                 print(f"    {diff_line}", file=self.out)
         if op.status is Status.FAILED and op.error:
-            for error_line in op.error.splitlines():
+            for error_line in shown(op.error).splitlines():
                 print(self.paint(f"    {error_line}", "31"), file=self.out)
-        for warning_line in op.warning.splitlines():
+        for warning_line in shown(op.warning).splitlines():
             print(self.paint(f"    warning: {warning_line}", "33"), file=self.out)
 
     def recap(self, result: RunResult) -> None:
         title = "PLAN RECAP" if result.check else "RECAP"
         print(f"\n{title} " + "-" * 60, file=self.out)
-        width = max((len(h.host) for h in result.hosts), default=4) + 2
+        width = max((len(shown(h.host)) for h in result.hosts), default=4) + 2
         for host in result.hosts:
             fields = [f"{key}={value}" for key, value in summary(host, result.check).items()]
-            name = self.paint(host.host.ljust(width), "31" if host.failed else "32")
+            name = self.paint(shown(host.host).ljust(width), "31" if host.failed else "32")
             print(name + "  ".join(f.ljust(15) for f in fields).rstrip(), file=self.out)
             if host.error:
                 prefix = "unreachable: " if host.unreachable else ""
-                print(self.paint(f"  {prefix}{host.error}", "31"), file=self.out)
+                print(self.paint(f"  {prefix}{shown(host.error)}", "31"), file=self.out)
         print(f"\n{len(result.hosts)} hosts in {result.duration:.2f}s", file=self.out)
 
 

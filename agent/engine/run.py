@@ -27,6 +27,7 @@ from pyinfra.context import ctx_host, ctx_state
 from agent.engine import catalog, sequence
 from agent.engine.capture import Capture, capture
 from agent.engine.guards import guard_script, guarded
+from agent.engine.redact import redact, redact_host
 from agent.engine.results import HostResult, OpResult, RunResult, Status
 from agent.inventory import Host
 from agent.kinds.base import Rendered, Sequence, Step
@@ -72,6 +73,7 @@ def execute(
     for name, result in results.items():
         if result.unreachable and not result.ops:  # never connected
             result.ops = [op for s in by_name[name].steps for op in _skipped(s)]
+        redact_host(result)
     return RunResult([results[hp.host.name] for hp in plan.hosts], check,
                      time.monotonic() - started)
 
@@ -219,7 +221,7 @@ def _commands(host: Any, planned: PlannedStep, check: bool, result: HostResult,
         ops = _skipped(planned, check)
         ops[0].status, ops[0].error = Status.FAILED, f"{type(e).__name__}: {e}"
     for op in ops:
-        result.ops.append(op)
+        result.ops.append(redact(op))
         if on_result is not None:
             on_result(result.host, op)
     return ops
@@ -313,7 +315,7 @@ def _finish(planned: PlannedStep, result: HostResult, status: Status, judged: bo
     )
     if meta is not None and meta.is_complete():
         op.stdout, op.stderr = meta.stdout, meta.stderr
-    result.ops.append(op)
+    result.ops.append(redact(op, step.sensitive))
     if on_result is not None:
         on_result(host, op)
 
@@ -323,8 +325,8 @@ def _skipped(planned: PlannedStep, judged: bool = False) -> list[OpResult]:
     step = planned.step
     names = ([(c.name, "command") for c in step.commands] if isinstance(step, Sequence)
              else [(step.name, step.operation)])
-    return [OpResult(planned.policy.name, planned.policy.kind, name, operation, Status.SKIPPED,
-                     planned=judged) for name, operation in names]
+    return [redact(OpResult(planned.policy.name, planned.policy.kind, name, operation,
+                            Status.SKIPPED, planned=judged)) for name, operation in names]
 
 
 def _skip(planned: PlannedStep, result: HostResult, judged: bool, on_result: OnResult | None

@@ -43,6 +43,7 @@ class Step:
     operation: str  # e.g. "files.line"
     args: Mapping[str, Any]
     guard: Guard | None = None
+    sensitive: bool = False  # its diff and output are hidden everywhere (engine.hide)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,16 @@ same bounded sandbox as policy strings, with the same variables (inventory vars,
 `host.name`, `host.groups`) plus the task's own extra arguments. So a syntax error or an
 undefined variable in a .j2 file is a validation error with the file's line, and no
 template runs unsandboxed on the controller; the host gets the rendered text, as
-pyinfra's own files.template would put it.
+pyinfra's own files.template would put it. A `src` must lie inside templates/ (links
+resolved) unless the task says `allow_outside_templates: true`; such a task is then
+sensitive unless it says otherwise, so a file such as /etc/shadow never reaches a diff.
+
+Secret references (`{env: NAME}`, `{file: PATH}`) may stand for any argument value, at
+any depth; they are resolved on the controller when the policy is planned, and a task
+that uses one, or whose arguments or rendered template hold a secret's value (e.g. from
+an inventory variable that is a reference), is sensitive: its diff and output are
+replaced by a note and a hash everywhere (Ansible's no_log, Puppet's Sensitive).
+`sensitive: true` asks for that on any task, `sensitive: false` turns it off.
 """
 
 from __future__ import annotations
@@ -31,8 +40,8 @@ from agent.engine.results import OpResult
 from agent.kinds.base import Guard, HostInfo, Observation, Rendered, Sequence, Step
 from agent.policy.messages import suggest
 from agent.policy.render import FILE_OPTIONS, Renderer, TemplateFileError
+from agent.policy.secrets import SecretError, holds_secret, resolve_all
 
-_TASK_KEYS = ("name", *Guard.model_fields)
 _SRC_OPS = ("files.template", "files.put")
 _PUT_ARGS = ("dest", "user", "group", "mode", "create_remote_dir")  # what files.template passes on
 
@@ -48,6 +57,14 @@ class Task(Guard):
         "see `opsagent explain tasks files.line`."
     )
     args: dict[str, Any] = Field(default_factory=dict, description="The key's value.")
+    sensitive: bool | None = Field(
+        None, description="Hide this task's diff and output everywhere (terminal, --json, "
+        "state store, audit log, reports): a note and a hash stand in their place. Default: "
+        "true when the task uses a secret reference or a secret's value, or reads a src "
+        "outside templates/; else false.")
+    allow_outside_templates: bool = Field(
+        False, description="Let files.template / files.put read a src outside the templates "
+        "folder (e.g. an absolute path). The task is then sensitive unless it says otherwise.")
 
     @model_validator(mode="before")
     @classmethod
@@ -64,9 +81,17 @@ class Task(Guard):
             )
         op = ops[0]
         args = data[op] if data[op] is not None else {}
-        _check_args(op, args, info)
+        try:
+            args, used_secret = resolve_all(args, (op,))
+        except SecretError as e:
+            raise _fail(e.args[1], "secret", e.args[0], "(a secret reference)") from None
+        outside = data.get("allow_outside_templates") is True
+        _check_args(op, args, info, outside)
         rest = {k: v for k, v in data.items() if k != op}
-        return {**rest, "operation": op, "args": _coerce(op, args, info)}
+        coerced = _coerce(op, args, info)
+        if "sensitive" not in rest and (used_secret or outside or holds_secret(coerced)):
+            rest["sensitive"] = True
+        return {**rest, "operation": op, "args": coerced}
 
     def guard(self) -> Guard | None:
         guard = Guard(creates=self.creates, removes=self.removes, unless=self.unless,
@@ -99,7 +124,8 @@ class TasksKind:
 
     def plan(self, spec: Any, host: HostInfo) -> list[Step | Sequence]:
         assert isinstance(spec, TasksSpec)
-        return [Step(t.title(), t.operation, t.args, t.guard()) for t in spec.tasks]
+        return [Step(t.title(), t.operation, t.args, t.guard(), sensitive=bool(t.sensitive))
+                for t in spec.tasks]
 
     def observe(self, spec: Any, host: HostInfo, ops: list[OpResult]) -> Observation | None:
         return None  # the operations' own results say it all
@@ -115,7 +141,7 @@ def _fail(loc: tuple[str | int, ...], kind: str, message: str, value: Any) -> Va
     return ValidationError.from_exception_data("task", [error])
 
 
-def _check_args(op: str, args: Any, info: ValidationInfo) -> None:
+def _check_args(op: str, args: Any, info: ValidationInfo, outside: bool) -> None:
     try:
         catalog.operation(op)
     except catalog.UnknownOperation as e:
@@ -126,6 +152,12 @@ def _check_args(op: str, args: Any, info: ValidationInfo) -> None:
         src = _template_path(args["src"], info)
         if not src.is_file():
             raise _fail((op, "src"), "template_missing", f"no such file: {src}", args["src"])
+        base = Path((info.context or {}).get("templates", Path("templates")))
+        if not outside and not src.resolve().is_relative_to(base.resolve()):
+            raise _fail((op, "src"), "template_outside", f"{src} is outside the templates "
+                        f"folder {base}: a policy reads its files from there (write "
+                        "allow_outside_templates: true on the task to read it anyway)",
+                        args["src"])
 
 
 def _coerce(op: str, args: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:

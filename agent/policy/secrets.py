@@ -1,13 +1,25 @@
-"""Secret references: `{file: PATH}` or `{env: NAME}`, resolved only when needed, never shown."""
+"""Secret references: `{file: PATH}` or `{env: NAME}`, resolved only when needed, never shown.
+
+A mapping with the single key `env` or `file` is a reference wherever a task argument or
+an inventory variable may be written. It is resolved on the controller when a run plans
+its hosts (never stored: policy copies keep the reference), and every value resolved in
+this process is known to scrub(), which every output path (terminal, --json, the state
+store, the audit log, reports) passes its text through: as Ansible's no_log and
+Puppet's Sensitive hide a value, the mask stands where it was.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
 MASK = "********"
+_KEYS = ("env", "file")
+_known: set[str] = set()  # every value resolved in this process
+_LINE = 4  # lines of a multi-line secret this long or longer are masked one by one
 
 
 class SecretRef(BaseModel):
@@ -26,10 +38,12 @@ class SecretRef(BaseModel):
 
     def resolve(self) -> Secret:
         if self.file is not None:
+            path = Path(self.file).expanduser()
             try:
-                text = Path(self.file).read_text(encoding="utf-8")
-            except OSError as e:
-                raise SecretError(f"cannot read secret file {self.file}: {e.strerror}") from None
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                why = getattr(e, "strerror", None) or "not UTF-8 text"
+                raise SecretError(f"cannot read secret file {self.file}: {why}") from None
             return Secret(text.rstrip("\n"))
         assert self.env is not None
         if self.env not in os.environ:
@@ -51,6 +65,9 @@ class Secret:
 
     def __init__(self, value: str) -> None:
         self._value = value
+        if value:
+            _known.add(value)
+            _known.update(line for line in value.splitlines() if len(line.strip()) >= _LINE)
 
     def reveal(self) -> str:
         return self._value
@@ -61,9 +78,66 @@ class Secret:
     __str__ = __repr__
 
 
+def reference(value: Any) -> SecretRef | None:
+    """The reference a value is, if it is one: a mapping of `env` or `file` to a string.
+
+    Raises SecretError for both keys at once."""
+    if not (isinstance(value, dict) and value and all(k in _KEYS for k in value)
+            and all(isinstance(v, str) for v in value.values())):
+        return None
+    if len(value) != 1:
+        raise SecretError("a secret is {file: PATH} or {env: NAME}, exactly one of them")
+    return SecretRef.model_validate(value)
+
+
+def resolve_all(value: Any, where: tuple[str | int, ...] = ()) -> tuple[Any, bool]:
+    """value with every reference in it replaced by its text; and whether there was one.
+
+    Raises SecretError naming the path of the reference that failed in its args[0].
+    """
+    try:
+        ref = reference(value)
+        if ref is not None:
+            return ref.resolve().reveal(), True
+    except SecretError as e:
+        raise SecretError(str(e), where) from None
+    if isinstance(value, dict):
+        out, found = {}, False
+        for key, item in value.items():
+            out[key], used = resolve_all(item, (*where, key))
+            found = found or used
+        return out, found
+    if isinstance(value, list):
+        items = [resolve_all(item, (*where, i)) for i, item in enumerate(value)]
+        return [item for item, _ in items], any(used for _, used in items)
+    return value, False
+
+
+def holds_secret(value: Any) -> bool:
+    """Whether a known secret's value appears in value (text, or inside lists/mappings)."""
+    if isinstance(value, str):
+        return any(known in value for known in _known)
+    if isinstance(value, dict):
+        return any(holds_secret(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(holds_secret(v) for v in value)
+    text = getattr(value, "text", None)  # a rendered template's text
+    return isinstance(text, str) and holds_secret(text)
+
+
+def scrub(text: str) -> str:
+    """text with the value of every secret resolved in this process masked."""
+    if not text or not _known:
+        return text
+    for known in sorted(_known, key=len, reverse=True):  # longest first: a whole before its lines
+        if known in text:
+            text = text.replace(known, MASK)
+    return text
+
+
 def mask(text: str, secrets: list[Secret]) -> str:
-    """Text with every secret's value replaced by the mask."""
+    """Text with every given secret's value (and every other known one) masked."""
     for secret in secrets:
         if secret.reveal():
             text = text.replace(secret.reveal(), MASK)
-    return text
+    return scrub(text)

@@ -13,19 +13,19 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agent.engine.results import RunResult, Status
+from agent.policy.secrets import scrub
 from agent.state import audit, begun, summary
 from agent.state.errors import StateError as StateError  # re-exported: raised to callers
 from agent.state.private import open_private, private_dir
 from agent.state.schema import VERSION, migrate
 
-Mask = Callable[[str], str]
 MIN_FREE = 8 * 1024 * 1024  # bytes the store's filesystem must have before a run begins
 CHECK_EVERY = 600.0  # seconds between full checks of the store before runs (0.8 s per 300 MB)
 
@@ -181,14 +181,16 @@ class Store:
         except (OSError, sqlite3.Error) as e:
             raise StateError(f"state store {self.path}: {e}; nothing was run") from e
 
-    def record(self, result: RunResult, *, command: str, source: str, mask: Mask = str,
+    def record(self, result: RunResult, *, command: str, source: str,
                started: float | None = None, modes: dict[str, str] | None = None,
                facts: dict[tuple[str, str], dict[str, Any]] | None = None,
                begun_as: begun.Begun | None = None) -> int:
         """Store a finished run, append an audit entry for each change it made, and update
         the summaries (modes: each policy's enforce | audit, for the summaries; facts:
         what kinds observed per policy and host, merged into what was known; begun_as:
-        what begin() returned, replaced by this record)."""
+        what begin() returned, replaced by this record). Every text is scrubbed of the
+        secrets resolved in this process."""
+        mask = scrub
         finished = time.time()
         if begun_as is not None:
             started = begun_as.started

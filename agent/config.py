@@ -68,6 +68,9 @@ class AgentConfig(BaseModel):
     log_format: Literal["auto", "json", "text"] = Field(
         "auto", description="auto: text on a terminal, JSON lines otherwise.")
     retention: Retention = Field(default_factory=Retention)
+    audit_syslog: str | None = Field(None, description="Also send each audit entry to this "
+                                     "syslog socket (e.g. /dev/log) as it is kept, for "
+                                     "journald or rsyslog to forward off the host.")
     pull: Pull | None = Field(None, description="Pull mode: fetch policies from git, "
                                                 "converge @local.")
 

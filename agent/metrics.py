@@ -112,6 +112,7 @@ class StoreCollector(Collector):
             family.add_metric([policy], {"kind": kind, "mode": mode})
         yield family
         yield self._reachable(db)
+        yield self._audit_head(db)
         yield self._operations(db)
         yield self._durations(db)
         yield from backup_metrics.families(
@@ -124,6 +125,14 @@ class StoreCollector(Collector):
                                    "last run that targeted it.", labels=["host"])
         for host, reachable in db.execute("SELECT host, reachable FROM hosts"):
             family.add_metric([host], reachable)
+        return family
+
+    def _audit_head(self, db: sqlite3.Connection) -> Metric:
+        family = GaugeMetricFamily("opsagent_audit_head_sequence", "Sequence number of the "
+                                   "audit log's newest entry: it only ever grows; a fall means "
+                                   "entries were deleted or the log replaced.")
+        row = db.execute("SELECT seq FROM audit_head WHERE one = 1").fetchone()
+        family.add_metric([], row[0] if row else 0)
         return family
 
     def _operations(self, db: sqlite3.Connection) -> Metric:

@@ -35,6 +35,9 @@ class Project(BaseModel):
                                                     "found, when --templates is not given.")
     state_dir: str | None = Field(None, description="The state store's folder, when neither "
                                                     "--state-dir nor $OPSAGENT_STATE_DIR is set.")
+    audit_syslog: str | None = Field(None, description="apply also sends each audit entry to "
+                                     "this syslog socket (e.g. /dev/log) as it is kept, for "
+                                     "journald or rsyslog to forward off the host.")
 
 
 def project_file() -> Path | None:
@@ -57,4 +60,5 @@ def load_project() -> tuple[Project, Path | None]:
 
     return Project(inventory=absolute(found.inventory),
                    policies=[str(base / p) for p in found.policies] if found.policies else None,
-                   templates=absolute(found.templates), state_dir=absolute(found.state_dir)), path
+                   templates=absolute(found.templates), state_dir=absolute(found.state_dir),
+                   audit_syslog=found.audit_syslog), path

@@ -44,6 +44,9 @@ def main(argv: list[str], check: bool = False) -> int:
         parser.add_argument("--check", action="store_true", help="check mode: same as plan")
         parser.add_argument("--lock-wait", type=_seconds_or_zero, default=300, metavar="SECONDS",
                             help="wait this long for hosts another run is converging (default: 300)")
+        parser.add_argument("--audit-syslog", metavar="SOCKET",
+                            help="also send each audit entry to this syslog socket as it is "
+                                 "kept, e.g. /dev/log (default: opsagent.yml's audit_syslog)")
         parser.add_argument("--textfile-dir", metavar="DIR",
                             help="also write the metrics to DIR/opsagent.prom, for node_exporter's "
                                  "textfile collector")
@@ -70,6 +73,11 @@ def main(argv: list[str], check: bool = False) -> int:
     # noted as begun: a run that could not be recorded does not start (and one that gave
     # up waiting for a lock is not noted at all)
     with open_store(args) as store:
+        if getattr(args, "audit_syslog", None):
+            from agent.state.ship import Syslog
+
+            store.ship = Syslog(args.audit_syslog)
+        before = store.audit_head()
         with host_locks(state_dir(args.state_dir), hosts, what, getattr(args, "lock_wait", 0)):
             started = store.begin(command, plan.source, [hp.host.name for hp in plan.hosts],
                                   check)
@@ -77,9 +85,7 @@ def main(argv: list[str], check: bool = False) -> int:
                              connect_timeout=args.timeout,
                              on_result=None if args.json else printer.progress,
                              stop=stopping.asked)
-        if args.json:
-            print(to_json(result))
-        else:
+        if not args.json:
             printer.recap(result)
         from agent.plan import observe
 
@@ -87,14 +93,23 @@ def main(argv: list[str], check: bool = False) -> int:
             store.record(result, command=command, source=plan.source,
                          modes={p.name: p.mode for p in plan.policies},
                          facts=observe(plan, result), begun_as=started)
+            head = store.audit_head()
             if textfile_dir:
                 from agent.metrics import write_textfile
 
                 write_textfile(store.path, textfile_dir)
         except (StateError, sqlite3.Error, OSError) as e:
+            if args.json:
+                print(to_json(result))
             print(f"opsagent: could not record this run: {e} (it is noted as begun, and will be "
                   "recorded as interrupted)", file=sys.stderr)
             return 2
+        if args.json:
+            print(to_json(result, audit_head=head))
+        elif head != before:  # what to keep elsewhere, for `audit verify --expect-head`
+            added = head[0] - before[0]
+            print(f"audit log: {added} new entr{'y' if added == 1 else 'ies'}; head "
+                  f"{head[0]}:{head[1]}")
     return 130 if signal.SIGINT in stopping.signals else exit_code(result)
 
 

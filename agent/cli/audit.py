@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 
@@ -15,6 +16,9 @@ def main(argv: list[str]) -> int:
     add_state_dir(parser)
     parser.add_argument("action", choices=["verify", "log"])
     parser.add_argument("-n", "--limit", type=int, default=50, help="entries for log (default: 50)")
+    parser.add_argument("--expect-head", type=_head, metavar="SEQ:HASH",
+                        help="verify: the chain must hold this head, as an earlier run printed "
+                             "it and you kept it elsewhere (it may have grown since)")
     args = parser.parse_args(argv)
     path = state_dir(args.state_dir) / "state.db"
     if not path.is_file():  # never made anew here: a missing store is not an intact one
@@ -34,11 +38,21 @@ def main(argv: list[str]) -> int:
                 print(f"{seq:>6}  {when}  {host}  {policy} > {step}: {status}  (by {who})")
             return 0
         count, problems = audit.verify(store.db)
+        if args.expect_head is not None:
+            problems += [p for p in [audit.holds(store.db, args.expect_head)] if p]
         seq, digest = audit.head(store.db)
     for problem in problems:
         print(f"audit: {problem}")
     if problems:
         print(f"audit log {store.path}: {len(problems)} problem(s) in {count} entries")
         return 1
-    print(f"audit log {store.path}: {count} entries, chain intact; head {seq} {digest}")
+    held = f", holds {args.expect_head[0]}" if args.expect_head is not None else ""
+    print(f"audit log {store.path}: {count} entries, chain intact{held}; head {seq}:{digest}")
     return 0
+
+
+def _head(text: str) -> tuple[int, str]:
+    try:
+        return audit.parse_head(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None

@@ -48,6 +48,8 @@ def _fill(args: argparse.Namespace, project: Project, where: Path | None) -> Non
     if hasattr(args, "state_dir") and args.state_dir is None and project.state_dir \
             and not os.environ.get("OPSAGENT_STATE_DIR"):
         args.state_dir = Path(project.state_dir)
+    if hasattr(args, "audit_syslog") and args.audit_syslog is None:
+        args.audit_syslog = project.audit_syslog
     if hasattr(args, "inventory"):
         if args.inventory is not None:
             args.inventory_origin = "-i"

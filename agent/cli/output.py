@@ -77,9 +77,11 @@ def summary(host: HostResult, check: bool) -> dict[str, int]:
     return {**{key: counts[key] for key in keys}, "unreachable": int(host.unreachable)}
 
 
-def to_json(result: RunResult) -> str:
+def to_json(result: RunResult, audit_head: tuple[int, str] | None = None) -> str:
     data = asdict(result)
     data["failed"] = result.failed
+    if audit_head is not None:  # the audit log's newest entry, once the run is recorded
+        data["audit_head"] = f"{audit_head[0]}:{audit_head[1]}"
     for host, entry in zip(result.hosts, data["hosts"], strict=True):
         entry["counts"] = summary(host, result.check)
     return json.dumps(data, indent=2)

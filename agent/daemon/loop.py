@@ -78,7 +78,8 @@ class Daemon:
         self.in_force_saved = True
         self.puller = Puller(config.pull.url, state_dir / "pull") if config.pull else None
         self.pull_every = config.pull.interval if config.pull else 0
-        self.settings = runner.Settings(state_dir, config.timeout, config.lock_wait, cwd)
+        self.settings = runner.Settings(state_dir, config.timeout, config.lock_wait, cwd,
+                                       config.audit_syslog)
 
     # -- sources: files named in agent.yml, or the pulled checkout -----------------------
 

@@ -50,6 +50,7 @@ class Settings:
     timeout: int
     lock_wait: int
     cwd: Path
+    audit_syslog: str | None = None
 
 
 def start(policy: Scheduled, hosts: tuple[str, ...], policy_set: PolicySet, settings: Settings,
@@ -60,6 +61,8 @@ def start(policy: Scheduled, hosts: tuple[str, ...], policy_set: PolicySet, sett
             "--timeout", str(settings.timeout), "--lock-wait", str(settings.lock_wait)]
     for host in hosts:
         args += ["--limit", host]
+    if settings.audit_syslog:
+        args += ["--audit-syslog", settings.audit_syslog]
     env = {**os.environ, "OPSAGENT_TRIGGER": f"opsagent daemon (pid {os.getpid()})",
            "PYINFRA_PROGRESS": "off"}
     out = tempfile.TemporaryFile()  # noqa: SIM115 (closed in finish(), when the child ends)
@@ -107,6 +110,8 @@ def finish(child: Child) -> RunResult | None:
     if code in (0, 2):
         result = json.loads(stdout)
         summary = {h["host"]: h["counts"] for h in result["hosts"]}
+        if "audit_head" in result:  # published in the journal: a head kept off the store
+            fields["audit_head"] = result["audit_head"]
         log.log(logging.INFO if code == 0 else logging.WARNING, "policy %s: run %s in %.1f s%s: %s",
                 name, "succeeded" if code == 0 else "failed", seconds,
                 f" ({child.reason})" if child.reason else "", _counts(summary),

@@ -43,6 +43,7 @@ class Report:
     failures: list[Event] = field(default_factory=list)
     runs: int = 0
     failed_runs: int = 0
+    audit_head: str = ""  # SEQ:HASH of the audit log's newest entry, to keep elsewhere
 
     @property
     def compliant(self) -> int:
@@ -75,4 +76,6 @@ def collect(store: Store, since: float) -> Report:
         " WHERE r.finished >= ? AND o.status = 'failed' ORDER BY r.id, o.host, o.seq", (since,))]
     report.runs, report.failed_runs = db.execute(
         "SELECT count(*), coalesce(sum(failed), 0) FROM runs WHERE finished >= ?", (since,)).fetchone()
+    seq, digest = store.audit_head()
+    report.audit_head = f"{seq}:{digest}"
     return report

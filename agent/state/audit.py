@@ -3,8 +3,11 @@
 hash = sha256(previous hash + canonical JSON of the entry). Editing an entry breaks its
 own hash; deleting one breaks the next entry's link and leaves a gap in the sequence;
 deleting the newest ones no longer matches the head row, which every append updates in
-the same transaction. (Whoever can rewrite the whole file can rewrite the whole chain:
-`opsagent audit verify` prints the head hash, to be kept somewhere else.)
+the same transaction. Whoever can rewrite the whole file can rewrite the whole chain, or
+empty it: so the head (SEQ:HASH) is published outside the database after every run (the
+run's output and log line, the opsagent_audit_head_sequence metric, the report, and
+syslog when asked), and `audit verify --expect-head SEQ:HASH` checks the chain against a
+head kept elsewhere: a chain rebuilt, emptied or cut short no longer holds it.
 """
 
 from __future__ import annotations
@@ -36,13 +39,38 @@ def seal(prev: str, entry: Entry) -> str:
     return hashlib.sha256((prev + canonical).encode()).hexdigest()
 
 
+def parse_head(text: str) -> tuple[int, str]:
+    """SEQ:HASH as `audit verify` and every run print it; raises ValueError."""
+    seq, _, digest = text.partition(":")
+    if not (seq.isdigit() and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+        raise ValueError(f"{text!r} is not SEQ:HASH (a number, ':', 64 hex digits)")
+    return int(seq), digest
+
+
+def holds(db: sqlite3.Connection, expected: tuple[int, str]) -> str:
+    """'' if the chain holds the expected head (it may have grown since); else why not."""
+    seq, digest = expected
+    if seq == 0:
+        return "" if digest == GENESIS else "head 0 is always the genesis hash"
+    row = db.execute("SELECT hash FROM audit WHERE seq = ?", (seq,)).fetchone()
+    if row is None:
+        last = head(db)[0]
+        return (f"entry {seq} of the expected head is not in the log (it ends at {last}): "
+                "entries were deleted, or the log was replaced")
+    if row[0] != digest:
+        return (f"entry {seq} has hash {row[0]}, not the expected {digest}: the log was "
+                "rewritten up to it")
+    return ""
+
+
 def head(db: sqlite3.Connection) -> tuple[int, str]:
     row = db.execute("SELECT seq, hash FROM audit_head WHERE one = 1").fetchone()
     return (row[0], row[1]) if row else (0, GENESIS)
 
 
-def append(db: sqlite3.Connection, entry: Entry) -> str:
-    """Add an entry; call inside the write transaction that stores its run."""
+def append(db: sqlite3.Connection, entry: Entry) -> tuple[int, str, str]:
+    """Add an entry; call inside the write transaction that stores its run. Returns its
+    sequence number, the hash before it and its own."""
     seq, prev = head(db)
     digest = seal(prev, entry)
     db.execute(f"INSERT INTO audit (seq, {', '.join(FIELDS)}, prev, hash)"
@@ -51,7 +79,7 @@ def append(db: sqlite3.Connection, entry: Entry) -> str:
     db.execute("INSERT INTO audit_head (one, seq, hash) VALUES (1, ?, ?)"
                " ON CONFLICT (one) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
                (seq + 1, digest))
-    return digest
+    return seq + 1, prev, digest
 
 
 def verify(db: sqlite3.Connection) -> tuple[int, list[str]]:

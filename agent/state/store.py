@@ -8,7 +8,6 @@ run or none of it. `synchronous=FULL` makes a committed run survive a power cut 
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import sqlite3
@@ -22,9 +21,11 @@ from typing import Any
 from agent.engine.results import RunResult, Status
 from agent.policy.secrets import scrub
 from agent.state import audit, begun, summary
+from agent.state.actor import who
 from agent.state.errors import StateError as StateError  # re-exported: raised to callers
 from agent.state.private import open_private, private_dir
 from agent.state.schema import VERSION, migrate
+from agent.state.ship import Syslog
 
 MIN_FREE = 8 * 1024 * 1024  # bytes the store's filesystem must have before a run begins
 CHECK_EVERY = 600.0  # seconds between full checks of the store before runs (0.8 s per 300 MB)
@@ -41,16 +42,6 @@ def default_dir() -> Path:
 
 def state_dir(given: Path | None) -> Path:
     return given or default_dir()
-
-
-def who() -> str:
-    """The user who started the run, through sudo who they really are, and what started it
-    (OPSAGENT_TRIGGER, set by the daemon for its runs)."""
-    user = getpass.getuser()
-    sudo = os.environ.get("SUDO_USER")
-    text = f"{user} (sudo from {sudo})" if sudo and sudo != user else user
-    trigger = os.environ.get("OPSAGENT_TRIGGER")
-    return f"{text} via {trigger}" if trigger else text
 
 
 @dataclass
@@ -92,6 +83,7 @@ class Store:
     def __init__(self, directory: Path, busy_timeout: float = 30.0) -> None:
         """busy_timeout: how long a write waits for another process's write lock."""
         self.path = directory / "state.db"
+        self.ship: Syslog | None = None  # where audit entries are also sent as they are kept
         try:
             private_dir(directory)
             for name in ("state.db", "state.db-wal", "state.db-shm"):  # 0600, not SQLite's 0644
@@ -196,6 +188,7 @@ class Store:
             started = begun_as.started
         first = started if started is not None else finished - result.duration
         actor = who()
+        sealed: list[tuple[int, str, str, audit.Entry]] = []
         with self.transaction() as db:
             if begun_as is not None:
                 begun.end(db, begun_as)
@@ -217,10 +210,11 @@ class Store:
                          mask(op.error or op.warning)),
                     )
                     if not op.planned and op.status in (Status.CHANGED, Status.RAN):
-                        audit.append(db, audit.Entry(
+                        entry = audit.Entry(
                             at=finished, run_id=run_id, who=actor, host=host.host, policy=op.policy,
                             step=op.name, operation=op.operation, status=op.status.value,
-                            diff=mask(op.diff)))
+                            diff=mask(op.diff))
+                        sealed.append((*audit.append(db, entry), entry))
             summary.update(db, result, run_id, command, finished, mask, modes)
             kinds = {op.policy: op.kind for host in result.hosts for op in host.ops}
             for (policy, host_name), data in (facts or {}).items():
@@ -230,7 +224,13 @@ class Store:
                 db.execute("INSERT OR REPLACE INTO facts VALUES (?, ?, ?, ?, ?)",
                            (policy, host_name, kinds.get(policy, ""), mask(json.dumps(merged)),
                             finished))
+        if self.ship is not None:  # once committed: what is shipped is what is kept
+            self.ship.send(sealed)
         return run_id
+
+    def audit_head(self) -> tuple[int, str]:
+        """The audit log's newest entry: its sequence number and hash."""
+        return audit.head(self.db)
 
     def facts(self, kind: str) -> list[tuple[str, str, dict[str, Any]]]:
         """(policy, host, facts) for every pair a policy of this kind observed."""

@@ -93,6 +93,8 @@ def test_runs_on_schedule_and_serves_metrics_and_health(tmp_path: Path, daemons:
     assert len(row) == 9 and row[7] != "-"  # the daemon's next run is shown
     finished = [e for e in d.events() if e.get("event") == "run_finished"]
     assert finished and all(e["exit_code"] == 0 for e in finished)
+    # each run's log line publishes the audit head, for the journal to keep off the store
+    assert all(re.fullmatch(r"\d+:[0-9a-f]{64}", e["audit_head"]) for e in finished)
     assert d.stop() == 0
     assert d.get("/healthz")[0] == 0  # stopped listening
     after = opsagent(root, "status", "--state-dir", "state").stdout.splitlines()

@@ -1,0 +1,50 @@
+"""Who a record says made a run: what the kernel says of this process, not what its
+environment claims.
+
+The user is the real uid's name. The login uid (set by pam_loginuid at login, kept
+through sudo and su, unset for services) names the person behind it when it differs.
+The daemon marks its runs with OPSAGENT_TRIGGER="opsagent daemon (pid N)"; any caller can
+set that, so it is believed only when N is this process or its parent, and even then the
+uids above are still said: a person who fakes it is named by their login.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+
+UNSET = 4294967295  # (uid_t)-1: no login uid
+_TRIGGER = re.compile(r"opsagent daemon \(pid (\d+)\)")
+
+
+def name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def login_uid() -> int | None:
+    try:
+        with open("/proc/self/loginuid") as f:
+            value = int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+    return None if value == UNSET else value
+
+
+def trigger() -> str:
+    claimed = os.environ.get("OPSAGENT_TRIGGER", "")
+    match = _TRIGGER.fullmatch(claimed)
+    if match and int(match.group(1)) in (os.getpid(), os.getppid()):
+        return claimed
+    return ""
+
+
+def who() -> str:
+    uid = os.getuid()
+    login = login_uid()
+    text = name(uid) if login is None or login == uid else f"{name(uid)} (login {name(login)})"
+    started_by = trigger()
+    return f"{text} via {started_by}" if started_by else text

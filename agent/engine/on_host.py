@@ -4,7 +4,10 @@ Standard library only (the host needs python3, as borg does). Reads one JSON lin
 stdin: {"commands": [...], "env": {...}, "secret_env": {...}, "check": bool}, and
 prints one JSON line per command as it ends: name, status (ok | changed | ran | failed |
 skipped), rc, stdout, stderr, duration, attempts, note, warning. Secrets arrive only on
-stdin and are given only to the commands marked `secrets`.
+stdin and are given only to the commands marked `secrets`. Commands get an explicit
+environment: the job's, over the few variables a login shell needs (KEEP) from the
+process's own, never the rest (on @local that would be the controller's environment,
+secrets and all).
 """
 
 from __future__ import annotations
@@ -18,11 +21,19 @@ import time
 from typing import Any
 
 TAIL = 20000  # characters of output kept per command
+KEEP = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
+        "SSH_AUTH_SOCK")
 Data = dict[str, Any]
 
 
+def kept(environ: dict[str, str]) -> dict[str, str]:
+    """The variables of environ that commands are given: KEEP, LC_*, PYINFRA_*."""
+    return {k: v for k, v in environ.items()
+            if k in KEEP or k.startswith(("LC_", "PYINFRA_"))}
+
+
 def main(job: Data) -> None:
-    base = dict(os.environ)
+    base = kept(dict(os.environ))
     base.update(job["env"])
     with_secrets = dict(base)
     with_secrets.update(job["secret_env"])
@@ -192,4 +203,5 @@ def human(seconds: float) -> str:
     return f"{int(seconds)}s"
 
 
-main(json.loads(sys.stdin.readline()))  # the engine sends this source, then the job
+if __name__ == "__main__":  # as the host runs it (python3 -c); imported, it only lends kept()
+    main(json.loads(sys.stdin.readline()))  # the engine sends this source, then the job

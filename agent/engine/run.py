@@ -26,6 +26,7 @@ from pyinfra.context import ctx_host, ctx_state
 
 from agent.engine import catalog, sequence
 from agent.engine.capture import Capture, capture
+from agent.engine.environment import explicit_environment
 from agent.engine.guards import guard_script, guarded
 from agent.engine.redact import redact, redact_host
 from agent.engine.results import HostResult, OpResult, RunResult, Status
@@ -57,7 +58,7 @@ def execute(
     config = Config(CONNECT_TIMEOUT=connect_timeout, DIFF=diff)
     state = State(inventory=inventory, config=config, check_for_changes=check)
     results = {name: HostResult(name) for name in by_name}
-    with capture() as logs, ctx_state.use(state):
+    with capture() as logs, ctx_state.use(state), explicit_environment():
         try:
             _connect(state, results, logs)
             live = [h for h in inventory if h.name in by_name and not results[h.name].unreachable]

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 MASK = "********"
 _KEYS = ("env", "file")
 _known: set[str] = set()  # every value resolved in this process
+_environ: dict[str, str] | None = None  # the environment {env:} reads while a run hides it
 _LINE = 4  # lines of a multi-line secret this long or longer are masked one by one
 
 
@@ -46,9 +47,10 @@ class SecretRef(BaseModel):
                 raise SecretError(f"cannot read secret file {self.file}: {why}") from None
             return Secret(text.rstrip("\n"))
         assert self.env is not None
-        if self.env not in os.environ:
+        environ = os.environ if _environ is None else _environ
+        if self.env not in environ:
             raise SecretError(f"environment variable {self.env} is not set")
-        return Secret(os.environ[self.env])
+        return Secret(environ[self.env])
 
     def __str__(self) -> str:
         return f"file:{self.file}" if self.file is not None else f"env:{self.env}"
@@ -76,6 +78,13 @@ class Secret:
         return MASK
 
     __str__ = __repr__
+
+
+def read_environment_from(environ: dict[str, str] | None) -> None:
+    """Where {env: NAME} is read from while the process's own environment is cleared
+    (engine.environment); None: os.environ again."""
+    global _environ
+    _environ = environ
 
 
 def reference(value: Any) -> SecretRef | None:

@@ -5,7 +5,9 @@ the daemon's log, and found nowhere but in the files the policy writes."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -148,3 +150,45 @@ def test_a_missing_secret_is_a_clear_error_naming_the_reference(tmp_path: Path,
     assert (f"policies/app.yml:15:14: tasks 'app' > spec.tasks[1].files.template.key: cannot "
             f"read secret file {root / 'secret'}: No such file or directory") in proc.stderr
     assert "Traceback" not in proc.stderr and not (root / "sandbox").exists()
+
+
+HOOKED = """\
+apiVersion: opsagent/v1
+kind: tasks
+metadata: {name: shell}
+targets: ["@local"]
+spec:
+  tasks:
+    - server.shell: {commands: ["env > %(root)s/task-env"]}
+---
+apiVersion: opsagent/v1
+kind: backup
+metadata: {name: backup}
+targets: ["@local"]
+spec:
+  repository: %(root)s/repo
+  passphrase: {env: BORG_PASS_UNDER_TEST}
+  sources: [%(root)s/policies]
+  hooks: {before: ["env > %(root)s/hook-env"]}
+"""
+
+
+def test_commands_and_hooks_on_local_get_only_what_they_are_given(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BORG_PASS_UNDER_TEST", "borg-pass-7781")
+    monkeypatch.setenv("CONTROLLER_ONLY", "the-controllers-own")
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "p.yml").write_text(HOOKED % {"root": tmp_path})
+    done = opsagent(tmp_path, "apply", "policies", "-i", "@local", "--state-dir", "state")
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in ("task-env", "hook-env"):
+        seen = dict(line.split("=", 1) for line in (tmp_path / name).read_text().splitlines()
+                    if "=" in line)
+        assert "PATH" in seen and "HOME" in seen
+        assert "CONTROLLER_ONLY" not in seen and "BORG_PASS_UNDER_TEST" not in seen, name
+        assert "borg-pass-7781" not in seen.values()
+    # borg itself got the passphrase: the archive is there
+    listing = subprocess.run(["borg", "list", "--short", str(tmp_path / "repo")],
+                             env={**os.environ, "BORG_PASSPHRASE": "borg-pass-7781"},
+                             capture_output=True, text=True, check=True)
+    assert len(listing.stdout.splitlines()) == 1

@@ -4,13 +4,16 @@ Prints the systemctl commands to run next."""
 
 from __future__ import annotations
 
+import argparse
 import os
+import shlex
 import shutil
 import sys
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from agent.cli import unit_fields as field
 from agent.cli.common import Parser
 
 UNITS = {"daemon": ("opsagent.service",), "timer": ("opsagent-apply.service", "opsagent-apply.timer")}
@@ -42,14 +45,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--splay", default="5min", help="timer: RandomizedDelaySec=")
     parser.add_argument("--timeout", type=int, default=3600, help="timer: seconds a run may take")
     args = parser.parse_args(argv)
-    opsagent = args.opsagent or _this_command()
-    values = {
-        "opsagent": opsagent, "config": args.config, "push_only": args.push_only,
-        "user": args.user, "stop_seconds": args.stop_timeout + 30, "policies": args.policies,
-        "inventory": args.inventory, "templates": args.templates,
-        "textfile_dir": args.textfile_dir, "on_calendar": args.on_calendar, "splay": args.splay,
-        "timeout_seconds": args.timeout,
-    }
+    try:
+        values, program = _values(args)
+    except (field.UnitFieldError, ValueError) as e:
+        parser.error(str(e))
+    for path in field.code_paths(program):
+        for why in field.writable_by_others(path):
+            print(f"opsagent install-service: warning: {why}: whoever can write it runs code "
+                  f"as {args.user if args.push_only else 'root'} when the service starts "
+                  "(install opsagent where only root can write, e.g. pip install as root "
+                  "into /opt)", file=sys.stderr)
     rendered = {name: render(name, values) for name in UNITS[args.mode]}
     if args.show:
         for name, text in rendered.items():
@@ -68,18 +73,39 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def _values(args: argparse.Namespace) -> tuple[dict[str, object], list[str]]:
+    """The units' fields, each checked and escaped; and the opsagent command's words."""
+    program = shlex.split(args.opsagent) if args.opsagent else _this_command()
+    if not program:
+        raise field.UnitFieldError("--opsagent: empty")
+    field.absolute_path("--opsagent", program[0])
+    config = field.absolute_path("--config", args.config)
+    paths = {name: field.absolute_path(f"--{name.replace('_', '-')}", getattr(args, name))
+             for name in ("policies", "inventory", "templates", "textfile_dir")}
+    daemon = field.command_line("--opsagent", [*program, "daemon", "--config", config])
+    apply = field.command_line("--opsagent", [
+        *program, "apply", paths["policies"], "--inventory", paths["inventory"], "--templates",
+        paths["templates"], "--textfile-dir", paths["textfile_dir"]])
+    return {
+        "daemon_command": daemon, "apply_command": apply, "push_only": args.push_only,
+        "user": field.user("--user", args.user), "stop_seconds": args.stop_timeout + 30,
+        "on_calendar": field.calendar("--on-calendar", args.on_calendar),
+        "splay": field.timespan("--splay", args.splay), "timeout_seconds": args.timeout,
+    }, program
+
+
 def render(name: str, values: dict[str, object]) -> str:
     env = Environment(loader=FileSystemLoader(UNIT_TEMPLATES), trim_blocks=True,
                       lstrip_blocks=True, undefined=StrictUndefined, keep_trailing_newline=True)
     return env.get_template(f"{name}.j2").render(values)
 
 
-def _this_command() -> str:
+def _this_command() -> list[str]:
     """The opsagent that is running: its script, else the one on PATH, else this Python."""
     running = Path(sys.argv[0])
     if running.name == "opsagent" and running.is_file():
-        return str(running.resolve())
+        return [str(running.resolve())]
     found = shutil.which("opsagent")
     if found:
-        return str(Path(found).resolve())
-    return f"{sys.executable} -m agent"
+        return [str(Path(found).resolve())]
+    return [sys.executable, "-m", "agent"]

@@ -82,3 +82,47 @@ def test_dashboard_panels_have_queries_on_opsagent_metrics() -> None:
     for name in ("opsagent_backup_last_success_timestamp_seconds", "opsagent_backup_check_success",
                  "opsagent_backup_restore_drill_success", "opsagent_backup_repository_bytes"):
         assert name in used, name
+
+
+@pytest.mark.parametrize(("flag", "value"), [
+    ("--on-calendar", "hourly\nExecStartPre=/bin/sh -c id"),
+    ("--splay", "5min\nUser=root"),
+    ("--config", "/etc/agent.yml\nExecStartPre=/bin/true"),
+    ("--user", "root\nAmbientCapabilities=CAP_SYS_ADMIN"),
+    ("--policies", "relative/policies"),
+])
+def test_a_field_that_would_inject_a_directive_is_refused_and_nothing_written(
+        flag: str, value: str, tmp_path: Path) -> None:
+    mode = ("--mode", "timer") if flag in ("--on-calendar", "--splay", "--policies") else ()
+    done = install(*mode, flag, value, "--dest", str(tmp_path), "--opsagent", OPSAGENT,
+                   "--push-only")
+    assert done.returncode == 1 and f"error: {flag}: " in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
+def test_specifiers_variables_and_spaces_in_paths_are_escaped(tmp_path: Path) -> None:
+    config = "/etc/ops %n/$HOME.yml"
+    assert install("--dest", str(tmp_path), "--opsagent", OPSAGENT, "--config",
+                   config).returncode == 0
+    unit = tmp_path / "opsagent.service"
+    line = next(x for x in unit.read_text().splitlines() if x.startswith("ExecStart="))
+    assert line == f'ExecStart={OPSAGENT} daemon --config "/etc/ops %%n/$$HOME.yml"'
+    done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
+                          text=True, check=False)
+    assert (done.returncode, done.stdout + done.stderr) == (0, "")
+
+
+def test_an_opsagent_others_can_write_is_warned_about(tmp_path: Path) -> None:
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    script = folder / "opsagent"
+    script.write_text("#!/usr/bin/python3\n")
+    script.chmod(0o755)
+    folder.chmod(0o777)
+    done = install("--print", "--opsagent", str(script))
+    assert done.returncode == 0
+    assert f"warning: {folder} is writable by others: whoever can write it runs code as root" \
+        in done.stderr
+    folder.chmod(0o755)
+    assert f"{folder} is writable" not in install("--print", "--opsagent", str(script)).stderr

@@ -11,13 +11,17 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from agent.policy.durations import Duration
 from agent.policy.messages import load_settings
+from agent.policy.secrets import SecretRef
 
 DEFAULT_LISTEN = "127.0.0.1:9469"
 _LISTEN = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 _PULL = re.compile(r"^[^#\s]+(#[A-Za-z0-9._/-]+)?$")
+_SSH_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+|sk-\S+) [A-Za-z0-9+/=]+( .*)?$")
+_FINGERPRINT = re.compile(r"^[0-9A-Fa-f]{40}$")
 
 
 class Retention(BaseModel):
@@ -29,11 +33,49 @@ class Retention(BaseModel):
                                                    "is never pruned.")
 
 
-class Pull(BaseModel):
+class Verify(BaseModel):
+    """Run only commits signed by a trusted key, as ansible-pull --verify-commit does."""
+
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(description="Git URL of the policy repository, optionally #BRANCH.")
+    signed_by: list[str] = Field(min_length=1, description="Trusted keys: SSH public keys "
+                                 "('ssh-ed25519 AAAA...'), or OpenPGP fingerprints (40 hex "
+                                 "digits) of keys in the daemon's GnuPG keyring. A fetched "
+                                 "commit not signed by one of them is refused.")
+
+    @field_validator("signed_by")
+    @classmethod
+    def _keys(cls, value: list[str]) -> list[str]:
+        for key in value:
+            if not (_SSH_KEY.match(key) or _FINGERPRINT.match(key.replace(" ", ""))):
+                raise ValueError(f"expected an SSH public key or a 40-hex-digit OpenPGP "
+                                 f"fingerprint, got {key[:40]!r}")
+        return value
+
+
+class Pull(BaseModel):
+    """Pull mode. A pulled commit runs as the daemon's user (root, usually) on this host:
+    whoever can push to the branch owns the machine. Fetch over https:// or ssh://, and
+    set verify.signed_by so only signed commits ever run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="Git URL of the policy repository, optionally #BRANCH. "
+                     "Credentials in it (https://USER:TOKEN@host/...) are taken out: they "
+                     "reach git through a credential helper, never its command line or a log.")
     interval: Duration = Field(60, ge=1, description="Fetch this often.")
+    username: str | None = Field(None, description="User name for an HTTP(S) repository.")
+    password: SecretRef | None = Field(None, description="Password or token for an HTTP(S) "
+                                       "repository: {env: NAME} or {file: PATH}.")
+    verify: Verify | None = Field(None, description="Only commits signed by these keys run.")
+
+    @field_validator("password", mode="before")
+    @classmethod
+    def _not_inline(cls, value: object) -> object:
+        if isinstance(value, str | int):  # the value itself is never echoed back
+            raise PydanticCustomError("secret_inline", "a password is never written inline; "
+                                      "use {env: NAME} or {file: PATH}")
+        return value
 
     @field_validator("url")
     @classmethod

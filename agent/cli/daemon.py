@@ -32,8 +32,8 @@ def main(argv: list[str]) -> int:
         config = load_config(path) if path else AgentConfig(inventory=_default_inventory())
         overrides: dict[str, object] = {}
         if args.pull:
-            interval = config.pull.interval if config.pull else 60
-            overrides["pull"] = Pull.model_validate({"url": args.pull, "interval": interval})
+            kept = config.pull.model_dump(exclude_none=True) if config.pull else {}
+            overrides["pull"] = Pull.model_validate({**kept, "url": args.pull})
         if args.listen is not None:
             overrides["listen"] = AgentConfig.model_validate({"listen": args.listen}).listen
         config = config.model_copy(update=overrides)

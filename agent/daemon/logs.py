@@ -1,7 +1,8 @@
 """The daemon's log: text on a terminal, JSON lines otherwise (journald, files, shippers).
 
 Records may carry fields (policy, hosts, event, counts...) in `extra`; JSON lines keep
-them as keys, text appends nothing (the message already says it).
+them as keys, text appends nothing (the message already says it). Either is scrubbed of
+every secret this process knows (e.g. a pull token).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import json
 import logging
 import sys
 import time
+
+from agent.policy.secrets import scrub
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -26,7 +29,12 @@ class JsonLines(logging.Formatter):
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return scrub(json.dumps(entry, default=str))
+
+
+class Text(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub(super().format(record))
 
 
 def setup(fmt: str, level: int = logging.INFO) -> None:
@@ -34,7 +42,7 @@ def setup(fmt: str, level: int = logging.INFO) -> None:
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLines() if use_json else
-                         logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+                         Text("%(asctime)s %(levelname)s %(message)s"))
     root = logging.getLogger("agent")
     root.handlers[:] = [handler]
     root.setLevel(level)

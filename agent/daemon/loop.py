@@ -25,7 +25,7 @@ from agent.daemon.gauges import DaemonCollector
 from agent.daemon.http import Heartbeat, ListenError, serve
 from agent.daemon.isolated import Validation, last_good
 from agent.daemon.policyset import PolicySet, drop_unused, signature
-from agent.daemon.pull import Puller, PullError
+from agent.daemon.pull import Puller, PullError, insecure
 from agent.daemon.scheduler import Scheduler
 from agent.engine.results import RunResult
 from agent.errors import Problems
@@ -76,7 +76,11 @@ class Daemon:
         self.validation: Validation | None = None  # a reload under way
         self.reload_again = ("", False)  # why to reload once it ends, and if on trial
         self.in_force_saved = True
-        self.puller = Puller(config.pull.url, state_dir / "pull") if config.pull else None
+        self.puller = None
+        if config.pull:
+            pull = config.pull
+            self.puller = Puller(pull.url, state_dir / "pull", pull.username, pull.password,
+                                 pull.verify.signed_by if pull.verify else ())
         self.pull_every = config.pull.interval if config.pull else 0
         self.settings = runner.Settings(state_dir, config.timeout, config.lock_wait, cwd,
                                        config.audit_syslog)
@@ -255,6 +259,14 @@ class Daemon:
                      extra={"event": "listening"})
         for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
             signal.signal(signum, self.flags.handle)
+        if self.puller is not None and insecure(self.puller.url):
+            checked = ("only commits signed by pull.verify.signed_by run" if
+                       self.puller.signed_by else "set pull.verify.signed_by, or use https:// "
+                       "or ssh://")
+            log.warning("pull: %s is fetched unencrypted and unauthenticated: anyone on the "
+                        "way can change what runs here as %s; %s", self.puller.url,
+                        "root" if os.getuid() == 0 else "this user", checked,
+                        extra={"event": "pull_insecure"})
         if self.puller is None or self.puller.checkout is not None:
             self.reload("start")  # broken files: the daemon stays up and says so
         next_pull = time.monotonic()  # the first fetch at once, without waiting for it

@@ -41,3 +41,22 @@ def test_every_error_is_reported_with_its_position(tmp_path: Path) -> None:
         "1d, got 'soon'",
         f"{path}:4:13: agent config > log_format: expected 'auto', 'json' or 'text', got 'xml'",
     ]
+
+
+def test_pull_credentials_and_trusted_keys_are_checked(tmp_path: Path) -> None:
+    from agent.daemon.pull import split_credentials
+
+    assert split_credentials("https://bot:t%40ken@git.example/p.git") == (
+        "https://git.example/p.git", "bot", "t@ken")
+    assert split_credentials("ssh://git@git.example/p.git") == (
+        "ssh://git@git.example/p.git", None, None)
+    path = tmp_path / "agent.yml"
+    path.write_text("pull:\n  url: https://git.example/p.git\n"
+                    "  verify: {signed_by: ['not a key']}\n  password: hunter2\n")
+    with pytest.raises(Problems) as caught:
+        load_config(path)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{path}:3:23: agent config > pull.verify.signed_by: expected an SSH public key or a "
+        "40-hex-digit OpenPGP fingerprint, got 'not a key'",
+        f"{path}:4:13: agent config > pull.password: a password is never written inline; use "
+        "{env: NAME} or {file: PATH}"]

@@ -7,6 +7,7 @@ import sys
 import time
 
 from agent.cli.common import Parser, add_state_dir, open_store
+from agent.cli.shown import shown
 from agent.state import audit
 from agent.state.store import state_dir
 
@@ -35,7 +36,7 @@ def main(argv: list[str]) -> int:
                 (args.limit,),
             ):
                 when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
-                print(f"{seq:>6}  {when}  {host}  {policy} > {step}: {status}  (by {who})")
+                print(shown(f"{seq:>6}  {when}  {host}  {policy} > {step}: {status}  (by {who})"))
             return 0
         count, problems = audit.verify(store.db)
         if args.expect_head is not None:

@@ -15,6 +15,7 @@ import json
 import sys
 
 from agent.cli.common import Parser, add_arguments, add_state_dir, load_plan, report_problems
+from agent.cli.shown import shown
 from agent.errors import Problems
 from agent.kinds.backup.actions import list_archives, listing_lines, restore, restore_problem
 from agent.plan import PolicyRef, RunPlan
@@ -63,7 +64,7 @@ def _parser() -> Parser:
 def _list(args: argparse.Namespace, plan: RunPlan, ref: PolicyRef) -> int:
     listing = list_archives(plan, ref, args.timeout)
     for host, error in listing.errors.items():
-        print(f"{host}: {error}", file=sys.stderr)
+        print(shown(f"{host}: {error}"), file=sys.stderr)
     if args.json:
         print(json.dumps(listing.archives, indent=2))
     else:
@@ -82,7 +83,7 @@ def _restore(args: argparse.Namespace, plan: RunPlan, ref: PolicyRef) -> int:
     done = restore(plan, ref, args.archive, args.to, args.paths_in_archive,
                    state_dir(args.state_dir), args.timeout)
     if done.error:
-        print(f"{done.host}: {done.error}", file=sys.stderr)
+        print(shown(f"{done.host}: {done.error}"), file=sys.stderr)
         return 2
     print(f"{done.host}: restored {done.archive} from {done.repository} into {done.to}")
     return 0

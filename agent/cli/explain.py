@@ -21,13 +21,14 @@ from agent.policy.model import Envelope
 def main(argv: list[str]) -> int:
     parser = Parser(prog="opsagent explain", description=__doc__)
     parser.add_argument("kind", help="one of: " + ", ".join(sorted(KINDS)) + "; or playbook, "
-                                     "or project (opsagent.yml)")
+                                     "project (opsagent.yml), agent (agent.yml), inventory, "
+                                     "secrets")
     parser.add_argument("operation", nargs="?", help="tasks only: a pyinfra operation name")
     args = parser.parse_args(argv)
     if args.kind == "playbook" and not args.operation:
         return _playbook()
-    if args.kind == "project" and not args.operation:
-        return _project()
+    if args.kind in TOPICS and not args.operation:
+        return _topic(args.kind)
     if args.kind not in KINDS:
         parser.error(f"unknown kind {args.kind!r}; expected one of {', '.join(sorted(KINDS))}")
     if args.operation:
@@ -44,13 +45,21 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _project() -> int:
-    from agent import project
+TOPICS = {"project": ("agent.project", "Project"), "agent": ("agent.config", "AgentConfig"),
+          "inventory": ("agent.inventory", "InventoryFile"),
+          "secrets": ("agent.policy.secrets", None)}
 
-    print(inspect.cleandoc(project.__doc__ or "") + "\n")
-    print("fields:")
-    for line in describe(project.Project):
-        print("  " + line)
+
+def _topic(name: str) -> int:
+    import importlib
+
+    module_name, model_name = TOPICS[name]
+    module = importlib.import_module(module_name)
+    print(inspect.cleandoc(module.__doc__ or ""))
+    if model_name:
+        print("\nfields:")
+        for line in describe(getattr(module, model_name)):
+            print("  " + line)
     return 0
 
 

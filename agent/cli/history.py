@@ -6,6 +6,7 @@ import json
 import time
 
 from agent.cli.common import Parser, add_state_dir, open_store
+from agent.cli.shown import shown as escaped
 
 
 def main(argv: list[str]) -> int:
@@ -27,9 +28,9 @@ def main(argv: list[str]) -> int:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.started))
         outcome = "FAILED" if run.failed else "ok"
         print(f"#{run.id}  {when}  {run.command:<5}  {outcome:<6}  {run.finished - run.started:6.2f}s"
-              f"  by {run.who}  ({run.source})")
+              f"  by {escaped(run.who)}  ({escaped(run.source)})")
         for host, unreachable, counts, error in hosts:
             shown = "  ".join(f"{k}={v}" for k, v in counts.items() if v)
-            print(f"    {host}: {'unreachable  ' if unreachable else ''}{shown or 'nothing to do'}"
-                  f"{'  ' + error if error else ''}")
+            print(escaped(f"    {host}: {'unreachable  ' if unreachable else ''}"
+                          f"{shown or 'nothing to do'}{'  ' + error if error else ''}"))
     return 0

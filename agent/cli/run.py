@@ -15,6 +15,7 @@ from pathlib import Path
 
 from agent.cli.common import Parser, add_state_dir, inventory_of, report_problems
 from agent.cli.output import Printer
+from agent.cli.shown import shown
 from agent.errors import Problems
 from agent.kinds.backup import actions
 from agent.playbook.model import ListAction, RestoreAction
@@ -76,7 +77,7 @@ def _list(step: PlaybookStep, args: argparse.Namespace) -> bool:
     for line in actions.listing_lines(listing.archives):
         print(f"  {line}")
     for host, error in listing.errors.items():
-        print(f"  {host}: {error}", file=sys.stderr)
+        print(shown(f"  {host}: {error}"), file=sys.stderr)
     return not listing.errors
 
 
@@ -92,7 +93,7 @@ def _restore(step: PlaybookStep, todo: RestoreAction, args: argparse.Namespace, 
     done = actions.restore(step.plan, step.ref, todo.archive, todo.to, todo.paths, state,
                            args.timeout, command=f"playbook {name}")
     if done.error:
-        print(f"  {done.host}: {done.error}", file=sys.stderr)
+        print(shown(f"  {done.host}: {done.error}"), file=sys.stderr)
         return False
     print(f"  {done.host}: restored {done.archive} from {done.repository} into {done.to}{only}")
     return True
@@ -110,10 +111,10 @@ def _operation(step: PlaybookStep, args: argparse.Namespace, state: Path, name: 
                          connect_timeout=args.timeout, on_result=printer.progress)
     for host in result.hosts:
         if host.unreachable or host.error:
-            print(f"  {host.host}: {host.error or 'unreachable'}", file=sys.stderr)
+            print(shown(f"  {host.host}: {host.error or 'unreachable'}"), file=sys.stderr)
         for op in host.ops:
             for line in op.stdout.splitlines():
-                print(f"    {line}")
+                print(f"    {shown(line)}")
     with Store(state) as store:
         store.record(result, command=f"playbook {name}", source=step.plan.source,
                      modes={name: "enforce"})

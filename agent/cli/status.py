@@ -7,6 +7,7 @@ import json
 import time
 
 from agent.cli.common import Parser, add_state_dir, open_store
+from agent.cli.shown import shown
 from agent.state.locks import daemon_holder
 from agent.state.store import state_dir
 
@@ -32,7 +33,7 @@ def main(argv: list[str]) -> int:
         print("no runs recorded yet")
         return 0
     table = [COLUMNS] + [
-        (r.policy, r.host, _when(r.finished), r.result, "yes" if r.compliant else "no",
+        (r.policy, shown(r.host), _when(r.finished), r.result, "yes" if r.compliant else "no",
          str(r.drift), _when(r.next_run) if r.next_run else "-")
         for r in rows
     ]

@@ -1,11 +1,18 @@
-"""Secret references: `{file: PATH}` or `{env: NAME}`, resolved only when needed, never shown.
+"""Secret references: `{env: NAME}` or `{file: PATH}`, resolved when needed, never shown.
 
-A mapping with the single key `env` or `file` is a reference wherever a task argument or
-an inventory variable may be written. It is resolved on the controller when a run plans
-its hosts (never stored: policy copies keep the reference), and every value resolved in
-this process is known to scrub(), which every output path (terminal, --json, the state
-store, the audit log, reports) passes its text through: as Ansible's no_log and
-Puppet's Sensitive hide a value, the mask stands where it was.
+    password: {env: DB_PASS}            # opsagent's own environment
+    api_key: {file: /etc/opsagent/key}  # a file on the controller (trailing newline dropped)
+
+A mapping with the single key `env` or `file` is a reference wherever a task argument
+(at any depth) or an inventory variable may be written; the backup kind's passphrase
+takes one too. It is resolved on the controller when a run plans its hosts, so a missing
+one is an error at its file:line:col and nothing runs; the value is never stored (policy
+copies keep the reference). Every value resolved is masked as ******** in what opsagent
+prints (terminal, --json, logs) and keeps (the state store, the audit log, reports), as
+Ansible's no_log and Puppet's Sensitive hide one. A task that uses a secret is also
+`sensitive`: its diff and output are replaced by a note and a hash. Commands run on
+@local do not inherit opsagent's environment, so an {env:} secret reaches only the task
+that names it.
 """
 
 from __future__ import annotations

@@ -192,3 +192,19 @@ def test_commands_and_hooks_on_local_get_only_what_they_are_given(
                              env={**os.environ, "BORG_PASSPHRASE": "borg-pass-7781"},
                              capture_output=True, text=True, check=True)
     assert len(listing.stdout.splitlines()) == 1
+
+
+def test_policy_text_cannot_drive_the_terminal(tmp_path: Path) -> None:
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "p.yml").write_text(
+        'apiVersion: opsagent/v1\nkind: tasks\nmetadata: {name: t}\ntargets: ["@local"]\n'
+        'spec:\n  tasks:\n    - name: "ok\\e[2J\\e]0;owned\\a gnp.exe\\u202etxt"\n'
+        '      server.shell: {commands: ["printf \'\\\\033[31mred\\\\n\' >&2; exit 1"]}\n')
+    done = opsagent(tmp_path, "apply", "policies", "-i", "@local", "--state-dir", "state")
+    assert done.returncode == 2
+    out = done.stdout + done.stderr
+    assert "\x1b" not in out and "\u202e" not in out and "\x07" not in out
+    assert "ok\\x1b[2J\\x1b]0;owned\\x07 gnp.exe\\u202etxt: failed" in out
+    assert "\n    red\n" in out  # a host's colours never reach the terminal raw
+    history = opsagent(tmp_path, "audit", "log", "--state-dir", "state").stdout
+    assert "\x1b" not in history

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic_core import PydanticCustomError
 
 from agent.policy.durations import Duration
 from agent.policy.messages import load_settings
-from agent.policy.secrets import SecretRef
+from agent.policy.secrets import SecretRef, never_inline
 
 DEFAULT_LISTEN = "127.0.0.1:9469"
 _LISTEN = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
@@ -65,17 +64,11 @@ class Pull(BaseModel):
                      "reach git through a credential helper, never its command line or a log.")
     interval: Duration = Field(60, ge=1, description="Fetch this often.")
     username: str | None = Field(None, description="User name for an HTTP(S) repository.")
-    password: SecretRef | None = Field(None, description="Password or token for an HTTP(S) "
-                                       "repository: {env: NAME} or {file: PATH}.")
+    password: Annotated[SecretRef | None, never_inline("a password", "{env: NAME} or "
+                                                       "{file: PATH}")] = Field(
+        None, description="Password or token for an HTTP(S) repository: {env: NAME} or "
+        "{file: PATH}.")
     verify: Verify | None = Field(None, description="Only commits signed by these keys run.")
-
-    @field_validator("password", mode="before")
-    @classmethod
-    def _not_inline(cls, value: object) -> object:
-        if isinstance(value, str | int):  # the value itself is never echoed back
-            raise PydanticCustomError("secret_inline", "a password is never written inline; "
-                                      "use {env: NAME} or {file: PATH}")
-        return value
 
     @field_validator("url")
     @classmethod

@@ -21,7 +21,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
+from pydantic_core import PydanticCustomError
 
 MASK = "********"
 _KEYS = ("env", "file")
@@ -65,6 +66,17 @@ class SecretRef(BaseModel):
 
 class SecretError(Exception):
     pass
+
+
+def never_inline(what: str, where: str) -> BeforeValidator:
+    """For a field that takes a SecretRef: refuse a plain value without echoing it."""
+    def check(value: Any) -> Any:
+        if isinstance(value, str | int):
+            raise PydanticCustomError("secret_inline", f"{what} is never written inline; use "
+                                      f"{where}")
+        return value
+
+    return BeforeValidator(check)
 
 
 class Secret:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -14,10 +14,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from agent.policy.durations import Duration
-from agent.policy.secrets import SecretRef
+from agent.policy.secrets import SecretRef, never_inline
 
 ENCRYPTIONS = ("none", "authenticated", "authenticated-blake2", "repokey", "repokey-blake2",
                "keyfile", "keyfile-blake2")
@@ -103,9 +102,10 @@ class BackupSpec(BaseModel):
     encryption: Literal[ENCRYPTIONS] = Field(  # type: ignore[valid-type]
         "repokey-blake2", description="borg init --encryption, used only when the repository "
         "is made.")
-    passphrase: SecretRef | None = Field(None, description="{file: PATH}: a file on the host, "
-                                         "read by borg there; {env: NAME}: opsagent's own "
-                                         "environment, sent to borg over stdin. Never inline.")
+    passphrase: Annotated[SecretRef | None, never_inline(
+        "a passphrase", "{file: PATH} (on the host) or {env: NAME}")] = Field(
+        None, description="{file: PATH}: a file on the host, read by borg there; {env: NAME}: "
+        "opsagent's own environment, sent to borg over stdin. Never inline.")
     sources: list[str] = Field(min_length=1, description="Absolute paths on the host.")
     exclude: list[str] = Field(default_factory=list, description="borg exclude patterns.")
     compression: str = Field("lz4", description="borg --compression, e.g. lz4, zstd,6.")
@@ -133,14 +133,6 @@ class BackupSpec(BaseModel):
     @property
     def interval(self) -> float | None:
         return self._interval
-
-    @field_validator("passphrase", mode="before")
-    @classmethod
-    def _not_inline(cls, value: Any) -> Any:
-        if isinstance(value, str | int):  # the value itself is never echoed back
-            raise PydanticCustomError("secret_inline", "a passphrase is never written inline; "
-                                      "use {file: PATH} (on the host) or {env: NAME}")
-        return value
 
     @field_validator("sources")
     @classmethod

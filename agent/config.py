@@ -12,9 +12,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agent.policy.durations import Duration
+from agent.core.durations import Duration
+from agent.core.secrets import SecretRef, never_inline
 from agent.policy.messages import load_settings
-from agent.policy.secrets import SecretRef, never_inline
 
 DEFAULT_LISTEN = "127.0.0.1:9469"
 _LISTEN = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")

@@ -13,39 +13,22 @@ children, then by name), the host itself.
 
 A variable may be a secret reference, `{env: NAME}` or `{file: PATH}` (at any depth): it
 is resolved on the controller when the inventory is loaded, and its value is masked in
-everything opsagent prints or stores (agent.policy.secrets).
+everything opsagent prints or stores (agent.core.secrets).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agent.core.hosts import LOCAL, SSH, Host, HostInfo
+from agent.core.secrets import SecretError, resolve_all
 from agent.errors import Problem, Problems, dotted
-from agent.kinds.base import HostInfo
 from agent.policy.load import Document, load_one
 from agent.policy.messages import problem
-from agent.policy.secrets import SecretError, resolve_all
-
-LOCAL = "@local"
-
-
-class SSH(BaseModel):
-    """How to reach a host over SSH; unset fields fall back to pyinfra's defaults."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    hostname: str | None = Field(None, description="Address; defaults to the host's name.")
-    port: int | None = Field(None, ge=1, le=65535)
-    user: str | None = None
-    key: str | None = Field(None, description="Private key file.")
-    known_hosts_file: str | None = None
-    strict_host_key_checking: Literal["yes", "no", "accept-new", "off"] | None = None
-    config_file: str | None = Field(None, description="ssh_config file to read.")
-    connect_timeout: int | None = Field(None, ge=1)
 
 
 class HostEntry(BaseModel):
@@ -71,22 +54,6 @@ class InventoryFile(BaseModel):
     ssh: SSH = Field(default_factory=SSH)
     hosts: dict[str, HostEntry | None] = Field(min_length=1)
     groups: dict[str, Group] = Field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Host:
-    """A host as the engine needs it: planning facts plus how to connect."""
-
-    info: HostInfo
-    ssh: SSH = field(default_factory=SSH)
-
-    @property
-    def name(self) -> str:
-        return self.info.name
-
-    @property
-    def is_local(self) -> bool:
-        return self.info.name == LOCAL
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from agent import __version__
-from agent.kinds.backup import metrics as backup_metrics
+from agent.kinds import KINDS
 from agent.state.summary import BUCKETS, OUTCOMES
 
 TEXTFILE = "opsagent.prom"
@@ -115,10 +115,11 @@ class StoreCollector(Collector):
         yield self._audit_head(db)
         yield self._operations(db)
         yield self._durations(db)
-        yield from backup_metrics.families(
-            [(p, h, json.loads(d)) for p, h, d in
-             db.execute("SELECT policy, host, data FROM facts WHERE kind = 'backup'"
-                        " ORDER BY policy, host")])
+        for name, kind in KINDS.items():  # each kind's own families, from its facts
+            yield from kind.families(
+                [(p, h, json.loads(d)) for p, h, d in
+                 db.execute("SELECT policy, host, data FROM facts WHERE kind = ?"
+                            " ORDER BY policy, host", (name,))])
 
     def _reachable(self, db: sqlite3.Connection) -> Metric:
         family = GaugeMetricFamily("opsagent_host_reachable", "1 if the host answered in the "

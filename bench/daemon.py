@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.engine.results import HostResult, OpResult, RunResult, Status  # noqa: E402
+from agent.core.results import HostResult, OpResult, RunResult, Status  # noqa: E402
 from agent.state.store import Store  # noqa: E402
 from tests.support.daemon import Daemon, wait_for  # noqa: E402
 

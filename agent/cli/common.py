@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+from agent.core.hosts import LOCAL
+from agent.core.plans import RunPlan
 from agent.errors import Problems
-from agent.inventory import LOCAL, Inventory, load_inventory, local
-from agent.plan import RunPlan, build_plan
+from agent.inventory import Inventory, load_inventory, local
+from agent.plan import build_plan
 from agent.policy.validate import read_policies
 from agent.project import NAME, Project, load_project
 from agent.state.store import Store

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from agent.cli.common import Parser, add_state_dir, open_store
-from agent.policy.durations import parse_duration
+from agent.core.durations import parse_duration
 
 
 def main(argv: list[str]) -> int:

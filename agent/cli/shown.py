@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from agent.policy.secrets import scrub
+from agent.core.secrets import scrub
 
 # C0 controls but tab and newline, DEL, C1 controls; bidi embeddings, overrides, isolates
 # and marks; the line and paragraph separators

@@ -12,7 +12,7 @@ import logging
 import sys
 import time
 
-from agent.policy.secrets import scrub
+from agent.core.secrets import scrub
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 

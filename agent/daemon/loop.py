@@ -20,6 +20,8 @@ from types import FrameType
 from prometheus_client import CollectorRegistry
 
 from agent.config import AgentConfig
+from agent.core.hosts import LOCAL
+from agent.core.results import RunResult
 from agent.daemon import runner
 from agent.daemon.gauges import DaemonCollector
 from agent.daemon.http import Heartbeat, ListenError, serve
@@ -27,9 +29,7 @@ from agent.daemon.isolated import Validation, last_good
 from agent.daemon.policyset import PolicySet, drop_unused, signature
 from agent.daemon.pull import Puller, PullError, insecure
 from agent.daemon.scheduler import Scheduler
-from agent.engine.results import RunResult
 from agent.errors import Problems
-from agent.inventory import LOCAL
 from agent.metrics import exposition, registry_for
 from agent.state.locks import DaemonLock
 from agent.state.store import StateError, Store

@@ -13,8 +13,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.core.hosts import LOCAL
 from agent.errors import Problems
-from agent.inventory import LOCAL, Inventory, load_inventory, local
+from agent.inventory import Inventory, load_inventory, local
 from agent.plan import build_plan
 from agent.policy.load import find_files
 from agent.policy.model import Schedule

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from agent.policy.secrets import Secret, SecretError, SecretRef
+from agent.core.secrets import Secret, SecretError, SecretRef
 
 GOOD = "refs/opsagent/good"
 FETCHED = "refs/opsagent/fetched"

@@ -12,8 +12,8 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from agent.core.secrets import read_environment_from
 from agent.engine.on_host import kept
-from agent.policy.secrets import read_environment_from
 
 
 @contextmanager

@@ -9,8 +9,8 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import FactBase, operation
 
+from agent.core.steps import Guard
 from agent.engine import catalog
-from agent.kinds.base import Guard
 
 
 def guard_script(guard: Guard) -> str:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 
-from agent.engine.results import HostResult, OpResult
-from agent.policy.secrets import scrub
+from agent.core.results import HostResult, OpResult
+from agent.core.secrets import scrub
 
 HIDDEN = "(sensitive: diff hidden; sha256 {digest})"
 

@@ -24,15 +24,15 @@ from pyinfra.api.operation import OperationMeta, add_op
 from pyinfra.api.operations import run_host_op
 from pyinfra.context import ctx_host, ctx_state
 
+from agent.core.hosts import Host
+from agent.core.plans import PlannedStep, RunPlan
+from agent.core.results import HostResult, OpResult, RunResult, Status
+from agent.core.steps import Rendered, Sequence, Step
 from agent.engine import catalog, sequence
 from agent.engine.capture import Capture, capture
 from agent.engine.environment import explicit_environment
 from agent.engine.guards import guard_script, guarded
 from agent.engine.redact import redact, redact_host
-from agent.engine.results import HostResult, OpResult, RunResult, Status
-from agent.inventory import Host
-from agent.kinds.base import Rendered, Sequence, Step
-from agent.plan import PlannedStep, RunPlan
 
 OnResult = Callable[[str, OpResult], None]
 STOPPED = "stopped: opsagent was asked to stop; the rest of this host's operations were skipped"
@@ -73,7 +73,7 @@ def execute(
             _disconnect(state)
     for name, result in results.items():
         if result.unreachable and not result.ops:  # never connected
-            result.ops = [op for s in by_name[name].steps for op in _skipped(s)]
+            result.ops = [op for s in by_name[name].steps for op in skipped(s)]
         redact_host(result)
     return RunResult([results[hp.host.name] for hp in plan.hosts], check,
                      time.monotonic() - started)
@@ -219,7 +219,7 @@ def _commands(host: Any, planned: PlannedStep, check: bool, result: HostResult,
     try:
         ops = sequence.run(host, planned, check)
     except Exception as e:  # the connection failed under the call
-        ops = _skipped(planned, check)
+        ops = skipped(planned, check)
         ops[0].status, ops[0].error = Status.FAILED, f"{type(e).__name__}: {e}"
     for op in ops:
         result.ops.append(redact(op))
@@ -321,7 +321,7 @@ def _finish(planned: PlannedStep, result: HostResult, status: Status, judged: bo
         on_result(host, op)
 
 
-def _skipped(planned: PlannedStep, judged: bool = False) -> list[OpResult]:
+def skipped(planned: PlannedStep, judged: bool = False) -> list[OpResult]:
     """A step not attempted: one result, or one per command of a sequence."""
     step = planned.step
     names = ([(c.name, "command") for c in step.commands] if isinstance(step, Sequence)
@@ -332,7 +332,7 @@ def _skipped(planned: PlannedStep, judged: bool = False) -> list[OpResult]:
 
 def _skip(planned: PlannedStep, result: HostResult, judged: bool, on_result: OnResult | None
           ) -> None:
-    for op in _skipped(planned, judged):
+    for op in skipped(planned, judged):
         result.ops.append(op)
         if on_result is not None:
             on_result(result.host, op)

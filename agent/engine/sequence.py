@@ -15,10 +15,10 @@ from typing import Any
 
 from pyinfra.api import StringCommand
 
-from agent.engine.results import OpResult, Status
-from agent.kinds.base import Sequence
-from agent.plan import PlannedStep
-from agent.policy.secrets import Secret, SecretError, mask
+from agent.core.plans import PlannedStep
+from agent.core.results import OpResult, Status
+from agent.core.secrets import Secret, SecretError, mask
+from agent.core.steps import Sequence
 
 LAUNCH = "python3 -c 'import json,sys;exec(json.loads(sys.stdin.readline()))'"
 
@@ -49,7 +49,7 @@ def run(host: Any, planned: PlannedStep, check: bool) -> list[OpResult]:
     try:
         stdin, secrets = job(sequence, check)
     except SecretError as e:
-        return _unfinished(planned, check, str(e), [])
+        return _keyed(sequence, _unfinished(planned, check, str(e), []))
     ok, output = host.run_shell_command(StringCommand(LAUNCH), _stdin=stdin, print_output=False,
                                         print_input=False)
     results: list[OpResult] = []
@@ -61,7 +61,14 @@ def run(host: Any, planned: PlannedStep, check: bool) -> list[OpResult]:
         results.append(_op(planned, data, check, secrets))
     if len(results) < len(sequence.commands):
         why = mask(output.stderr.strip(), secrets) or "the host stopped answering"
-        return _unfinished(planned, check, why, results)
+        results = _unfinished(planned, check, why, results)
+    return _keyed(sequence, results)
+
+
+def _keyed(sequence: Sequence, results: list[OpResult]) -> list[OpResult]:
+    """Each result with its command's stable id (one result per command, in order)."""
+    for command, result in zip(sequence.commands, results, strict=True):
+        result.id = command.key
     return results
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from agent.kinds import backup, tasks
-from agent.kinds.base import Kind
+from typing import Any
 
-KINDS: dict[str, Kind] = {
+from agent.kinds import backup, tasks
+from agent.kinds.contract import Kind
+
+KINDS: dict[str, Kind[Any]] = {
     "backup": backup.KIND,
     "tasks": tasks.KIND,
 }

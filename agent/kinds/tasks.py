@@ -29,18 +29,22 @@ replaced by a note and a hash everywhere (Ansible's no_log, Puppet's Sensitive).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.core import Metric
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from agent.core.hosts import HostInfo
+from agent.core.results import OpResult
+from agent.core.secrets import SecretError, holds_secret, resolve_all
+from agent.core.steps import Guard, Observation, Rendered, Sequence, Step
 from agent.engine import catalog
-from agent.engine.results import OpResult
-from agent.kinds.base import Guard, HostInfo, Observation, Rendered, Sequence, Step
+from agent.kinds.contract import Action, Facts
 from agent.policy.messages import suggest
 from agent.policy.render import FILE_OPTIONS, Renderer, TemplateFileError
-from agent.policy.secrets import SecretError, holds_secret, resolve_all
 
 _SRC_OPS = ("files.template", "files.put")
 _PUT_ARGS = ("dest", "user", "group", "mode", "create_remote_dir")  # what files.template passes on
@@ -51,19 +55,22 @@ class Task(Guard):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str | None = Field(None, description="Shown in plans, recaps and history.")
+    name: str | None = Field(None, examples=["sandbox folder"],
+                             description="Shown in plans, recaps and history.")
     operation: str = Field(
+        examples=["files.line"],
         description="Written as the task's key: `files.line: {path: ..., line: ...}`; "
         "see `opsagent explain tasks files.line`."
     )
-    args: dict[str, Any] = Field(default_factory=dict, description="The key's value.")
+    args: dict[str, Any] = Field(default_factory=dict, examples=[{"path": "/etc/motd",
+                                 "line": "managed by opsagent"}], description="The key's value.")
     sensitive: bool | None = Field(
-        None, description="Hide this task's diff and output everywhere (terminal, --json, "
+        None, examples=[True], description="Hide this task's diff and output everywhere (terminal, --json, "
         "state store, audit log, reports): a note and a hash stand in their place. Default: "
         "true when the task uses a secret reference or a secret's value, or reads a src "
         "outside templates/; else false.")
     allow_outside_templates: bool = Field(
-        False, description="Let files.template / files.put read a src outside the templates "
+        False, examples=[True], description="Let files.template / files.put read a src outside the templates "
         "folder (e.g. an absolute path). The task is then sensitive unless it says otherwise.")
 
     @model_validator(mode="before")
@@ -115,20 +122,24 @@ class TasksSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    tasks: list[Task] = Field(min_length=1, description="The operations, in order.")
+    tasks: list[Task] = Field(min_length=1, description="The operations, in order.", examples=[
+        [{"name": "sandbox folder", "files.directory": {"path": "/srv/app", "mode": "755"}}]])
 
 
 class TasksKind:
-    name: str = "tasks"
-    Spec: type[BaseModel] = TasksSpec
+    name = "tasks"
+    Spec = TasksSpec
+    actions: dict[str, Action[TasksSpec, Any]] = {}
 
-    def plan(self, spec: Any, host: HostInfo) -> list[Step | Sequence]:
-        assert isinstance(spec, TasksSpec)
+    def plan(self, spec: TasksSpec, host: HostInfo) -> list[Step | Sequence]:
         return [Step(t.title(), t.operation, t.args, t.guard(), sensitive=bool(t.sensitive))
                 for t in spec.tasks]
 
-    def observe(self, spec: Any, host: HostInfo, ops: list[OpResult]) -> Observation | None:
+    def observe(self, spec: TasksSpec, host: HostInfo, ops: list[OpResult]) -> Observation | None:
         return None  # the operations' own results say it all
+
+    def families(self, rows: Facts) -> Iterable[Metric]:
+        return ()  # the run metrics every kind has are enough
 
 
 KIND = TasksKind()

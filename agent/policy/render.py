@@ -14,8 +14,8 @@ from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, UndefinedError
 
+from agent.core.hosts import HostInfo
 from agent.errors import Problem, dotted
-from agent.kinds.base import HostInfo
 from agent.policy.load import Document, Loc
 from agent.policy.sandbox import MAX_ITEMS, BoundedEnvironment, TooCostly, deadline
 

@@ -1,4 +1,7 @@
-"""From documents to policies: the envelope, unique names, known targets, each kind's spec."""
+"""From documents to policies: the envelope, unique names, known targets, each kind's spec.
+
+The one place below the kinds that reaches them: through the registry (agent.kinds.KINDS).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +11,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from agent.core.hosts import HostInfo
 from agent.errors import Problem, Problems
 from agent.inventory import Inventory
 from agent.kinds import KINDS
-from agent.kinds.base import HostInfo, Kind
+from agent.kinds.contract import Kind
 from agent.policy.load import Document, iter_documents
 from agent.policy.messages import problem
 from agent.policy.model import Envelope
@@ -28,7 +32,7 @@ class Policy:
         return self.envelope.metadata.name
 
     @property
-    def kind(self) -> Kind:
+    def kind(self) -> Kind[Any]:
         return KINDS[self.envelope.kind]
 
     @property
@@ -70,7 +74,7 @@ def read_policies(paths: list[Path]) -> tuple[list[Policy], list[Problem]]:
                                         "kind, metadata, targets and spec"))
             continue
         try:
-            envelope = Envelope.model_validate(doc.data)
+            envelope = Envelope.model_validate(doc.data, context={"kinds": tuple(KINDS)})
         except ValidationError as e:
             problems.extend(problem(doc, err, context, Envelope) for err in e.errors())
             continue
@@ -115,7 +119,8 @@ def host_spec(policy: Policy, host: HostInfo, renderer: Renderer, templates: Pat
 
         context["interval"] = interval(policy.envelope.schedule)
     try:
-        return spec_model.model_validate(raw, context=context)
+        spec: BaseModel = spec_model.model_validate(raw, context=context)
+        return spec
     except ValidationError as e:
         raise Problems(
             problem(policy.doc, err, policy.label, spec_model, ("spec",)) for err in e.errors()

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.engine.results import RunResult, Status
-from agent.policy.secrets import scrub
+from agent.core.results import RunResult, Status
+from agent.core.secrets import scrub
 from agent.state import audit, begun, summary
 from agent.state.actor import who
 from agent.state.errors import StateError as StateError  # re-exported: raised to callers

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agent.engine.results import HostResult, RunResult, Status
+from agent.core.results import HostResult, RunResult, Status
 
 BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 OUTCOMES = ("ok", "changed", "ran", "failed", "skipped", "would_change", "would_run")

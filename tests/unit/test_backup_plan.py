@@ -6,10 +6,11 @@ import json
 
 import pytest
 
+from agent.core.hosts import HostInfo
+from agent.core.steps import Command, Sequence
 from agent.engine import sequence
 from agent.kinds.backup import KIND
 from agent.kinds.backup.spec import BackupSpec
-from agent.kinds.base import Command, HostInfo, Sequence
 
 H1 = HostInfo("h1")
 SPEC = {

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from agent.engine.results import HostResult, OpResult, RunResult, Status
+from agent.core.results import HostResult, OpResult, RunResult, Status
 from agent.metrics import NEXT_RUN, PER_POLICY_HOST, bulk_text, exposition, registry_for
 from agent.state.store import Store
 

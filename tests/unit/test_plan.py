@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from agent.core.plans import PlannedStep, RunPlan
+from agent.core.steps import Guard, Rendered, Step
 from agent.errors import Problems
 from agent.inventory import load_inventory
-from agent.kinds.base import Guard, Rendered, Step
-from agent.plan import PlannedStep, RunPlan, build_plan
+from agent.plan import build_plan
 from agent.policy.validate import load_policies
 
 CASES = Path(__file__).parent.parent / "cases"

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from agent.cli.shown import shown
+from agent.core.results import OpResult, Status
+from agent.core.secrets import MASK, Secret, SecretError, resolve_all, scrub
 from agent.engine.redact import redact
-from agent.engine.results import OpResult, Status
 from agent.errors import Problems
 from agent.inventory import load_inventory
-from agent.policy.secrets import MASK, Secret, SecretError, resolve_all, scrub
 
 
 def test_references_at_any_depth_are_resolved_and_then_masked(

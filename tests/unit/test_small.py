@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
+from agent.core.durations import parse_duration
+from agent.core.secrets import MASK, SecretError, SecretRef, mask
+from agent.core.steps import Guard
 from agent.engine.guards import guard_script
-from agent.kinds.base import Guard
-from agent.policy.durations import parse_duration
-from agent.policy.secrets import MASK, SecretError, SecretRef, mask
 
 
 @pytest.mark.parametrize("text,seconds", [

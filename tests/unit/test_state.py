@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from agent.engine.results import HostResult, OpResult, RunResult, Status
-from agent.policy.secrets import Secret
+from agent.core.results import HostResult, OpResult, RunResult, Status
+from agent.core.secrets import Secret
 from agent.state import audit
 from agent.state.schema import VERSION
 from agent.state.store import Store

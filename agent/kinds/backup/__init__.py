@@ -4,99 +4,41 @@ One sequence per host, run there in one call: make the repository if it is missi
 (never again), hooks and database dumps, the archive (only when this host's newest is
 older than `frequency`), prune and compact only after a successful create, each check
 at its own frequency, statistics for the metrics, and on_error hooks when anything failed.
+
+The folder: spec.py (the policy's fields), borg.py (borg command lines), plan.py (the
+sequence), observe.py (facts from its results), metrics.py (metric families from them),
+actions.py (backup list and backup restore).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
 
-from pydantic import BaseModel
+from prometheus_client.core import Metric
 
-from agent.engine.results import OpResult
-from agent.kinds.backup import observe
-from agent.kinds.backup.borg import MISSING, PERMANENT, Borg
+from agent.core.hosts import HostInfo
+from agent.core.results import OpResult
+from agent.core.steps import Observation, Sequence, Step
+from agent.kinds.backup import metrics, observe
+from agent.kinds.backup import plan as planning
+from agent.kinds.backup.actions import ACTIONS
 from agent.kinds.backup.spec import BackupSpec
-from agent.kinds.base import Command, HostInfo, Observation, Sequence, Step
-from agent.policy.secrets import SecretRef
-
-INIT = "init repository"
-CHECK_TITLES = {"repository": "check repository", "archives": "check archives",
-                "extract": "restore drill (extract --dry-run)"}
-
-
-def borg_for(spec: BackupSpec, host: HostInfo) -> Borg:
-    prefix = spec.archive_prefix
-    if prefix is None:
-        prefix = host.name.lstrip("@") + "-"  # @local: local-
-    return Borg(spec, prefix)
+from agent.kinds.contract import Facts
 
 
 class BackupKind:
-    name: str = "backup"
-    Spec: type[BaseModel] = BackupSpec
+    name = "backup"
+    Spec = BackupSpec
+    actions = ACTIONS
 
-    def plan(self, spec: Any, host: HostInfo) -> list[Step | Sequence]:
-        assert isinstance(spec, BackupSpec)
-        borg = borg_for(spec, host)
-        retry = {"retries": spec.retries, "retry_wait": float(spec.retry_wait),
-                 "permanent": PERMANENT}
-        commands = [
-            Command(INIT, borg.init(), unless=borg.exists(), missing=MISSING,
-                    effect="changed", warning=(1,), secrets=True, **retry,  # type: ignore[arg-type]
-                    preview=f"would run borg init --encryption {spec.encryption}"),
-            *(Command(f"hook before: {hook}", ("sh", "-c", hook)) for hook in spec.hooks.before),
-            *(Command(f"dump sqlite {db.path}", borg.dump(db.path, db.dump_name))
-              for db in spec.databases),
-            Command("create archive", borg.create(), effect="changed", warning=(1,),
-                    secrets=True, preview=_preview(spec, borg), **retry,  # type: ignore[arg-type]
-                    unless=borg.recent(spec.frequency) if spec.frequency else None),
-        ]
-        if spec.retention is not None:
-            commands += [
-                Command("prune", borg.prune(), check=borg.prune(dry_run=True), effect="changed",
-                        changed_if=r"^(Pruning archive|Would prune)", warning=(1,),
-                        secrets=True, listing=True, **retry),  # type: ignore[arg-type]
-                Command("compact", borg.compact(), when="after_change", effect="changed",
-                        warning=(1,), secrets=True, **retry),  # type: ignore[arg-type]
-            ]
-        commands += [
-            Command(CHECK_TITLES[check.name], borg.check(check.name), effect="ok",
-                    when="always", needs=(INIT,), every=check.frequency,
-                    stamp=f"{borg.state_dir}/check-{check.name}", secrets=True, preview="due")
-            for check in spec.checks
-        ]
-        commands += [
-            Command("read statistics", borg.statistics(), check=borg.statistics(), effect="ok",
-                    when="always", needs=(INIT,), warning=(1,), secrets=True),
-            *(Command(f"hook after: {hook}", ("sh", "-c", hook)) for hook in spec.hooks.after),
-        ]
-        if spec.databases:
-            commands.append(Command("remove dumps", borg.remove_dumps(), when="always", check=("true",),
-                                    effect="ok"))
-        commands += [Command(f"hook on_error: {hook}", ("sh", "-c", hook), when="failed")
-                     for hook in spec.hooks.on_error]
-        return [Sequence(f"borg {spec.repository}", tuple(commands), borg.env(),
-                         secret_env(spec))]
+    def plan(self, spec: BackupSpec, host: HostInfo) -> list[Step | Sequence]:
+        return planning.plan(spec, host)
 
-    def observe(self, spec: Any, host: HostInfo, ops: list[OpResult]) -> Observation | None:
-        assert isinstance(spec, BackupSpec)
-        return observe.observe(spec, borg_for(spec, host), ops)
+    def observe(self, spec: BackupSpec, host: HostInfo, ops: list[OpResult]) -> Observation | None:
+        return observe.observe(spec, ops)
 
-
-def secret_env(spec: BackupSpec) -> dict[str, SecretRef]:
-    """An {env: ...} passphrase, resolved by the engine and sent to borg over stdin."""
-    if spec.passphrase is not None and spec.passphrase.env is not None:
-        return {"BORG_PASSPHRASE": spec.passphrase}
-    return {}
-
-
-def _preview(spec: BackupSpec, borg: Borg) -> str:
-    text = f"would create archive {borg.prefix}<now> of {', '.join(spec.sources)}"
-    if spec.databases:
-        text += f" with dumps of {', '.join(db.path for db in spec.databases)}"
-    if spec.exclude:
-        text += f", excluding {', '.join(spec.exclude)}"
-    return text
+    def families(self, rows: Facts) -> Iterable[Metric]:
+        return metrics.families(rows)
 
 
 KIND = BackupKind()

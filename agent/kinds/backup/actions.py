@@ -1,130 +1,108 @@
-"""Listing and restoring a backup policy's archives, for `opsagent backup` and playbooks.
+"""The backup kind's verbs: `opsagent backup list|restore POLICY`, and playbook steps
+backup.list and backup.restore.
 
 Both run borg on the backed-up host with the policy's own repository and passphrase.
-A restore goes into a new or empty folder on that host (never over live files), takes
-the host's lock and is recorded in the run history and the audit log.
+A restore goes into a new or empty folder on that host (never over live files); as an
+action that changes hosts it takes the host's lock and is recorded in the run history
+and the audit log (the run service does that).
 """
 
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from agent.engine.results import HostResult
-from agent.kinds.backup import borg_for, secret_env
-from agent.kinds.backup.borg import Borg
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from agent.core.hosts import HostInfo
+from agent.core.results import HostResult
+from agent.core.steps import Command, Sequence, Step
+from agent.kinds.backup.plan import borg_for, secret_env
 from agent.kinds.backup.spec import BackupSpec
-from agent.kinds.base import Command, Sequence
-from agent.plan import HostPlan, PlannedStep, PolicyRef, RunPlan
+from agent.kinds.contract import Action, Outcome
+
+LIST = "list"
+RESTORE = "restore"
 
 
-@dataclass
-class Listing:
-    archives: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # host -> archives
-    errors: dict[str, str] = field(default_factory=dict)  # host -> why it could not list
+class ListArgs(BaseModel):
+    """backup list: the archives of each host a backup policy backs up."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
-@dataclass(frozen=True)
-class Restore:
-    host: str
-    repository: str
-    to: str
-    archive: str = ""  # the archive's real name (latest resolved); "" when it failed
-    error: str = ""
+class RestoreArgs(BaseModel):
+    """backup restore: extract an archive into a new or empty folder on its host."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    archive: str = Field("latest", description="An archive name, or latest: the host's newest.",
+                         examples=["latest"])
+    to: str = Field(description="An absolute, new or empty folder on the host.",
+                    examples=["/srv/restore"])
+    paths: list[str] = Field(default_factory=list, description="Only these paths as backed up "
+                             "(a list, or one string of space-separated paths); empty: all.",
+                             examples=[["/etc/hosts"]], json_schema_extra={"flag": "--path"})
+
+    @field_validator("paths", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return value.split() if isinstance(value, str) else value
 
 
-def listing_lines(found: dict[str, list[dict[str, Any]]]) -> list[str]:
-    """Per host: how many archives, then each archive's name and time."""
-    lines = []
-    for name, archives in found.items():
-        lines.append(f"{name}: {len(archives)} archive{'s' if len(archives) != 1 else ''}")
-        lines += [f"  {a['name']:<40} {a['time'][:19].replace('T', ' ')}" for a in archives]
-    return lines
+def _one(spec: BackupSpec, host: HostInfo, make: Any) -> list[Step | Sequence]:
+    borg = borg_for(spec, host)
+    command: Command = make(borg)
+    return [Sequence(command.name, (command,), borg.env(), secret_env(spec))]
 
 
-def restore_problem(plan: RunPlan, name: str, to: str, choose: str) -> str:
-    """Why a restore of policy `name` into `to` cannot be tried; "" when it can.
-
-    choose says how to pick a host, e.g. "with --host"."""
-    hosts = [hp.host.name for hp in plan.hosts]
-    if len(hosts) != 1:
-        return f"policy {name!r} backs up {', '.join(hosts)}; choose one {choose}"
-    if not to.startswith("/"):
-        return f"{to}: expected an absolute folder on the host"
-    return ""
+def _list_run(spec: BackupSpec, host: HostInfo, args: ListArgs) -> list[Step | Sequence]:
+    return _one(spec, host, lambda borg: Command(
+        "list archives", borg.archives(), check=borg.archives(), effect="ok", secrets=True,
+        id=LIST))
 
 
-def list_archives(plan: RunPlan, ref: PolicyRef, timeout: int) -> Listing:
-    from agent.engine.run import execute
-
-    def make(borg: Borg) -> Command:
-        return Command("list archives", borg.archives(), check=borg.archives(), effect="ok",
-                       secrets=True)
-
-    result = execute(_one_command(plan, ref, make), check=True, connect_timeout=timeout)
-    listing = Listing()
-    for host in result.hosts:
-        error = _failure(host)
-        if error:
-            listing.errors[host.host] = error
-        else:
-            listing.archives[host.host] = json.loads(host.ops[0].stdout)["archives"]
-    return listing
+def _list_outcome(spec: BackupSpec, host: HostInfo, args: ListArgs,
+                  result: HostResult) -> Outcome:
+    archives = json.loads(result.ops[0].stdout)["archives"]
+    lines = [f"{host.name}: {len(archives)} archive{'s' if len(archives) != 1 else ''}"]
+    lines += [f"  {a['name']:<40} {a['time'][:19].replace('T', ' ')}" for a in archives]
+    return Outcome(True, tuple(lines), archives)
 
 
-def restore(
-    plan: RunPlan, ref: PolicyRef, archive: str, to: str, paths: list[str], state: Path,
-    timeout: int, command: str = "restore",
-) -> Restore:
-    """Extract `archive` (or the host's newest, for latest) into `to` on the policy's one host."""
-    from agent.engine.run import execute
-    from agent.state.locks import host_locks
-    from agent.state.store import Store
-
-    [host_plan] = plan.hosts
-    name = host_plan.host.name
-    repository = spec_of(host_plan, ref).repository
-
-    def make(borg: Borg) -> Command:
-        return Command(f"restore {archive} to {to}", borg.extract(archive, to, paths),
-                       effect="changed", secrets=True)
-
-    started = time.time()
-    with host_locks(state, [name], f"opsagent {command}", 300):
-        result = execute(_one_command(plan, ref, make), check=False, connect_timeout=timeout)
-    with Store(state) as store:
-        store.record(result, command=command, source=plan.source, started=started)
-    host = result.hosts[0]
-    error = _failure(host)
-    if error:
-        return Restore(name, repository, to, error=error)
-    return Restore(name, repository, to, archive=host.ops[0].stdout.strip().splitlines()[0])
+def _only(args: RestoreArgs) -> str:
+    return f" (only {' '.join(args.paths)})" if args.paths else ""
 
 
-def _failure(host: HostResult) -> str:
-    """Why the host's one command gave no usable output; "" when it did."""
-    op = host.ops[0] if host.ops else None
-    if host.unreachable or op is None or op.error:
-        return host.error or (op.error if op else "") or "no result"
-    return ""
+def _restore_run(spec: BackupSpec, host: HostInfo, args: RestoreArgs) -> list[Step | Sequence]:
+    return _one(spec, host, lambda borg: Command(
+        f"restore {args.archive} to {args.to}", borg.extract(args.archive, args.to, args.paths),
+        effect="changed", secrets=True, id=RESTORE))
 
 
-def spec_of(host_plan: HostPlan, ref: PolicyRef) -> BackupSpec:
-    spec = next(s for r, s in host_plan.specs if r == ref)
-    assert isinstance(spec, BackupSpec)
-    return spec
+def _restore_outcome(spec: BackupSpec, host: HostInfo, args: RestoreArgs,
+                     result: HostResult) -> Outcome:
+    archive = result.ops[0].stdout.strip().splitlines()[0]
+    return Outcome(True, (f"{host.name}: restored {archive} from {spec.repository} into "
+                          f"{args.to}{_only(args)}",), {"archive": archive, "to": args.to})
 
 
-def _one_command(plan: RunPlan, ref: PolicyRef, make: Any) -> RunPlan:
-    """The plan's hosts, each with one command made from its own spec."""
-    hosts = []
-    for host_plan in plan.hosts:
-        spec = spec_of(host_plan, ref)
-        borg = borg_for(spec, host_plan.host.info)
-        command: Command = make(borg)
-        sequence = Sequence(command.name, (command,), borg.env(), secret_env(spec))
-        hosts.append(HostPlan(host_plan.host, (PlannedStep(ref, sequence),), host_plan.specs))
-    return RunPlan(tuple(hosts), (ref,), plan.source)
+def _restore_preview(spec: BackupSpec, host: HostInfo, args: RestoreArgs) -> str:
+    return (f"{host.name}: would restore {args.archive} from {spec.repository} into "
+            f"{args.to}{_only(args)}")
+
+
+def _restore_problem(args: RestoreArgs) -> tuple[str, str]:
+    if not args.to.startswith("/"):
+        return "to", f"{args.to}: expected an absolute folder on the host"
+    return "", ""
+
+
+ACTIONS: dict[str, Action[BackupSpec, Any]] = {
+    LIST: Action(LIST, "the archives of each host the policy backs up", ListArgs,
+                 run=_list_run, outcome=_list_outcome),
+    RESTORE: Action(RESTORE, "extract an archive into a new or empty folder on its host",
+                    RestoreArgs, run=_restore_run, outcome=_restore_outcome,
+                    preview=_restore_preview, changes=True, one_host=True,
+                    problem=_restore_problem),
+}

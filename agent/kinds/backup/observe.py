@@ -7,23 +7,20 @@ import json
 import time
 from typing import Any
 
-from agent.engine.results import OpResult, Status
-from agent.kinds.backup.borg import Borg
+from agent.core.results import OpResult, Status
+from agent.core.steps import Observation
+from agent.kinds.backup.plan import CHECK, CREATE, STATISTICS
 from agent.kinds.backup.spec import BackupSpec
-from agent.kinds.base import Observation
-
-CHECKS = {"check repository": "repository", "check archives": "archives",
-          "restore drill (extract --dry-run)": "extract"}
 
 
-def observe(spec: BackupSpec, borg: Borg, ops: list[OpResult]) -> Observation | None:
+def observe(spec: BackupSpec, ops: list[OpResult]) -> Observation | None:
     """Facts for the store, merged into the previous ones (checks not due keep theirs).
 
     None for check mode: a plan observes nothing."""
     if not ops or any(op.planned for op in ops):
         return None
     now = time.time()
-    by_name = {op.name: op for op in ops}
+    by_id = {op.id: op for op in ops}
     failed = [op for op in ops if op.status is Status.FAILED]
     facts: dict[str, Any] = {
         "repository": spec.repository,
@@ -34,14 +31,14 @@ def observe(spec: BackupSpec, borg: Borg, ops: list[OpResult]) -> Observation | 
     }
     if spec.interval:
         facts["interval"] = spec.interval
-    create = by_name.get("create archive")
+    create = by_id.get(CREATE)
     if create is not None and create.status is Status.CHANGED:
         stats = _documents(create.stdout)[0]["archive"]
         facts["archive"] = {"name": stats["name"], "original": stats["stats"]["original_size"],
                             "compressed": stats["stats"]["compressed_size"],
                             "deduplicated": stats["stats"]["deduplicated_size"],
                             "files": stats["stats"]["nfiles"], "at": now}
-    statistics = by_name.get("read statistics")
+    statistics = by_id.get(STATISTICS)
     if statistics is not None and statistics.status is Status.OK and statistics.stdout:
         info, listing, *host = _documents(statistics.stdout)
         archives = [a for a in listing["archives"] if ".checkpoint" not in a["name"]]
@@ -54,8 +51,10 @@ def observe(spec: BackupSpec, borg: Borg, ops: list[OpResult]) -> Observation | 
             facts["last_success"] = _timestamp(newest["time"], offset)
     checks = {}
     for op in ops:
-        name = CHECKS.get(op.name)
-        if name is None or op.status is Status.SKIPPED or op.diff.startswith("not due"):
+        if not op.id.startswith(CHECK):
+            continue
+        name = op.id.removeprefix(CHECK)
+        if op.status is Status.SKIPPED or op.diff.startswith("not due"):
             continue
         checks[name] = {"ok": int(op.status is Status.OK), "at": now,
                         "error": op.error if op.status is Status.FAILED else ""}

@@ -15,8 +15,8 @@ from pydantic import (
     model_validator,
 )
 
-from agent.policy.durations import Duration
-from agent.policy.secrets import SecretRef, never_inline
+from agent.core.durations import Duration
+from agent.core.secrets import SecretRef, never_inline
 
 ENCRYPTIONS = ("none", "authenticated", "authenticated-blake2", "repokey", "repokey-blake2",
                "keyfile", "keyfile-blake2")
@@ -29,12 +29,12 @@ class Retention(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    keep_last: int | None = Field(None, ge=0, description="The newest N archives.")
-    keep_hourly: int | None = Field(None, ge=0, description="The last archive of N hours.")
-    keep_daily: int | None = Field(None, ge=0, description="The last archive of N days.")
-    keep_weekly: int | None = Field(None, ge=0, description="The last archive of N ISO weeks.")
-    keep_monthly: int | None = Field(None, ge=0, description="The last archive of N months.")
-    keep_yearly: int | None = Field(None, ge=0, description="The last archive of N years.")
+    keep_last: int | None = Field(None, examples=[3], ge=0, description="The newest N archives.")
+    keep_hourly: int | None = Field(None, examples=[24], ge=0, description="The last archive of N hours.")
+    keep_daily: int | None = Field(None, examples=[7], ge=0, description="The last archive of N days.")
+    keep_weekly: int | None = Field(None, examples=[4], ge=0, description="The last archive of N ISO weeks.")
+    keep_monthly: int | None = Field(None, examples=[6], ge=0, description="The last archive of N months.")
+    keep_yearly: int | None = Field(None, examples=[1], ge=0, description="The last archive of N years.")
 
     @model_validator(mode="after")
     def _some(self) -> Retention:
@@ -53,10 +53,12 @@ class Check(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Literal["repository", "archives", "extract"] = Field(
+        examples=["extract"],
         description="repository: segments and index (borg check --repository-only); archives:"
         " archive metadata (--archives-only); extract: restore drill, every chunk of the "
         "latest archive read, decrypted and verified (borg extract --dry-run).")
-    frequency: Duration = Field(604800, description="e.g. 1w, 30d; `always` or 0: every run.")
+    frequency: Duration = Field(604800, examples=["30d"],
+                                description="e.g. 1w, 30d; `always` or 0: every run.")
 
     @field_validator("frequency", mode="before")
     @classmethod
@@ -69,10 +71,13 @@ class Hooks(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    before: list[str] = Field(default_factory=list, description="Before the archive is made; "
+    before: list[str] = Field(examples=[["systemctl stop app"]],
+                              default_factory=list, description="Before the archive is made; "
                               "one failing stops the backup.")
-    after: list[str] = Field(default_factory=list, description="After a successful backup.")
-    on_error: list[str] = Field(default_factory=list, description="When any step failed.")
+    after: list[str] = Field(examples=[["systemctl start app"]],
+                             default_factory=list, description="After a successful backup.")
+    on_error: list[str] = Field(examples=[["logger backup failed"]],
+                                default_factory=list, description="When any step failed.")
 
 
 class Database(BaseModel):
@@ -80,10 +85,12 @@ class Database(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["sqlite"] = Field(description="sqlite: an online backup through SQLite's "
+    type: Literal["sqlite"] = Field(examples=["sqlite"],
+                                    description="sqlite: an online backup through SQLite's "
                                                 "backup API (python3's sqlite3 on the host).")
-    path: str = Field(description="The database file on the host.")
-    name: str | None = Field(None, description="Dump file name; default: the file's name.")
+    path: str = Field(examples=["/var/lib/app/app.db"], description="The database file on the host.")
+    name: str | None = Field(None, examples=["app.db"],
+                             description="Dump file name; default: the file's name.")
 
     @property
     def dump_name(self) -> str:
@@ -97,37 +104,50 @@ class BackupSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    repository: str = Field(description="ssh://USER@HOST/PATH or an absolute path on the host;"
+    repository: str = Field(examples=["ssh://borg@backup1/srv/borg/{{ host.name }}"],
+                            description="ssh://USER@HOST/PATH or an absolute path on the host;"
                             " Jinja2 with host variables, e.g. /srv/borg/{{ host.name }}.")
     encryption: Literal[ENCRYPTIONS] = Field(  # type: ignore[valid-type]
-        "repokey-blake2", description="borg init --encryption, used only when the repository "
-        "is made.")
+        "repokey-blake2", examples=["repokey-blake2"], description="borg init --encryption, "
+        "used only when the repository is made.")
     passphrase: Annotated[SecretRef | None, never_inline(
         "a passphrase", "{file: PATH} (on the host) or {env: NAME}")] = Field(
-        None, description="{file: PATH}: a file on the host, read by borg there; {env: NAME}: "
+        None, examples=[{"env": "BORG_PASSPHRASE"}, {"file": "/root/.borg-passphrase"}],
+        description="{file: PATH}: a file on the host, read by borg there; {env: NAME}: "
         "opsagent's own environment, sent to borg over stdin. Never inline.")
-    sources: list[str] = Field(min_length=1, description="Absolute paths on the host.")
-    exclude: list[str] = Field(default_factory=list, description="borg exclude patterns.")
-    compression: str = Field("lz4", description="borg --compression, e.g. lz4, zstd,6.")
-    retention: Retention | None = Field(None, description="Omitted: nothing is pruned.")
+    sources: list[str] = Field(examples=[["/etc", "/home"]],
+                               min_length=1, description="Absolute paths on the host.")
+    exclude: list[str] = Field(examples=[["/home/*/.cache"]],
+                               default_factory=list, description="borg exclude patterns.")
+    compression: str = Field("lz4", examples=["zstd,6"], description="borg --compression, e.g. lz4, zstd,6.")
+    retention: Retention | None = Field(None, examples=[{"keep_daily": 7, "keep_weekly": 4}],
+                                        description="Omitted: nothing is pruned.")
     checks: list[Check] = Field(
+        examples=[[{"name": "repository", "frequency": "1w"}, {"name": "extract", "frequency": "30d"}]],
         default_factory=lambda: [Check(name="repository"), Check(name="archives")],
         description="Default: repository and archives, weekly.")
-    hooks: Hooks = Field(default_factory=Hooks)
-    databases: list[Database] = Field(default_factory=list, description="Dumped first, then "
+    hooks: Hooks = Field(examples=[{"before": ["systemctl stop app"], "after": ["systemctl start app"]}],
+                         default_factory=Hooks, description="Commands around the backup.")
+    databases: list[Database] = Field(examples=[[{"type": "sqlite", "path": "/var/lib/app/app.db"}]],
+                                      default_factory=list, description="Dumped first, then "
                                       "archived with the sources.")
     frequency: Duration | None = Field(
-        None, description="Make an archive only when this host's newest is at least this old;"
+        None, examples=["1d"],
+              description="Make an archive only when this host's newest is at least this old;"
         " default: half the schedule's interval (a repeated apply in between changes nothing),"
         " 0 without a schedule (every run).")
-    archive_prefix: str | None = Field(None, description="Archive names are PREFIX + time; "
+    archive_prefix: str | None = Field(None, examples=["web1-"],
+                                       description="Archive names are PREFIX + time; "
                                        "default: the host's inventory name and '-'. Prune and"
                                        " checks only touch archives with this prefix.")
-    lock_wait: Duration = Field(300, description="Wait this long for borg's repository lock.")
-    retries: int = Field(0, ge=0, le=10, description="Retry a failed borg command this often.")
-    retry_wait: Duration = Field(10, description="Wait before the first retry; doubled after "
+    lock_wait: Duration = Field(300, examples=["5m"],
+                                description="Wait this long for borg's repository lock.")
+    retries: int = Field(0, examples=[2], ge=0, le=10, description="Retry a failed borg command this often.")
+    retry_wait: Duration = Field(10, examples=["30s"],
+                                 description="Wait before the first retry; doubled after "
                                  "each.")
-    ssh_command: str = Field(_SSH, description="BORG_RSH for ssh:// repositories.")
+    ssh_command: str = Field(_SSH, examples=["ssh -i /root/.ssh/borg -o BatchMode=yes"],
+                             description="BORG_RSH for ssh:// repositories.")
     _interval: float | None = PrivateAttr(None)  # the policy's schedule, for the metrics
 
     @property

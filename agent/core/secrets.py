@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 MASK = "********"
@@ -36,8 +36,10 @@ class SecretRef(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    file: str | None = None
-    env: str | None = None
+    file: str | None = Field(None, description="A file holding the secret (its text, trailing "
+                             "newlines dropped).", examples=["/etc/opsagent/db-pass"])
+    env: str | None = Field(None, description="An environment variable of opsagent's own.",
+                            examples=["DB_PASS"])
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SecretRef:

@@ -1,24 +1,15 @@
-"""What every policy kind shares: the host it plans for, the steps it plans, its interface."""
+"""What a kind plans for one host: pyinfra operations by name (Step), commands run in one
+round trip (Sequence of Command), and the facts it reads back (Observation)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.engine.results import OpResult
-from agent.policy.secrets import SecretRef
-
-
-@dataclass(frozen=True)
-class HostInfo:
-    """What a kind may know about a host when planning: its name, groups and variables."""
-
-    name: str
-    groups: tuple[str, ...] = ()
-    vars: Mapping[str, Any] = field(default_factory=dict)
+from agent.core.secrets import SecretRef
 
 
 class Guard(BaseModel):
@@ -26,10 +17,14 @@ class Guard(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    creates: str | None = Field(None, description="Skip when this path exists.")
-    removes: str | None = Field(None, description="Skip when this path does not exist.")
-    unless: str | None = Field(None, description="Skip when this shell command succeeds.")
-    only_if: str | None = Field(None, description="Run only when this shell command succeeds.")
+    creates: str | None = Field(None, examples=["/usr/local/bin/app"],
+                                description="Skip when this path exists.")
+    removes: str | None = Field(None, examples=["/etc/app/legacy.conf"],
+                                description="Skip when this path does not exist.")
+    unless: str | None = Field(None, examples=["test -x /usr/local/bin/app"],
+                               description="Skip when this shell command succeeds.")
+    only_if: str | None = Field(None, examples=["systemctl is-enabled app"],
+                                description="Run only when this shell command succeeds.")
 
     def is_empty(self) -> bool:
         return not (self.creates or self.removes or self.unless or self.only_if)
@@ -78,6 +73,8 @@ class Command:
     secrets: whether the sequence's secret environment is passed to it (borg yes,
     hooks no).
     listing: its output is what it did (e.g. prune --list): shown as its diff.
+    id: a stable name the kind finds its result by (OpResult.id; default: name), so
+    observe never depends on display titles.
     """
 
     name: str
@@ -98,6 +95,11 @@ class Command:
     permanent: str | None = None  # output that makes a failure not worth retrying
     secrets: bool = False
     listing: bool = False
+    id: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.id or self.name
 
 
 @dataclass(frozen=True)
@@ -120,15 +122,3 @@ class Observation:
     """Facts a kind reads from one host's results, kept in the state store for metrics."""
 
     facts: Mapping[str, Any]
-
-
-class Kind(Protocol):
-    """A policy kind: a pydantic model of its `spec`, a planner of steps per host, and a
-    reader of what the steps found."""
-
-    name: str
-    Spec: type[BaseModel]
-
-    def plan(self, spec: Any, host: HostInfo) -> list[Step | Sequence]: ...
-
-    def observe(self, spec: Any, host: HostInfo, ops: list[OpResult]) -> Observation | None: ...

@@ -29,6 +29,7 @@ class OpResult:
     diff: str = ""
     duration: float = 0.0
     warning: str = ""  # done, with a warning (e.g. borg's exit code 1)
+    id: str = ""  # a command's stable id (Command.key); "" for pyinfra operations
 
 
 @dataclass
@@ -37,6 +38,7 @@ class HostResult:
     ops: list[OpResult] = field(default_factory=list)
     unreachable: bool = False
     error: str = ""
+    waves: dict[str, int] = field(default_factory=dict)  # policy -> its rollout's wave
 
     def counts(self) -> Counter[str]:
         """ok, changed, ran, failed, skipped; and would_change, would_run for judged-only

@@ -2,49 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel
 
-from agent.engine.results import RunResult
+from agent.core.hosts import HostInfo
+from agent.core.plans import HostPlan, PlannedStep, PolicyRef, RunPlan
+from agent.core.rollout import Health
 from agent.errors import Problem, Problems
-from agent.inventory import Host, Inventory
-from agent.kinds.base import Sequence, Step
+from agent.inventory import Inventory
 from agent.policy.render import Renderer
 from agent.policy.validate import Policy, check_targets, host_spec
-
-
-@dataclass(frozen=True)
-class PolicyRef:
-    name: str
-    kind: str
-    mode: str  # enforce | audit
-
-    @property
-    def label(self) -> str:
-        return f"{self.kind} {self.name!r}"
-
-
-@dataclass(frozen=True)
-class PlannedStep:
-    policy: PolicyRef
-    step: Step | Sequence
-
-
-@dataclass(frozen=True)
-class HostPlan:
-    host: Host
-    steps: tuple[PlannedStep, ...]
-    specs: tuple[tuple[PolicyRef, BaseModel], ...] = ()  # each policy's spec for this host
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    hosts: tuple[HostPlan, ...]
-    policies: tuple[PolicyRef, ...]
-    source: str = ""  # the inventory's path, or @local
 
 
 def build_plan(
@@ -66,8 +35,9 @@ def build_plan(
     renderer = Renderer()
     per_host: dict[str, list[PlannedStep]] = {}
     specs: dict[str, list[tuple[PolicyRef, BaseModel]]] = {}
+    health: dict[str, list[tuple[str, Health]]] = {}
     for policy in chosen:
-        ref = PolicyRef(policy.name, policy.envelope.kind, policy.envelope.mode)
+        ref = _ref(policy)
         targeted = [h for h in inventory.resolve(policy.envelope.targets)
                     if allowed is None or h.name in allowed]
         failed_on: dict[Problem, list[str]] = {}
@@ -78,6 +48,9 @@ def build_plan(
                 for problem in e.problems:
                     failed_on.setdefault(problem, []).append(host.name)
                 continue
+            check = _health(policy, host.info, renderer, failed_on)
+            if check is not None:
+                health.setdefault(host.name, []).append((policy.name, check))
             steps = per_host.setdefault(host.name, [])
             steps.extend(PlannedStep(ref, s) for s in policy.kind.plan(spec, host.info))
             specs.setdefault(host.name, []).append((ref, spec))
@@ -87,29 +60,36 @@ def build_plan(
     if problems:
         raise Problems(problems)
     hosts = tuple(
-        HostPlan(h, tuple(per_host[h.name]), tuple(specs[h.name]))
+        HostPlan(h, tuple(per_host[h.name]), tuple(specs[h.name]), tuple(health.get(h.name, ())))
         for h in inventory.hosts if h.name in per_host
     )
-    refs = tuple(PolicyRef(p.name, p.envelope.kind, p.envelope.mode) for p in chosen)
+    refs = tuple(_ref(p) for p in chosen)
     return RunPlan(hosts, refs, inventory_source)
 
 
-def observe(plan: RunPlan, result: RunResult) -> dict[tuple[str, str], dict[str, Any]]:
-    """What each kind reads from its results, per (policy, host), for the state store."""
-    from agent.kinds import KINDS
+def _ref(policy: Policy) -> PolicyRef:
+    envelope = policy.envelope
+    return PolicyRef(policy.name, envelope.kind, envelope.mode, envelope.rollout)
 
-    by_host = {h.host: h for h in result.hosts}
-    facts: dict[tuple[str, str], dict[str, Any]] = {}
-    for host_plan in plan.hosts:
-        host_result = by_host.get(host_plan.host.name)
-        if host_result is None:
-            continue
-        for ref, spec in host_plan.specs:
-            ops = [op for op in host_result.ops if op.policy == ref.name]
-            seen = KINDS[ref.kind].observe(spec, host_plan.host.info, ops)
-            if seen is not None:
-                facts[(ref.name, host_plan.host.name)] = dict(seen.facts)
-    return facts
+
+def _health(policy: Policy, host: HostInfo, renderer: Renderer,
+            failed_on: dict[Problem, list[str]]) -> Health | None:
+    """The policy's rollout health check with this host's variables rendered into it."""
+    rollout = policy.envelope.rollout
+    if rollout is None or rollout.health is None or rollout.health.is_empty():
+        return None
+    problems: list[Problem] = []
+    raw = renderer.render(rollout.health.model_dump(exclude_none=True), renderer.variables(host),
+                          policy.doc, ("rollout", "health"), policy.label, problems)
+    if not problems:
+        try:
+            return Health.model_validate(raw)
+        except ValueError as e:  # a rendered url that is no longer one
+            problems.append(policy.doc.problem(("rollout", "health"), policy.label,
+                                               "rollout.health", str(e).splitlines()[-1]))
+    for problem in problems:
+        failed_on.setdefault(problem, []).append(host.name)
+    return None
 
 
 def _on_hosts(problem: Problem, hosts: list[str], targeted: int) -> Problem:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import sqlite3
 import sys
 from types import FrameType
 
@@ -26,7 +25,6 @@ from agent.cli.common import (
 )
 from agent.cli.output import Printer, exit_code, to_json
 from agent.errors import Problems
-from agent.state.store import StateError, state_dir
 
 
 def main(argv: list[str], check: bool = False) -> int:
@@ -60,56 +58,47 @@ def main(argv: list[str], check: bool = False) -> int:
     except Problems as e:
         return report_problems(e)
 
-    from agent.engine.run import execute
-    from agent.state.locks import host_locks
+    from agent import runs
 
     printer = Printer(diff=args.diff)
     if not args.json:
         print(inventory_line(args, plan), flush=True)
-    hosts = [] if check else [hp.host.name for hp in plan.hosts]
-    what = f"opsagent {'plan' if check else 'apply'}"
     command = "plan" if check else "apply"
-    # once the hosts are ours, and before any is touched, the store is checked and the run
-    # noted as begun: a run that could not be recorded does not start (and one that gave
-    # up waiting for a lock is not noted at all)
     with open_store(args) as store:
         if getattr(args, "audit_syslog", None):
             from agent.state.ship import Syslog
 
             store.ship = Syslog(args.audit_syslog)
         before = store.audit_head()
-        with host_locks(state_dir(args.state_dir), hosts, what, getattr(args, "lock_wait", 0)):
-            started = store.begin(command, plan.source, [hp.host.name for hp in plan.hosts],
-                                  check)
-            result = execute(plan, check=check, diff=args.diff,
-                             connect_timeout=args.timeout,
-                             on_result=None if args.json else printer.progress,
-                             stop=stopping.asked)
-        if not args.json:
-            printer.recap(result)
-        from agent.plan import observe
+        done = runs.run(plan, store, command, check=check, diff=args.diff,
+                        connect_timeout=args.timeout, lock_wait=getattr(args, "lock_wait", 0),
+                        on_result=None if args.json else printer.progress,
+                        on_wave=None if args.json else printer.line, stop=stopping.asked)
+    result = done.result
+    if not args.json:
+        printer.recap(result)
+    if done.error:
+        if args.json:
+            print(to_json(result))
+        print(f"opsagent: could not record this run: {done.error} (it is noted as begun, and "
+              "will be recorded as interrupted)", file=sys.stderr)
+        return 2
+    if textfile_dir:
+        from agent.metrics import write_textfile
 
         try:
-            store.record(result, command=command, source=plan.source,
-                         modes={p.name: p.mode for p in plan.policies},
-                         facts=observe(plan, result), begun_as=started)
-            head = store.audit_head()
-            if textfile_dir:
-                from agent.metrics import write_textfile
-
-                write_textfile(store.path, textfile_dir)
-        except (StateError, sqlite3.Error, OSError) as e:
-            if args.json:
-                print(to_json(result))
-            print(f"opsagent: could not record this run: {e} (it is noted as begun, and will be "
-                  "recorded as interrupted)", file=sys.stderr)
+            write_textfile(store.path, textfile_dir)
+        except OSError as e:
+            print(f"opsagent: the run is recorded, but the textfile could not be written: {e}",
+                  file=sys.stderr)
             return 2
-        if args.json:
-            print(to_json(result, audit_head=head))
-        elif head != before:  # what to keep elsewhere, for `audit verify --expect-head`
-            added = head[0] - before[0]
-            print(f"audit log: {added} new entr{'y' if added == 1 else 'ies'}; head "
-                  f"{head[0]}:{head[1]}")
+    head = done.head
+    if args.json:
+        print(to_json(result, audit_head=head))
+    elif head is not None and head != before:  # to keep elsewhere, for audit verify --expect-head
+        added = head[0] - before[0]
+        print(f"audit log: {added} new entr{'y' if added == 1 else 'ies'}; head "
+              f"{head[0]}:{head[1]}")
     return 130 if signal.SIGINT in stopping.signals else exit_code(result)
 
 

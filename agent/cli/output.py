@@ -9,7 +9,7 @@ from dataclasses import asdict
 from typing import TextIO
 
 from agent.cli.shown import shown
-from agent.engine.results import HostResult, OpResult, RunResult, Status
+from agent.core.results import HostResult, OpResult, RunResult, Status
 
 _COLOURS = {
     Status.OK: "32", Status.CHANGED: "33", Status.RAN: "36", Status.FAILED: "31",
@@ -51,6 +51,13 @@ class Printer:
         for warning_line in shown(op.warning).splitlines():
             print(self.paint(f"    warning: {warning_line}", "33"), file=self.out)
 
+    def line(self, text: str) -> None:
+        """A line about the run itself, e.g. a rollout's next wave."""
+        try:
+            print(self.paint(shown(text), "1"), file=self.out, flush=True)
+        except BrokenPipeError:
+            self.out = open(os.devnull, "w")  # noqa: SIM115
+
     def recap(self, result: RunResult) -> None:
         title = "PLAN RECAP" if result.check else "RECAP"
         print(f"\n{title} " + "-" * 60, file=self.out)
@@ -58,7 +65,9 @@ class Printer:
         for host in result.hosts:
             fields = [f"{key}={value}" for key, value in summary(host, result.check).items()]
             name = self.paint(shown(host.host).ljust(width), "31" if host.failed else "32")
-            print(name + "  ".join(f.ljust(15) for f in fields).rstrip(), file=self.out)
+            waves = "  ".join(f"wave {n} of {shown(p)!r}" for p, n in host.waves.items())
+            print((name + "  ".join(f.ljust(15) for f in [*fields, waves])).rstrip(),
+                  file=self.out)
             if host.error:
                 prefix = "unreachable: " if host.unreachable else ""
                 print(self.paint(f"  {prefix}{shown(host.error)}", "31"), file=self.out)
@@ -77,8 +86,11 @@ def summary(host: HostResult, check: bool) -> dict[str, int]:
     return {**{key: counts[key] for key in keys}, "unreachable": int(host.unreachable)}
 
 
+FORMAT = 1  # of to_json's output; README "apply --json" says what each version holds
+
+
 def to_json(result: RunResult, audit_head: tuple[int, str] | None = None) -> str:
-    data = asdict(result)
+    data = {"format": FORMAT, **asdict(result)}
     data["failed"] = result.failed
     if audit_head is not None:  # the audit log's newest entry, once the run is recorded
         data["audit_head"] = f"{audit_head[0]}:{audit_head[1]}"

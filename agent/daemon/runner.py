@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.cli.output import FORMAT
+from agent.core.results import HostResult, OpResult, RunResult, Status
 from agent.daemon.policyset import PolicySet, Scheduled
-from agent.engine.results import HostResult, OpResult, RunResult, Status
 from agent.state.store import Store
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,17 @@ def overdue(child: Child) -> None:
         os.killpg(child.proc.pid, signal.SIGKILL)
 
 
+def _report(stdout: str) -> dict[str, Any] | None:
+    """The child's apply --json, if it is the format this daemon reads."""
+    try:
+        result = json.loads(stdout)
+    except ValueError:
+        return None
+    if not isinstance(result, dict) or result.get("format") != FORMAT:
+        return None
+    return result
+
+
 def finish(child: Child) -> RunResult | None:
     """After the child exited: log what it did; a failure it could not record itself is
     returned, for the daemon to record (see record_failure)."""
@@ -107,8 +119,10 @@ def finish(child: Child) -> RunResult | None:
     seconds = time.monotonic() - child.begun
     fields = {"policy": name, "hosts": list(child.hosts), "event": "run_finished",
               "seconds": round(seconds, 3), "exit_code": code}
-    if code in (0, 2):
-        result = json.loads(stdout)
+    result = _report(stdout) if code in (0, 2) else None
+    if code in (0, 2) and result is None:
+        stderr = f"its output is not apply --json format {FORMAT}\n{stderr}"
+    if result is not None:
         summary = {h["host"]: h["counts"] for h in result["hosts"]}
         if "audit_head" in result:  # published in the journal: a head kept off the store
             fields["audit_head"] = result["audit_head"]

@@ -23,39 +23,50 @@ COMMANDS = {
     "history": ("agent.cli.history", "list recent runs and what they did per host"),
     "audit": ("agent.cli.audit", "verify the audit log's hash chain, or list it"),
     "daemon": ("agent.cli.daemon", "converge policies on their schedules; serve /metrics"),
-    "backup": ("agent.cli.backup", "list a backup policy's archives, or restore one"),
     "run": ("agent.cli.run", "run a playbook: a one-shot procedure such as playbooks/restore.yml"),
 }
 # Commands that run pyinfra over many hosts: gevent must patch the process first,
 # as pyinfra's own CLI does, or SSH hosts are worked one after another.
-PARALLEL = {"plan", "apply", "backup", "run"}
+PARALLEL = {"plan", "apply", "run"}  # and every kind's actions
 
-USAGE = "usage: opsagent [--version] COMMAND [ARGS...]\n\ncommands:\n" + "".join(
-    f"  {name:<17}{text}\n" for name, (_, text) in COMMANDS.items()
-) + "\nRun `opsagent COMMAND --help` for a command's options.\n"
+
+def usage() -> str:
+    # a kind's actions are commands too (from the registry, which loads pyinfra: not here)
+    lines = [*(f"  {name:<17}{text}\n" for name, (_, text) in COMMANDS.items()),
+             f"  {'KIND VERB':<17}a kind's action on a policy's hosts, e.g. backup list, backup "
+             "restore (opsagent explain KIND lists them)\n"]
+    return ("usage: opsagent [--version] COMMAND [ARGS...]\n\ncommands:\n" + "".join(lines)
+            + "\nRun `opsagent COMMAND --help` for a command's options.\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help", "help"):
-        sys.stdout.write(USAGE)
+        sys.stdout.write(usage())
         return 0 if args else 1
     if args[0] == "--version":
         print(f"opsagent {__version__}")
         return 0
     command = args[0]
-    if command not in COMMANDS:
-        sys.stderr.write(f"opsagent: unknown command {command!r}\n\n{USAGE}")
-        return 1
-    if command in PARALLEL:
+    if command in PARALLEL or command not in COMMANDS:
         from gevent import monkey
 
         monkey.patch_all()
     from agent.state.store import StateError
 
-    module = importlib.import_module(COMMANDS[command][0])
     try:
-        code: int = module.main(args[1:])
+        if command in COMMANDS:
+            code: int = importlib.import_module(COMMANDS[command][0]).main(args[1:])
+        else:
+            from agent.kinds import KINDS
+
+            kind = KINDS.get(command)
+            if kind is None or not kind.actions:
+                sys.stderr.write(f"opsagent: unknown command {command!r}\n\n{usage()}")
+                return 1
+            from agent.cli import kind as kind_command
+
+            code = kind_command.main(kind, args[1:])
     except StateError as e:
         sys.stderr.write(f"opsagent: {e}\n")
         return 1

@@ -6,6 +6,7 @@ For `tasks`, naming an operation (e.g. files.line) lists that operation's argume
 from __future__ import annotations
 
 import inspect
+import json
 import types
 import typing
 from typing import Any
@@ -13,8 +14,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from agent.cli.common import Parser
+from agent.core.durations import Duration
 from agent.kinds import KINDS
-from agent.policy.durations import Duration
 from agent.policy.model import Envelope
 
 
@@ -42,12 +43,17 @@ def main(argv: list[str]) -> int:
     print("\nspec:")
     for line in describe(kind.Spec):
         print("  " + line)
+    for verb, action in kind.actions.items():
+        print(f"\naction {args.kind} {verb}: {action.help} (opsagent {args.kind} {verb} POLICY; "
+              f"playbook step {args.kind}.{verb})")
+        for line in describe(action.Args):
+            print("  " + line)
     return 0
 
 
 TOPICS = {"project": ("agent.project", "Project"), "agent": ("agent.config", "AgentConfig"),
           "inventory": ("agent.inventory", "InventoryFile"),
-          "secrets": ("agent.policy.secrets", None)}
+          "secrets": ("agent.core.secrets", None)}
 
 
 def _topic(name: str) -> int:
@@ -70,9 +76,12 @@ def _playbook() -> int:
     print("fields:")
     for line in describe(model.Playbook, exclude={"kind"}):
         print("  " + line)
-    for name, action in model.ACTIONS.items():
-        print(f"\n{inspect.cleandoc(action.__doc__ or name)}")
-        for line in describe(action):
+    from agent import actions
+
+    for name in actions.names():
+        step = actions.step_model(name)
+        print(f"\n{inspect.cleandoc(step.__doc__ or name)}")
+        for line in describe(step):
             print("  " + line)
     return 0
 
@@ -109,6 +118,8 @@ def describe(model: type[BaseModel], indent: str = "", exclude: set[str] | None 
         text = f"{indent}{key}: {_type_name(info.annotation)} ({required})"
         if info.description:
             text += f"  {info.description}"
+        if info.examples:
+            text += "  e.g. " + " or ".join(json.dumps(e) for e in info.examples)
         lines.append(text)
         for sub in _models(info.annotation):
             if sub not in seen:

@@ -13,12 +13,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from agent.actions import Call
 from agent.cli.common import Parser, add_state_dir, inventory_of, report_problems
 from agent.cli.output import Printer
 from agent.cli.shown import shown
 from agent.errors import Problems
-from agent.kinds.backup import actions
-from agent.playbook.model import ListAction, RestoreAction
 from agent.playbook.prepare import PlaybookStep, PreparedPlaybook, prepare
 
 
@@ -36,6 +35,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--check", action="store_true",
                         help="run reading steps only; say what changing steps would do")
     parser.add_argument("--timeout", type=int, default=10, help="connect timeout in seconds")
+    parser.add_argument("--lock-wait", type=int, default=300, metavar="SECONDS",
+                        help="wait this long for hosts another run holds (default: 300)")
     add_state_dir(parser)
     args = parser.parse_args(argv)
     try:
@@ -55,10 +56,8 @@ def _run(book: PreparedPlaybook, args: argparse.Namespace) -> int:
     total = len(book.steps)
     for number, step in enumerate(book.steps, 1):
         print(f"[{number}/{total}] {step.title}", flush=True)
-        if isinstance(step.args, ListAction):
-            ok = _list(step, args)
-        elif isinstance(step.args, RestoreAction):
-            ok = _restore(step, step.args, args, state, book.name)
+        if step.call is not None:
+            ok = _action(step.call, args, state, book.name)
         else:
             ok = _operation(step, args, state, book.name)
         if not ok:
@@ -72,51 +71,33 @@ def _run(book: PreparedPlaybook, args: argparse.Namespace) -> int:
     return 0
 
 
-def _list(step: PlaybookStep, args: argparse.Namespace) -> bool:
-    listing = actions.list_archives(step.plan, step.ref, args.timeout)
-    for line in actions.listing_lines(listing.archives):
-        print(f"  {line}")
-    for host, error in listing.errors.items():
-        print(shown(f"  {host}: {error}"), file=sys.stderr)
-    return not listing.errors
-
-
-def _restore(step: PlaybookStep, todo: RestoreAction, args: argparse.Namespace, state: Path,
-             name: str) -> bool:
-    [host_plan] = step.plan.hosts
-    repository = actions.spec_of(host_plan, step.ref).repository
-    only = f" (only {' '.join(todo.paths)})" if todo.paths else ""
-    if args.check:
-        print(f"  {host_plan.host.name}: would restore {todo.archive} from {repository} into "
-              f"{todo.to}{only}")
-        return True
-    done = actions.restore(step.plan, step.ref, todo.archive, todo.to, todo.paths, state,
-                           args.timeout, command=f"playbook {name}")
-    if done.error:
-        print(shown(f"  {done.host}: {done.error}"), file=sys.stderr)
-        return False
-    print(f"  {done.host}: restored {done.archive} from {done.repository} into {done.to}{only}")
-    return True
+def _action(call: Call, args: argparse.Namespace, state: Path, name: str) -> bool:
+    outcomes, unrecorded = call.run(state, f"playbook {name}", check=args.check,
+                                    timeout=args.timeout, lock_wait=args.lock_wait)
+    for outcome in outcomes:
+        for line in outcome.lines:
+            print(shown(f"  {line}"), file=sys.stdout if outcome.ok else sys.stderr)
+    if unrecorded:
+        print(f"  opsagent: could not record this step: {unrecorded}", file=sys.stderr)
+    return not unrecorded and all(o.ok for o in outcomes)
 
 
 def _operation(step: PlaybookStep, args: argparse.Namespace, state: Path, name: str) -> bool:
-    from agent.engine.run import execute
-    from agent.state.locks import host_locks
+    from agent import runs
     from agent.state.store import Store
 
     printer = Printer(diff=args.check)
-    hosts = [] if args.check else [hp.host.name for hp in step.plan.hosts]
-    with host_locks(state, hosts, f"opsagent playbook {name}", 300):
-        result = execute(step.plan, check=args.check, diff=args.check,
-                         connect_timeout=args.timeout, on_result=printer.progress)
-    for host in result.hosts:
+    with Store(state) as store:
+        done = runs.run(step.plan, store, f"playbook {name}", check=args.check, diff=args.check,
+                        connect_timeout=args.timeout, lock_wait=args.lock_wait,
+                        on_result=printer.progress, on_wave=printer.line,
+                        modes={name: "enforce"})
+    for host in done.result.hosts:
         if host.unreachable or host.error:
             print(shown(f"  {host.host}: {host.error or 'unreachable'}"), file=sys.stderr)
         for op in host.ops:
             for line in op.stdout.splitlines():
                 print(f"    {shown(line)}")
-    with Store(state) as store:
-        store.record(result, command=f"playbook {name}", source=step.plan.source,
-                     modes={name: "enforce"})
-    return not result.failed
-
+    if done.error:
+        print(f"  opsagent: could not record this step: {done.error}", file=sys.stderr)
+    return not done.result.failed and not done.error

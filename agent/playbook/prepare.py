@@ -14,15 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import TemplateSyntaxError, meta
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
+from agent import actions as registry
+from agent.actions import Call
+from agent.core.plans import HostPlan, PlannedStep, PolicyRef, RunPlan
 from agent.errors import Problem, Problems, dotted
 from agent.inventory import Inventory
-from agent.kinds.backup.actions import restore_problem
 from agent.kinds.tasks import KIND as TASKS
 from agent.kinds.tasks import Task, TasksSpec
-from agent.plan import HostPlan, PlannedStep, PolicyRef, RunPlan, build_plan
-from agent.playbook.model import ACTIONS, Playbook, RestoreAction
+from agent.plan import build_plan
+from agent.playbook.model import Playbook
 from agent.policy.load import Document, Loc, load_one
 from agent.policy.messages import problem, suggest
 from agent.policy.render import Renderer
@@ -37,7 +39,7 @@ class PlaybookStep:
     title: str
     plan: RunPlan
     ref: PolicyRef
-    args: BaseModel | None = None  # the action's checked arguments; None for operations
+    call: Call | None = None  # a kind's action; None for an operation
 
 
 @dataclass(frozen=True)
@@ -137,11 +139,11 @@ class _Maker:
         actions = [k for k in raw if "." in k]
         if len(actions) != 1:
             found = ", ".join(actions) or "none"
-            self.fail(loc, f"a step names exactly one action ({', '.join(ACTIONS)}, or a pyinfra "
+            self.fail(loc, f"a step names exactly one action ({', '.join(registry.names())}, or a pyinfra "
                            f"operation with hosts); found {found}")
             return None
         action = actions[0]
-        if action in ACTIONS:
+        if registry.find(action) is not None:
             return self._action(loc, raw, action)
         return self._operation(loc, raw, action)
 
@@ -154,27 +156,30 @@ class _Maker:
         args = self.render(raw[action] or {}, self.variables, (*loc, action))
         if len(self.problems) > count:
             return None
-        model = ACTIONS[action]
+        found = registry.find(action)
+        assert found is not None
+        kind, verb = found
+        model = registry.step_model(action)
         try:
             checked = model.model_validate(args)
         except ValidationError as e:
             self.problems.extend(problem(self.doc, err, self.context, model, (*loc, action))
                                  for err in e.errors())
             return None
-        name = checked.policy
-        plan = self._backup_plan((*loc, action), name, checked.host)
+        name = checked.policy  # type: ignore[attr-defined]
+        plan = self._policy_plan((*loc, action), kind.name, name, checked.host)  # type: ignore[attr-defined]
         if plan is None:
             return None
-        if isinstance(checked, RestoreAction):
-            why = restore_problem(plan, name, checked.to, "with host:")
-            if why:
-                field = "host" if len(plan.hosts) != 1 else "to"
-                self.fail((*loc, action, field), why)
-                return None
+        own = verb.Args.model_validate(checked.model_dump(include=set(verb.Args.model_fields)))
+        call = Call(kind, verb, plan, plan.policies[0], own)
+        field, why = call.problem("with host:")
+        if why:
+            self.fail((*loc, action, field), why)
+            return None
         title = raw.get("name") or f"{action} {name}"
-        return PlaybookStep(str(title), plan, plan.policies[0], checked)
+        return PlaybookStep(str(title), plan, plan.policies[0], call)
 
-    def _backup_plan(self, loc: Loc, name: str, host: str | None) -> RunPlan | None:
+    def _policy_plan(self, loc: Loc, kind: str, name: str, host: str | None) -> RunPlan | None:
         policies = self.policies()
         policy = policies.get(name)
         if policy is None:
@@ -182,9 +187,9 @@ class _Maker:
             self.fail((*loc, "policy"), f"no policy named {name!r} in "
                                         f"{', '.join(self.book.policies)}{hint}")
             return None
-        if policy.envelope.kind != "backup":
+        if policy.envelope.kind != kind:
             self.fail((*loc, "policy"), f"policy {name!r} is a {policy.envelope.kind} policy, "
-                                        "not backup")
+                                        f"not {kind}")
             return None
         if host is not None and not self.inventory.knows(host):
             self.fail((*loc, "host"), f"no host {host!r} in inventory {self.source}")
@@ -196,7 +201,7 @@ class _Maker:
             self.problems.extend(e.problems)
             return None
         if not plan.hosts:
-            self.fail((*loc, "host"), f"policy {name!r} does not back up {host!r} (targets: "
+            self.fail((*loc, "host"), f"policy {name!r} does not target {host!r} (targets: "
                                       f"{', '.join(policy.envelope.targets)})")
             return None
         return plan
@@ -214,7 +219,7 @@ class _Maker:
             targets = [targets]
         if not targets or not isinstance(targets, list):
             self.fail((*loc, action), f"{action} is not an opsagent action ("
-                      f"{', '.join(ACTIONS)}); as a pyinfra operation it needs `hosts:` "
+                      f"{', '.join(registry.names())}); as a pyinfra operation it needs `hosts:` "
                       "(inventory hosts or groups)", at_key=True)
             return None
         unknown = [t for t in targets if not self.inventory.knows(str(t))]

@@ -9,7 +9,7 @@ import pytest
 from agent.cli import main
 
 CASES = Path(__file__).parent.parent / "cases"
-INVALID = sorted((CASES / "invalid").glob("*.yml"))
+INVALID = sorted((CASES / "invalid").rglob("*.yml"))
 
 
 def validate(capsys: pytest.CaptureFixture[str], *paths: Path) -> tuple[int, list[str]]:

@@ -1,0 +1,106 @@
+"""Every registered kind keeps the whole contract (docs/kinds.md): explained fields with
+examples, metric families promtool accepts, actions that explain themselves, and a
+bad-input corpus of its own. A new kind that misses one fails here."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import typing
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.registry import Collector
+from pydantic import BaseModel
+
+from agent.cli import main
+from agent.kinds import KINDS
+from agent.kinds.contract import Kind
+
+CORPUS = Path(__file__).parent.parent / "cases" / "invalid"
+
+# facts as each kind's observe() keeps them, for its metric families
+FACTS: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
+    "backup": [("home", "web1", {
+        "repository": "/srv/borg", "success": 1, "duration": 2.5, "at": 1.7e9, "error": "",
+        "interval": 86400, "archive": {"name": "web1-x", "original": 10, "compressed": 5,
+                                       "deduplicated": 1, "files": 3, "at": 1.7e9},
+        "repository_size": 100, "archives": 2, "last_success": 1.7e9,
+        "checks": {"repository": {"ok": 1, "at": 1.7e9, "error": ""},
+                   "extract": {"ok": 0, "at": 1.7e9, "error": "boom"}}})],
+    "tasks": [("files", "web1", {})],
+}
+
+
+def models(model: type[BaseModel], seen: frozenset[type] = frozenset()) -> list[type[BaseModel]]:
+    """The model and every model its fields hold, each once."""
+    found = [model]
+    for info in model.model_fields.values():
+        for sub in _inner(info.annotation):
+            if sub not in seen | {model}:
+                found += models(sub, seen | {model})
+    return list(dict.fromkeys(found))
+
+
+def _inner(tp: Any) -> list[type[BaseModel]]:
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return [tp]
+    return [m for arg in typing.get_args(tp) for m in _inner(arg)]
+
+
+@pytest.mark.parametrize("name", sorted(KINDS))
+def test_every_field_is_explained_with_an_example(
+        name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    kind = KINDS[name]
+    assert main(["explain", name]) == 0
+    out = capsys.readouterr().out
+    fields = [(m.__name__, f, info) for m in models(kind.Spec)
+              for f, info in m.model_fields.items()]
+    fields += [(a.Args.__name__, f, info) for a in kind.actions.values()
+               for f, info in a.Args.model_fields.items()]
+    missing = [f"{m}.{f}" for m, f, info in fields
+               if f != "operation" and not (info.description and info.examples)]
+    assert missing == []
+    for _, field, info in fields:
+        assert f"{info.alias or field}: " in out
+    assert out.count("e.g. ") >= len(fields) - 1  # a task's operation is its key
+    for verb in kind.actions:
+        assert f"action {name} {verb}: " in out
+
+
+class _Families(Collector):
+    def __init__(self, kind: Kind[Any]) -> None:
+        self.kind = kind
+
+    def collect(self) -> Any:
+        return self.kind.families(FACTS[self.kind.name])
+
+
+@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool (Debian: prometheus) not installed")
+@pytest.mark.parametrize("name", sorted(KINDS))
+def test_metric_families_pass_promtool(name: str) -> None:
+    assert name in FACTS, f"add the facts {name}'s observe() keeps to FACTS"
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(KINDS[name]))
+    text = generate_latest(registry)
+    checked = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                             check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    for line in text.decode().splitlines():
+        if line.startswith("# TYPE "):
+            assert line.split()[2].startswith(f"opsagent_{name}_")
+
+
+@pytest.mark.parametrize("name", sorted(KINDS))
+def test_each_kind_has_a_bad_input_corpus(name: str) -> None:
+    cases = sorted((CORPUS / name).glob("*.yml"))
+    assert cases, f"add bad {name} policies and their .expected errors under {CORPUS / name}"
+    for case in cases:
+        assert f"kind: {name}" in case.read_text()
+        assert case.with_suffix(".expected").is_file()
+
+
+def test_a_kind_is_found_by_its_own_name() -> None:
+    assert all(kind.name == name for name, kind in KINDS.items())

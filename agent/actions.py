@@ -87,8 +87,8 @@ class Call:
                             f"has {', '.join(hosts)}; choose one {choose}")
         return self.action.problem(self.args)
 
-    def run(self, state: Path, command: str, *, check: bool, timeout: int, lock_wait: int
-            ) -> tuple[list[Outcome], str]:
+    def run(self, state: Path, command: str, *, check: bool, timeout: int, lock_wait: int,
+            audit_syslog: str | None = None) -> tuple[list[Outcome], str]:
         """Each host's outcome, and why the run could not be recorded ("" if it was)."""
         from agent import runs
         from agent.state.store import Store
@@ -106,7 +106,8 @@ class Call:
         if self.action.changes:
             with Store(state) as store:
                 done = runs.run(plan, store, command, check=False, connect_timeout=timeout,
-                                lock_wait=lock_wait, modes={}, observing=False)
+                                lock_wait=lock_wait, modes={}, observing=False,
+                                audit_syslog=audit_syslog)
         else:
             done = runs.run(plan, None, command, check=True, connect_timeout=timeout)
         by_host = {h.host: h for h in done.result.hosts}

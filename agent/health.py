@@ -19,7 +19,8 @@ from agent.core.steps import Command, Sequence
 
 HEALTH = "health"
 _TRIES = ('n=$1 d=$2 c=$3; i=0\n'
-          'while :; do sh -c "$c" && exit 0; s=$?; i=$((i+1)); [ "$i" -gt "$n" ] && exit $s\n'
+          'while :; do sh -c "$c" && exit 0; s=$?; i=$((i+1))\n'
+          '  if [ "$i" -gt "$n" ]; then echo "unhealthy: exit code $s, $i tries" >&2; exit $s; fi\n'
           '  sleep "$d"; done')
 
 

@@ -38,9 +38,11 @@ def run(
     connect_timeout: int = 10, lock_wait: int = 300, on_result: OnResult | None = None,
     on_wave: OnWave | None = None, stop: Callable[[], bool] = _never,
     modes: dict[str, str] | None = None, observing: bool = True,
+    audit_syslog: str | None = None,
 ) -> Finished:
     """Run the plan; with a store, locked (when not check) and recorded as `command`.
 
+    audit_syslog: a syslog socket each audit entry is also sent to once kept.
     observing: ask each kind what it reads from its results (not for a kind's action,
     whose results are not the policy's runs). Without a store (a reading action such as
     backup list) nothing is locked or kept.
@@ -50,6 +52,11 @@ def run(
     if store is None:
         return Finished(waves.execute())
     from agent.state.locks import host_locks
+
+    if audit_syslog:
+        from agent.state.ship import Syslog
+
+        store.ship = Syslog(audit_syslog)
 
     names = [hp.host.name for hp in plan.hosts]
     # once the hosts are ours, and before any is touched, the run is noted as begun: a run

@@ -65,15 +65,12 @@ def main(argv: list[str], check: bool = False) -> int:
         print(inventory_line(args, plan), flush=True)
     command = "plan" if check else "apply"
     with open_store(args) as store:
-        if getattr(args, "audit_syslog", None):
-            from agent.state.ship import Syslog
-
-            store.ship = Syslog(args.audit_syslog)
         before = store.audit_head()
         done = runs.run(plan, store, command, check=check, diff=args.diff,
                         connect_timeout=args.timeout, lock_wait=getattr(args, "lock_wait", 0),
                         on_result=None if args.json else printer.progress,
-                        on_wave=None if args.json else printer.line, stop=stopping.asked)
+                        on_wave=None if args.json else printer.line, stop=stopping.asked,
+                        audit_syslog=getattr(args, "audit_syslog", None))
     result = done.result
     if not args.json:
         printer.recap(result)

@@ -58,7 +58,8 @@ def main(kind: Kind[Any], argv: list[str]) -> int:
     from agent.state.store import state_dir
 
     outcomes, unrecorded = call.run(state_dir(args.state_dir), call.label, check=args.check,
-                                    timeout=args.timeout, lock_wait=args.lock_wait)
+                                    timeout=args.timeout, lock_wait=args.lock_wait,
+                                    audit_syslog=getattr(args, "audit_syslog", None))
     for outcome in outcomes:
         if not outcome.ok or not args.json:
             for line in outcome.lines:
@@ -89,6 +90,8 @@ def _parser(kind: Kind[Any]) -> Parser:
                              "change nothing")
             sub.add_argument("--lock-wait", type=int, default=300, metavar="SECONDS",
                              help="wait this long for hosts another run holds (default: 300)")
+            sub.add_argument("--audit-syslog", metavar="SOCKET", help="also send each audit "
+                             "entry to this syslog socket (default: opsagent.yml's audit_syslog)")
         sub.set_defaults(check=False, lock_wait=300)
         _options(sub, action.Args)
     return parser

@@ -37,6 +37,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--timeout", type=int, default=10, help="connect timeout in seconds")
     parser.add_argument("--lock-wait", type=int, default=300, metavar="SECONDS",
                         help="wait this long for hosts another run holds (default: 300)")
+    parser.add_argument("--audit-syslog", metavar="SOCKET", help="also send each audit entry "
+                        "to this syslog socket (default: opsagent.yml's audit_syslog)")
     add_state_dir(parser)
     args = parser.parse_args(argv)
     try:
@@ -73,7 +75,8 @@ def _run(book: PreparedPlaybook, args: argparse.Namespace) -> int:
 
 def _action(call: Call, args: argparse.Namespace, state: Path, name: str) -> bool:
     outcomes, unrecorded = call.run(state, f"playbook {name}", check=args.check,
-                                    timeout=args.timeout, lock_wait=args.lock_wait)
+                                    timeout=args.timeout, lock_wait=args.lock_wait,
+                                    audit_syslog=args.audit_syslog)
     for outcome in outcomes:
         for line in outcome.lines:
             print(shown(f"  {line}"), file=sys.stdout if outcome.ok else sys.stderr)
@@ -91,7 +94,7 @@ def _operation(step: PlaybookStep, args: argparse.Namespace, state: Path, name: 
         done = runs.run(step.plan, store, f"playbook {name}", check=args.check, diff=args.check,
                         connect_timeout=args.timeout, lock_wait=args.lock_wait,
                         on_result=printer.progress, on_wave=printer.line,
-                        modes={name: "enforce"})
+                        modes={name: "enforce"}, audit_syslog=args.audit_syslog)
     for host in done.result.hosts:
         if host.unreachable or host.error:
             print(shown(f"  {host.host}: {host.error or 'unreachable'}"), file=sys.stderr)

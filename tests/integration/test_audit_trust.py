@@ -128,6 +128,24 @@ def test_audit_entries_are_shipped_to_syslog_as_they_are_kept(tmp_path: Path) ->
     assert done.returncode == 0 and "audit entries not sent to syslog at" in done.stderr
 
 
+def test_playbook_steps_ship_their_entries_too(tmp_path: Path) -> None:
+    # before the run service, only apply set up shipping: a playbook's changes stayed local
+    root = project(tmp_path)
+    (root / "book.yml").write_text(
+        "apiVersion: opsagent/v1\nkind: playbook\nmetadata: {name: touch}\nsteps:\n"
+        "  - hosts: ['@local']\n    server.shell: {commands: ['true']}\n")
+    address = str(tmp_path / "log.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(address)
+        server.settimeout(5)
+        done = opsagent(root, "run", "book.yml", "-i", "inventory.yml", "--state-dir", "state",
+                        "--audit-syslog", address)
+        assert done.returncode == 0, done.stdout + done.stderr
+        shipped = json.loads(server.recv(65536).decode().split(": ", 1)[1].rstrip("\x00"))
+    assert (shipped["seq"], shipped["entry"]["policy"], shipped["entry"]["status"]) == (
+        1, "touch", "ran")
+
+
 def test_who_comes_from_the_uids_not_from_the_environment(tmp_path: Path) -> None:
     root = project(tmp_path)
     env = {**os.environ, "OPSAGENT_TRIGGER": "opsagent daemon (pid 1)", "SUDO_USER": "nobody",

@@ -24,7 +24,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("kind", help="one of: " + ", ".join(sorted(KINDS)) + "; or playbook, "
                                      "project (opsagent.yml), agent (agent.yml), inventory, "
                                      "secrets")
-    parser.add_argument("operation", nargs="?", help="tasks only: a pyinfra operation name")
+    parser.add_argument("operation", nargs="?", help="tasks only: a pyinfra operation "
+                        "(files.line) or module (files)")
     args = parser.parse_args(argv)
     if args.kind == "playbook" and not args.operation:
         return _playbook()
@@ -33,6 +34,8 @@ def main(argv: list[str]) -> int:
     if args.kind not in KINDS:
         parser.error(f"unknown kind {args.kind!r}; expected one of {', '.join(sorted(KINDS))}")
     if args.operation:
+        if args.kind == "tasks" and "." not in args.operation:
+            return _module(parser, args.operation)
         return _operation(parser, args.kind, args.operation)
     kind = KINDS[args.kind]
     print(f"kind: {args.kind}\n")
@@ -43,6 +46,14 @@ def main(argv: list[str]) -> int:
     print("\nspec:")
     for line in describe(kind.Spec):
         print("  " + line)
+    if args.kind == "tasks":
+        from agent.engine import catalog
+
+        print("\noperations (opsagent explain tasks MODULE, or MODULE.OPERATION for arguments):")
+        for module in catalog.modules():
+            names = catalog.operations(module)
+            if names:
+                print(f"  {module}: {', '.join(names)}")
     for verb, action in kind.actions.items():
         print(f"\naction {args.kind} {verb}: {action.help} (opsagent {args.kind} {verb} POLICY; "
               f"playbook step {args.kind}.{verb})")
@@ -83,6 +94,21 @@ def _playbook() -> int:
         print(f"\n{inspect.cleandoc(step.__doc__ or name)}")
         for line in describe(step):
             print("  " + line)
+    return 0
+
+
+def _module(parser: Parser, name: str) -> int:
+    """A pyinfra module's operations, each with the first line of its documentation."""
+    from agent.engine import catalog
+
+    try:
+        names = catalog.operations(name)
+    except catalog.UnknownOperation as e:
+        parser.error(str(e))
+    print(f"{name}: operations (opsagent explain tasks {name}.OPERATION for its arguments)\n")
+    for op in names:
+        doc = (catalog.operation(f"{name}.{op}").__doc__ or "").strip().splitlines()
+        print(f"  {name}.{op}: {doc[0] if doc else ''}")
     return 0
 
 

@@ -61,21 +61,32 @@ def modules() -> tuple[str, ...]:
 
 
 @cache
-def operation(name: str) -> Any:
-    """The pyinfra operation function for 'module.function'."""
-    module_name, _, func_name = name.partition(".")
-    if module_name not in modules() or not func_name:
+def operations(module_name: str) -> tuple[str, ...]:
+    """The operations of one pyinfra module, e.g. files: block, directory, ... (sorted)."""
+    if module_name not in modules():
         close = difflib.get_close_matches(module_name, modules(), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise UnknownOperation(f"unknown operation module {module_name!r}{hint}")
     module = importlib.import_module(f"pyinfra.operations.{module_name}")
-    names = [
+    return tuple(sorted(
         n for n, f in vars(module).items() if callable(f) and hasattr(f, "_inner") and n[0] != "_"
-    ]
+    ))
+
+
+@cache
+def operation(name: str) -> Any:
+    """The pyinfra operation function for 'module.function'."""
+    module_name, _, func_name = name.partition(".")
+    names = operations(module_name)
+    if not func_name:
+        raise UnknownOperation(f"{module_name!r} is an operation module: name one of its "
+                               f"operations, e.g. {module_name}.{names[0]} (opsagent explain "
+                               f"tasks {module_name} lists them)")
+    module = importlib.import_module(f"pyinfra.operations.{module_name}")
     if func_name not in names:
         close = difflib.get_close_matches(func_name, names, n=1)
         hint = f"did you mean '{module_name}.{close[0]}'?" if close else "expected one of " + (
-            ", ".join(sorted(names))
+            ", ".join(names)
         )
         raise UnknownOperation(f"unknown operation {name!r}; {hint}")
     return getattr(module, func_name)

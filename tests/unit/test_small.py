@@ -78,6 +78,29 @@ def test_explain_lists_fields_and_operation_arguments(capsys: pytest.CaptureFixt
     assert "  path: str (required)" in capsys.readouterr().out
 
 
+def test_explain_lists_modules_and_their_operations(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "tasks"]) == 0
+    out = capsys.readouterr().out
+    assert "\n  files: block, copy, directory, download, file, " in out
+    assert "\n  server: " in out and " shell, " in out
+    assert main(["explain", "tasks", "files"]) == 0  # was: unknown module 'files'; did you mean 'files'?
+    out = capsys.readouterr().out
+    assert "  files.line: Ensure lines in files using grep to locate and sed to replace." in out
+    with pytest.raises(SystemExit) as e:
+        main(["explain", "tasks", "filez"])
+    assert e.value.code == 1
+    assert "unknown operation module 'filez'; did you mean 'files'?" in capsys.readouterr().err
+
+
+def test_a_module_named_without_its_operation_says_so() -> None:
+    from agent.engine import catalog
+
+    with pytest.raises(catalog.UnknownOperation) as e:
+        catalog.operation("files")
+    assert str(e.value) == ("'files' is an operation module: name one of its operations, e.g. "
+                            "files.block (opsagent explain tasks files lists them)")
+
+
 def test_help_does_not_import_pyinfra() -> None:
     code = ("import sys; from agent.cli import main; main(['--help']); "
             "print('pyinfra' in sys.modules, 'gevent' in sys.modules)")

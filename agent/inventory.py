@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agent.core.hosts import LOCAL, SSH, Host, HostInfo
 from agent.core.secrets import SecretError, resolve_all
 from agent.errors import Problem, Problems, dotted
+from agent.patterns import select
 from agent.policy.load import Document, load_one
 from agent.policy.messages import problem
 
@@ -70,6 +71,12 @@ class Inventory:
         for target in targets:
             wanted.update(self.groups.get(target, (target,)))
         return [h for h in self.hosts if h.name in wanted]
+
+    def select(self, patterns: list[str]) -> list[Host]:
+        """Hosts that Ansible-style --limit patterns select (agent/patterns.py), in inventory
+        order; several patterns are one comma list. Raises PatternError."""
+        names = select(",".join(patterns), [h.name for h in self.hosts], self.groups)
+        return [h for h in self.hosts if h.name in names]
 
     def knows(self, target: str) -> bool:
         return target in self.groups or target in self.names()

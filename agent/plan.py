@@ -12,6 +12,7 @@ from agent.core.plans import HostPlan, PlannedStep, PolicyRef, RunPlan
 from agent.core.rollout import Health
 from agent.errors import Problem, Problems
 from agent.inventory import Inventory
+from agent.patterns import PatternError
 from agent.policy.render import Renderer
 from agent.policy.validate import Policy, check_targets, host_spec
 
@@ -29,9 +30,9 @@ def build_plan(
     Raises Problems with everything wrong, so that nothing runs on any host.
     """
     problems = check_targets(policies, inventory, inventory_source)
-    problems.extend(_check_selection(policies, inventory, limit, only))
+    problems.extend(_check_selection(policies, only))
     chosen = [p for p in policies if not only or p.name in only]
-    allowed = {h.name for h in inventory.resolve(limit)} if limit else None
+    allowed = _limited(inventory, limit, problems)
     renderer = Renderer()
     per_host: dict[str, list[PlannedStep]] = {}
     specs: dict[str, list[tuple[PolicyRef, BaseModel]]] = {}
@@ -109,17 +110,28 @@ def _nothing_selected(chosen: list[Policy], source: str, limit: list[str] | None
                    f"({targets}): nothing to do")
 
 
-def _check_selection(
-    policies: list[Policy], inventory: Inventory, limit: list[str] | None, only: list[str] | None
-) -> list[Problem]:
+def _check_selection(policies: list[Policy], only: list[str] | None) -> list[Problem]:
     problems = []
     names = {p.name for p in policies}
     for name in only or ():
         if name not in names:
             problems.append(Problem("--policy", 0, 0, "", "", f"no policy named {name!r}; "
                                     f"known: {', '.join(sorted(names))}"))
-    for target in limit or ():
-        if not inventory.knows(target):
-            problems.append(Problem("--limit", 0, 0, "", "", f"no host or group {target!r} "
-                                    "in the inventory"))
     return problems
+
+
+def _limited(inventory: Inventory, limit: list[str] | None, problems: list[Problem]
+             ) -> set[str] | None:
+    """The host names --limit allows (None: every one); a pattern that selects nothing or
+    names an unknown host or group is a problem."""
+    if not limit:
+        return None
+    try:
+        allowed = {h.name for h in inventory.select(limit)}
+    except PatternError as e:
+        problems.append(Problem("--limit", 0, 0, "", "", str(e)))
+        return set()
+    if not allowed:
+        problems.append(Problem("--limit", 0, 0, "", "", f"{','.join(limit)!r} selects no host "
+                                "of the inventory"))
+    return allowed

@@ -76,8 +76,9 @@ def add_arguments(parser: argparse.ArgumentParser, selection: bool = True) -> No
                         help="where relative template and file sources are found "
                              "(default: opsagent.yml's templates, else templates/)")
     if selection:
-        parser.add_argument("--limit", action="append", metavar="HOST|GROUP",
-                            help="only these hosts or groups (repeatable)")
+        parser.add_argument("--limit", action="append", metavar="PATTERN",
+                            help="only these hosts, as Ansible's patterns: web, web,db, "
+                                 "web:!h1, web:&eu, 'h*', '~web\\d+' (repeatable)")
         parser.add_argument("--policy", action="append", metavar="NAME",
                             help="only the policy with this name (repeatable)")
 

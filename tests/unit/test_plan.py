@@ -75,3 +75,12 @@ def test_a_selection_that_plans_nothing_is_bad_input() -> None:
         plan(limit=["web1"], only=["db-audit"])
     assert [str(p) for p in e.value.problems] == [
         "--limit: no selected policy targets web1 (db-audit targets db1): nothing to do"]
+
+
+def test_limit_takes_ansible_patterns() -> None:
+    assert [h.host.name for h in plan(limit=["web:!web1"]).hosts] == ["web2"]
+    assert [h.host.name for h in plan(limit=["web*", "db1"]).hosts] == ["web1", "web2", "db1"]
+    with pytest.raises(Problems) as e:
+        plan(limit=["web:&db"])
+    assert [str(p) for p in e.value.problems] == [
+        "--limit: 'web:&db' selects no host of the inventory"]

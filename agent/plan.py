@@ -15,6 +15,7 @@ from agent.inventory import Inventory
 from agent.patterns import PatternError
 from agent.policy.render import Renderer
 from agent.policy.validate import Policy, check_targets, host_spec
+from agent.tags import selected
 
 
 def build_plan(
@@ -24,6 +25,8 @@ def build_plan(
     templates: Path,
     limit: list[str] | None = None,
     only: list[str] | None = None,
+    tags: list[str] | None = None,
+    skip_tags: list[str] | None = None,
 ) -> RunPlan:
     """Validate every policy for every host it targets and plan its steps.
 
@@ -52,12 +55,16 @@ def build_plan(
             check = _health(policy, host.info, renderer, failed_on)
             if check is not None:
                 health.setdefault(host.name, []).append((policy.name, check))
-            steps = per_host.setdefault(host.name, [])
-            steps.extend(PlannedStep(ref, s) for s in policy.kind.plan(spec, host.info))
+            planned = [PlannedStep(ref, s) for s in policy.kind.plan(spec, host.info)
+                       if selected((*policy.envelope.tags, *getattr(s, "tags", ())), tags,
+                                   skip_tags)]
+            if not planned:
+                continue
+            per_host.setdefault(host.name, []).extend(planned)
             specs.setdefault(host.name, []).append((ref, spec))
         problems.extend(_on_hosts(p, hosts, len(targeted)) for p, hosts in failed_on.items())
     if chosen and not problems and not per_host:
-        problems.append(_nothing_selected(chosen, inventory_source, limit))
+        problems.append(_nothing_selected(chosen, inventory_source, limit, tags, skip_tags))
     if problems:
         raise Problems(problems)
     hosts = tuple(
@@ -100,7 +107,14 @@ def _on_hosts(problem: Problem, hosts: list[str], targeted: int) -> Problem:
     return replace(problem, message=f"{problem.message} (for host {', '.join(hosts)})")
 
 
-def _nothing_selected(chosen: list[Policy], source: str, limit: list[str] | None) -> Problem:
+def _nothing_selected(chosen: list[Policy], source: str, limit: list[str] | None,
+                      tags: list[str] | None, skip_tags: list[str] | None) -> Problem:
+    if tags or skip_tags:
+        said = " and ".join(([f"--tags {','.join(tags)}"] if tags else [])
+                            + ([f"--skip-tags {','.join(skip_tags)}"] if skip_tags else []))
+        return Problem("--tags" if tags else "--skip-tags", 0, 0, "", "",
+                       f"{said} leave no step of the selected policies on any host: nothing "
+                       "to do")
     targets = "; ".join(f"{p.name} targets {', '.join(p.envelope.targets) or 'nothing'}"
                         for p in chosen)
     if limit:

@@ -81,6 +81,11 @@ def add_arguments(parser: argparse.ArgumentParser, selection: bool = True) -> No
                                  "web:!h1, web:&eu, 'h*', '~web\\d+' (repeatable)")
         parser.add_argument("--policy", action="append", metavar="NAME",
                             help="only the policy with this name (repeatable)")
+        parser.add_argument("--tags", action="append", metavar="TAG[,TAG]", type=_tag_list,
+                            help="only steps with one of these tags (their task's or their "
+                                 "policy's; always, never, all, tagged, untagged as Ansible)")
+        parser.add_argument("--skip-tags", action="append", metavar="TAG[,TAG]", type=_tag_list,
+                            help="leave out steps with one of these tags")
 
 
 def inventory_of(args: argparse.Namespace) -> tuple[Inventory, str]:
@@ -124,12 +129,25 @@ def load_plan(args: argparse.Namespace) -> RunPlan:
         raise Problems(problems)
     try:
         plan = build_plan(policies, inventory, source, args.templates,
-                          getattr(args, "limit", None), getattr(args, "policy", None))
+                          getattr(args, "limit", None), getattr(args, "policy", None),
+                          _flat(getattr(args, "tags", None)),
+                          _flat(getattr(args, "skip_tags", None)))
     except Problems as e:
         problems.extend(e.problems)
     if problems:
         raise Problems(problems)
     return plan
+
+
+def _tag_list(text: str) -> list[str]:
+    tags = [t.strip() for t in text.split(",")]
+    if not all(tags):
+        raise argparse.ArgumentTypeError(f"{text!r}: an empty tag")
+    return tags
+
+
+def _flat(lists: list[list[str]] | None) -> list[str] | None:
+    return [t for tags in lists for t in tags] if lists else None
 
 
 def report_problems(e: Problems) -> int:

@@ -39,6 +39,7 @@ class Step:
     args: Mapping[str, Any]
     guard: Guard | None = None
     sensitive: bool = False  # its diff and output are hidden everywhere (engine.hide)
+    tags: tuple[str, ...] = ()  # for --tags / --skip-tags, with its policy's (agent/tags.py)
 
 
 @dataclass(frozen=True)

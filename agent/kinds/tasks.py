@@ -69,6 +69,10 @@ class Task(Guard):
         "state store, audit log, reports): a note and a hash stand in their place. Default: "
         "true when the task uses a secret reference or a secret's value, or reads a src "
         "outside templates/; else false.")
+    tags: list[str] = Field(default_factory=list, examples=[["config", "nginx"]],
+                            description="For --tags and --skip-tags (beside the policy's "
+                            "own tags); always: runs whatever --tags says; never: only when "
+                            "--tags names it.")
     allow_outside_templates: bool = Field(
         False, examples=[True], description="Let files.template / files.put read a src outside the templates "
         "folder (e.g. an absolute path). The task is then sensitive unless it says otherwise.")
@@ -132,8 +136,8 @@ class TasksKind:
     actions: dict[str, Action[TasksSpec, Any]] = {}
 
     def plan(self, spec: TasksSpec, host: HostInfo) -> list[Step | Sequence]:
-        return [Step(t.title(), t.operation, t.args, t.guard(), sensitive=bool(t.sensitive))
-                for t in spec.tasks]
+        return [Step(t.title(), t.operation, t.args, t.guard(), sensitive=bool(t.sensitive),
+                     tags=tuple(t.tags)) for t in spec.tasks]
 
     def observe(self, spec: TasksSpec, host: HostInfo, ops: list[OpResult]) -> Observation | None:
         return None  # the operations' own results say it all

@@ -93,6 +93,9 @@ class Envelope(BaseModel):
         "enforce", description="enforce converges; audit only reports drift."
     )
     schedule: Schedule | None = Field(None, description="Omitted: one-shot runs only.")
+    tags: list[str] = Field(default_factory=list, description="For --tags and --skip-tags: "
+                            "every step of the policy has these (a task may add its own).",
+                            examples=[["web", "config"]])
     rollout: Rollout | None = Field(None, description="Converge the targets in waves, with a "
                                     "health check after each and a failure budget (Ansible's "
                                     "serial); omitted: every host at once.")

@@ -40,6 +40,8 @@ class Step:
     guard: Guard | None = None
     sensitive: bool = False  # its diff and output are hidden everywhere (engine.hide)
     tags: tuple[str, ...] = ()  # for --tags / --skip-tags, with its policy's (agent/tags.py)
+    notify: tuple[str, ...] = ()  # handlers of its policy to run when it changed something
+    handler: str = ""  # this step is that handler: it runs only when notified on the host
 
 
 @dataclass(frozen=True)

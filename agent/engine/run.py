@@ -161,15 +161,22 @@ def _add(state: State, host: Any, planned: PlannedStep, judge_only: bool) -> Ope
 def _judge(state: State, host: Any, steps: tuple[PlannedStep, ...], result: HostResult, logs: Capture,
            on_result: OnResult | None, stop: Callable[[], bool]) -> None:
     """Check mode: add every operation (which reads facts) and report what would change."""
+    notified = Notified()
     with ctx_host.use(host):
         for index, planned in enumerate(steps):
+            step = planned.step
+            if isinstance(step, Step) and step.handler and not notified.wants(planned):
+                continue  # a handler no change notified: nothing to report
             if result.error or stop():
                 result.error = STOPPED
                 _skip(planned, result, True, on_result)
                 continue
             logs.step[host.name] = index
-            if isinstance(planned.step, Sequence):
+            if isinstance(step, Sequence):
                 _commands(host, planned, True, result, on_result)
+                continue
+            if step.handler:
+                notified.would_run(planned, result, on_result)
                 continue
             started = time.monotonic()
             try:
@@ -182,19 +189,30 @@ def _judge(state: State, host: Any, steps: tuple[PlannedStep, ...], result: Host
                 status, error = Status.FAILED, _describe(e, logs, host.name, index)
             _finish(planned, result, status, True, time.monotonic() - started, logs, host.name,
                     index, on_result, error=error)
+            notified.add(planned, result.ops[-1].status)
 
 
 def _converge(state: State, host: Any, steps: tuple[PlannedStep, ...], result: HostResult, logs: Capture,
               on_result: OnResult | None, stop: Callable[[], bool]) -> None:
     """Apply: add and execute operations in order; a failure skips the rest of its policy."""
+    notified = Notified()
     with ctx_host.use(host):
         failed_policies: set[str] = set()
         for index, planned in enumerate(steps):
             policy = planned.policy
+            handler = isinstance(planned.step, Step) and planned.step.handler
+            if handler and not notified.wants(planned):
+                continue  # a handler no change notified: nothing to report
             if not result.unreachable and not result.error and stop():
                 result.error = STOPPED
-            if policy.name in failed_policies or result.unreachable or result.error:
+            # a notified handler runs even after a later task of its policy failed
+            # (Ansible's force_handlers): the change that notified it is made
+            if (policy.name in failed_policies and not handler) or result.unreachable \
+                    or result.error:
                 _skip(planned, result, False, on_result)
+                continue
+            if handler and policy.mode == "audit":
+                notified.would_run(planned, result, on_result)
                 continue
             logs.step[host.name] = index
             if isinstance(planned.step, Sequence):
@@ -211,6 +229,7 @@ def _converge(state: State, host: Any, steps: tuple[PlannedStep, ...], result: H
                     error = result.error
             _finish(planned, result, status, judged, time.monotonic() - started, logs, host.name,
                     index, on_result, error=error, meta=meta)
+            notified.add(planned, status)
 
 
 def _commands(host: Any, planned: PlannedStep, check: bool, result: HostResult,
@@ -319,6 +338,35 @@ def _finish(planned: PlannedStep, result: HostResult, status: Status, judged: bo
     result.ops.append(redact(op, step.sensitive))
     if on_result is not None:
         on_result(host, op)
+
+
+class Notified:
+    """The handlers that steps which changed something (or would) notified on one host."""
+
+    def __init__(self) -> None:
+        self.by: dict[tuple[str, str], list[str]] = {}  # (policy, handler) -> notifying steps
+
+    def add(self, planned: PlannedStep, status: Status) -> None:
+        step = planned.step
+        if isinstance(step, Step) and status in (Status.CHANGED, Status.RAN):
+            for name in step.notify:
+                self.by.setdefault((planned.policy.name, name), []).append(step.name)
+
+    def wants(self, planned: PlannedStep) -> bool:
+        step = planned.step
+        return isinstance(step, Step) and (planned.policy.name, step.handler) in self.by
+
+    def would_run(self, planned: PlannedStep, result: HostResult, on_result: OnResult | None
+                  ) -> None:
+        """Check mode (or an audit policy): a notified handler is reported, not judged."""
+        step = planned.step
+        assert isinstance(step, Step)
+        by = self.by[(planned.policy.name, step.handler)]
+        op = redact(OpResult(planned.policy.name, planned.policy.kind, step.name, step.operation,
+                             Status.RAN, planned=True, diff=f"notified by {', '.join(by)}"))
+        result.ops.append(op)
+        if on_result is not None:
+            on_result(result.host, op)
 
 
 def skipped(planned: PlannedStep, judged: bool = False) -> list[OpResult]:

@@ -34,7 +34,15 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client.core import Metric
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from agent.core.hosts import HostInfo
@@ -69,6 +77,9 @@ class Task(Guard):
         "state store, audit log, reports): a note and a hash stand in their place. Default: "
         "true when the task uses a secret reference or a secret's value, or reads a src "
         "outside templates/; else false.")
+    notify: list[str] = Field(default_factory=list, examples=[["reload nginx"]],
+                              description="Handlers (by name) to run at the end of the policy "
+                              "when this task changed something on the host.")
     tags: list[str] = Field(default_factory=list, examples=[["config", "nginx"]],
                             description="For --tags and --skip-tags (beside the policy's "
                             "own tags); always: runs whatever --tags says; never: only when "
@@ -104,6 +115,11 @@ class Task(Guard):
             rest["sensitive"] = True
         return {**rest, "operation": op, "args": coerced}
 
+    @field_validator("notify", mode="before")
+    @classmethod
+    def _one(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
     def guard(self) -> Guard | None:
         guard = Guard(creates=self.creates, removes=self.removes, unless=self.unless,
                       only_if=self.only_if)
@@ -128,6 +144,32 @@ class TasksSpec(BaseModel):
 
     tasks: list[Task] = Field(min_length=1, description="The operations, in order.", examples=[
         [{"name": "sandbox folder", "files.directory": {"path": "/srv/app", "mode": "755"}}]])
+    handlers: list[Task] = Field(default_factory=list, description="Tasks run once per host at "
+                                 "the end of the policy, in this order, only when a task that "
+                                 "notifies them changed something there (also after a later "
+                                 "failure); each needs a name.", examples=[[
+                                     {"name": "reload nginx", "server.service": {
+                                         "service": "nginx", "reloaded": True}}]])
+
+    @model_validator(mode="after")
+    def _handlers_known(self) -> TasksSpec:
+        names = [h.name for h in self.handlers]
+        for i, handler in enumerate(self.handlers):
+            if not handler.name:
+                raise _fail(("handlers", i), "handler_name", "a handler needs a name (what "
+                            "tasks notify)", None)
+            if handler.notify:
+                raise _fail(("handlers", i, "notify"), "handler_notify", "a handler cannot "
+                            "notify another: list both in the tasks' notify", handler.notify)
+            if names.count(handler.name) > 1:
+                raise _fail(("handlers", i, "name"), "handler_name", f"handler name "
+                            f"{handler.name!r} is used twice", handler.name)
+        for i, task in enumerate(self.tasks):
+            for j, name in enumerate(task.notify):
+                if name not in names:
+                    raise _fail(("tasks", i, "notify", j), "unknown_handler", f"no handler "
+                                f"named {name!r}{suggest(name, [n for n in names if n])}", name)
+        return self
 
 
 class TasksKind:
@@ -136,8 +178,11 @@ class TasksKind:
     actions: dict[str, Action[TasksSpec, Any]] = {}
 
     def plan(self, spec: TasksSpec, host: HostInfo) -> list[Step | Sequence]:
-        return [Step(t.title(), t.operation, t.args, t.guard(), sensitive=bool(t.sensitive),
-                     tags=tuple(t.tags)) for t in spec.tasks]
+        steps = [Step(t.title(), t.operation, t.args, t.guard(), sensitive=bool(t.sensitive),
+                      tags=tuple(t.tags), notify=tuple(t.notify)) for t in spec.tasks]
+        return [*steps, *(Step(h.title(), h.operation, h.args, h.guard(),
+                               sensitive=bool(h.sensitive), tags=tuple(h.tags),
+                               handler=h.name or "") for h in spec.handlers)]
 
     def observe(self, spec: TasksSpec, host: HostInfo, ops: list[OpResult]) -> Observation | None:
         return None  # the operations' own results say it all

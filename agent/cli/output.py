@@ -45,6 +45,8 @@ class Printer:
         if self.diff and op.diff:
             for diff_line in shown(op.diff).splitlines():
                 print(f"    {diff_line}", file=self.out)
+        if op.status is Status.SKIPPED and op.error:  # why: a false when:, a stopped rollout
+            print(self.paint(f"    {shown(op.error)}", "90"), file=self.out)
         if op.status is Status.FAILED and op.error:
             for error_line in shown(op.error).splitlines():
                 print(self.paint(f"    {error_line}", "31"), file=self.out)

@@ -42,6 +42,7 @@ class Step:
     tags: tuple[str, ...] = ()  # for --tags / --skip-tags, with its policy's (agent/tags.py)
     notify: tuple[str, ...] = ()  # handlers of its policy to run when it changed something
     handler: str = ""  # this step is that handler: it runs only when notified on the host
+    skip: str = ""  # why it does not run on this host (a false `when:`), shown as skipped
 
 
 @dataclass(frozen=True)

@@ -175,6 +175,9 @@ def _judge(state: State, host: Any, steps: tuple[PlannedStep, ...], result: Host
             if isinstance(step, Sequence):
                 _commands(host, planned, True, result, on_result)
                 continue
+            if step.skip:
+                _skip(planned, result, True, on_result, why=step.skip)
+                continue
             if step.handler:
                 notified.would_run(planned, result, on_result)
                 continue
@@ -210,6 +213,9 @@ def _converge(state: State, host: Any, steps: tuple[PlannedStep, ...], result: H
             if (policy.name in failed_policies and not handler) or result.unreachable \
                     or result.error:
                 _skip(planned, result, False, on_result)
+                continue
+            if isinstance(planned.step, Step) and planned.step.skip:
+                _skip(planned, result, policy.mode == "audit", on_result, why=planned.step.skip)
                 continue
             if handler and policy.mode == "audit":
                 notified.would_run(planned, result, on_result)
@@ -378,9 +384,10 @@ def skipped(planned: PlannedStep, judged: bool = False) -> list[OpResult]:
                             Status.SKIPPED, planned=judged)) for name, operation in names]
 
 
-def _skip(planned: PlannedStep, result: HostResult, judged: bool, on_result: OnResult | None
-          ) -> None:
+def _skip(planned: PlannedStep, result: HostResult, judged: bool, on_result: OnResult | None,
+          why: str = "") -> None:
     for op in skipped(planned, judged):
+        op.error = why
         result.ops.append(op)
         if on_result is not None:
             on_result(result.host, op)

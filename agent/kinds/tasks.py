@@ -38,6 +38,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -77,6 +78,11 @@ class Task(Guard):
         "state store, audit log, reports): a note and a hash stand in their place. Default: "
         "true when the task uses a secret reference or a secret's value, or reads a src "
         "outside templates/; else false.")
+    when: str | bool | None = Field(None, examples=["'web' in host.groups and port > 1024"],
+                                    description="A Jinja2 expression over the host's "
+                                    "variables and host.name/host.groups, evaluated on the "
+                                    "controller when the policy is planned; false: the task is "
+                                    "skipped on that host, saying so.")
     notify: list[str] = Field(default_factory=list, examples=[["reload nginx"]],
                               description="Handlers (by name) to run at the end of the policy "
                               "when this task changed something on the host.")
@@ -114,6 +120,26 @@ class Task(Guard):
         if "sensitive" not in rest and (used_secret or outside or holds_secret(coerced)):
             rest["sensitive"] = True
         return {**rest, "operation": op, "args": coerced}
+
+    _skip: str = PrivateAttr("")
+
+    @model_validator(mode="after")
+    def _condition(self, info: ValidationInfo) -> Task:
+        context = info.context or {}
+        if isinstance(self.when, str) and "renderer" in context:
+            renderer: Renderer = context["renderer"]
+            try:
+                holds = renderer.condition(self.when, context.get("variables", {}))
+            except ValueError as e:
+                raise _fail(("when",), "condition", str(e), self.when) from None
+            self._skip = "" if holds else f"when: {self.when} is false"
+        elif self.when is False:
+            self._skip = "when: false"
+        return self
+
+    @property
+    def skip(self) -> str:
+        return self._skip
 
     @field_validator("notify", mode="before")
     @classmethod
@@ -179,10 +205,11 @@ class TasksKind:
 
     def plan(self, spec: TasksSpec, host: HostInfo) -> list[Step | Sequence]:
         steps = [Step(t.title(), t.operation, t.args, t.guard(), sensitive=bool(t.sensitive),
-                      tags=tuple(t.tags), notify=tuple(t.notify)) for t in spec.tasks]
+                      tags=tuple(t.tags), notify=tuple(t.notify), skip=t.skip)
+                 for t in spec.tasks]
         return [*steps, *(Step(h.title(), h.operation, h.args, h.guard(),
                                sensitive=bool(h.sensitive), tags=tuple(h.tags),
-                               handler=h.name or "") for h in spec.handlers)]
+                               handler=h.name or "", skip=h.skip) for h in spec.handlers)]
 
     def observe(self, spec: TasksSpec, host: HostInfo, ops: list[OpResult]) -> Observation | None:
         return None  # the operations' own results say it all

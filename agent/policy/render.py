@@ -72,6 +72,24 @@ class Renderer:
         problems.append(doc.problem(loc, context, dotted(loc), message))
         return value
 
+    def condition(self, expression: str, variables: dict[str, Any]) -> bool:
+        """A `when:` expression's truth, evaluated in the sandbox on the controller.
+
+        Raises ValueError saying why it cannot be (an undefined name, a syntax error)."""
+        try:
+            compiled = self.env.compile_expression(expression, undefined_to_none=False)
+            with deadline():
+                return bool(compiled(**variables))
+        except TooCostly as e:
+            raise ValueError(f"condition refused: {e}") from None
+        except (MemoryError, RecursionError):
+            raise ValueError("condition refused: it needs too much memory or nesting") from None
+        except UndefinedError as e:
+            what = (e.message or "").removesuffix(" is undefined")
+            raise ValueError(f"undefined variable {what}") from None
+        except TemplateError as e:
+            raise ValueError(f"condition error: {e.message or e}") from None
+
     def render_file(self, path: Path, variables: dict[str, Any],
                     options: dict[str, bool] | None = None) -> str:
         """A template file rendered in the sandbox; raises TemplateFileError."""

@@ -84,3 +84,17 @@ def test_limit_takes_ansible_patterns() -> None:
         plan(limit=["web:&db"])
     assert [str(p) for p in e.value.problems] == [
         "--limit: 'web:&db' selects no host of the inventory"]
+
+
+def test_when_is_evaluated_per_host_on_the_controller(tmp_path: Path) -> None:
+    (tmp_path / "p.yml").write_text(
+        "apiVersion: opsagent/v1\nkind: tasks\nmetadata: {name: cond}\ntargets: [all]\n"
+        "spec:\n  tasks:\n    - files.directory: {path: /srv/web}\n"
+        "      when: \"'web' in host.groups and port > 8080\"\n"
+        "    - files.directory: {path: /srv/any}\n      when: true\n")
+    inventory = load_inventory(CASES / "inventory.yml")
+    result = build_plan(load_policies([tmp_path / "p.yml"]), inventory, "inv", CASES / "templates")
+    assert {hp.host.name: [op(s).skip for s in hp.steps] for hp in result.hosts} == {
+        "web1": ["when: 'web' in host.groups and port > 8080 is false", ""],
+        "web2": ["", ""],
+        "db1": ["when: 'web' in host.groups and port > 8080 is false", ""]}

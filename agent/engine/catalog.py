@@ -118,7 +118,8 @@ def arguments_model(name: str) -> type[BaseModel]:
         fields[_field_name(pname)] = (annotation, Field(default, alias=pname))
     for gname, gtype in GLOBAL_ARGUMENTS.items():
         fields[_field_name(gname)] = (gtype | None, Field(None, alias=gname))
-    config = ConfigDict(extra="allow" if takes_any else "forbid", arbitrary_types_allowed=True)
+    config = ConfigDict(extra="allow" if takes_any else "forbid", arbitrary_types_allowed=True,
+                        coerce_numbers_to_str=True)  # "{{ port }}" is a number, line: wants text
     model: type[BaseModel] = create_model(
         name.replace(".", "_"), __config__=config, **fields
     )

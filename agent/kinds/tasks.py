@@ -38,6 +38,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     PrivateAttr,
     ValidationError,
     ValidationInfo,
@@ -52,8 +53,9 @@ from agent.core.secrets import SecretError, holds_secret, resolve_all
 from agent.core.steps import Guard, Observation, Rendered, Sequence, Step
 from agent.engine import catalog
 from agent.kinds.contract import Action, Facts
+from agent.kinds.loop import LoopControl, expand
 from agent.policy.messages import suggest
-from agent.policy.render import FILE_OPTIONS, Renderer, TemplateFileError
+from agent.policy.render import FILE_OPTIONS, LOOP, Renderer, TemplateFileError
 
 _SRC_OPS = ("files.template", "files.put")
 _PUT_ARGS = ("dest", "user", "group", "mode", "create_remote_dir")  # what files.template passes on
@@ -80,7 +82,8 @@ class Task(Guard):
         "outside templates/; else false.")
     when: str | bool | None = Field(None, examples=["'web' in host.groups and port > 1024"],
                                     description="A Jinja2 expression over the host's "
-                                    "variables and host.name/host.groups, evaluated on the "
+                                    "variables, host.name/host.groups and the loop's item, "
+                                    "evaluated on the "
                                     "controller when the policy is planned; false: the task is "
                                     "skipped on that host, saying so.")
     notify: list[str] = Field(default_factory=list, examples=[["reload nginx"]],
@@ -90,9 +93,45 @@ class Task(Guard):
                             description="For --tags and --skip-tags (beside the policy's "
                             "own tags); always: runs whatever --tags says; never: only when "
                             "--tags names it.")
+    loop: list[Any] | str | None = Field(None, examples=["{{ users }}"], description="Run the "
+                                         "task once per item of this list (or of the list "
+                                         "\"{{ EXPRESSION }}\" gives); each item is its own "
+                                         "step, seen as {{ item }}.")
+    loop_control: LoopControl | None = Field(None, examples=[{"loop_var": "user"}],
+                                             description="How the loop names its items.")
     allow_outside_templates: bool = Field(
         False, examples=[True], description="Let files.template / files.put read a src outside the templates "
         "folder (e.g. an absolute path). The task is then sensitive unless it says otherwise.")
+
+    _items: tuple[Task, ...] = PrivateAttr(())
+    _label: str = PrivateAttr("")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _loop(cls, data: Any, handler: ModelWrapValidatorHandler[Task], info: ValidationInfo
+              ) -> Task:
+        if not isinstance(data, dict) or LOOP not in data:
+            return handler(data)
+        templated = "{{" in str(data.get("name") or "")
+
+        def one(rendered: dict[str, Any], context: dict[str, Any]) -> Task:
+            return cls.model_validate(rendered, context=context)
+
+        items = expand(data, info, one)
+        for label, item in items:
+            item._label = "" if templated else label
+        first = items[0][1] if items else None
+        looped = cls.model_construct(
+            name=data.get("name") if isinstance(data.get("name"), str) else None,
+            operation=first.operation if first else "", args={},
+            notify=sorted({n for _, item in items for n in item.notify}),
+            loop=[], loop_control=None)
+        looped._items = tuple(item for _, item in items)
+        return looped
+
+    def each(self) -> tuple[Task, ...]:
+        """The tasks this one stands for: itself, or one per item of its loop (maybe none)."""
+        return self._items if self.loop is not None else (self,)
 
     @model_validator(mode="before")
     @classmethod
@@ -153,14 +192,15 @@ class Task(Guard):
 
     def title(self) -> str:
         if self.name:
-            return self.name
+            return f"{self.name} ({self._label})" if self._label else self.name
         first = next(iter(self.args.values()), "")
         if isinstance(first, Rendered):
             first = first.source
         if isinstance(first, list):
             first = " ".join(str(x) for x in first)
         text = f"{self.operation} {first}".strip()
-        return text if len(text) <= 60 else text[:57] + "..."
+        text = text if len(text) <= 60 else text[:57] + "..."
+        return f"{text} ({self._label})" if self._label else text
 
 
 class TasksSpec(BaseModel):
@@ -191,7 +231,7 @@ class TasksSpec(BaseModel):
                 raise _fail(("handlers", i, "name"), "handler_name", f"handler name "
                             f"{handler.name!r} is used twice", handler.name)
         for i, task in enumerate(self.tasks):
-            for j, name in enumerate(task.notify):
+            for j, name in enumerate(dict.fromkeys(n for t in task.each() for n in t.notify)):
                 if name not in names:
                     raise _fail(("tasks", i, "notify", j), "unknown_handler", f"no handler "
                                 f"named {name!r}{suggest(name, [n for n in names if n])}", name)
@@ -206,10 +246,11 @@ class TasksKind:
     def plan(self, spec: TasksSpec, host: HostInfo) -> list[Step | Sequence]:
         steps = [Step(t.title(), t.operation, t.args, t.guard(), sensitive=bool(t.sensitive),
                       tags=tuple(t.tags), notify=tuple(t.notify), skip=t.skip)
-                 for t in spec.tasks]
+                 for task in spec.tasks for t in task.each()]
         return [*steps, *(Step(h.title(), h.operation, h.args, h.guard(),
                                sensitive=bool(h.sensitive), tags=tuple(h.tags),
-                               handler=h.name or "", skip=h.skip) for h in spec.handlers)]
+                               handler=handler.name or "", skip=h.skip)
+                          for handler in spec.handlers for h in handler.each())]
 
     def observe(self, spec: TasksSpec, host: HostInfo, ops: list[OpResult]) -> Observation | None:
         return None  # the operations' own results say it all

@@ -98,3 +98,18 @@ def test_when_is_evaluated_per_host_on_the_controller(tmp_path: Path) -> None:
         "web1": ["when: 'web' in host.groups and port > 8080 is false", ""],
         "web2": ["", ""],
         "db1": ["when: 'web' in host.groups and port > 8080 is false", ""]}
+
+
+def test_a_loop_is_one_step_per_item_and_whole_expressions_keep_their_type(tmp_path: Path) -> None:
+    (tmp_path / "p.yml").write_text(
+        "apiVersion: opsagent/v1\nkind: tasks\nmetadata: {name: each}\ntargets: [web1]\n"
+        "spec:\n  tasks:\n    - files.directory: {path: '/srv/{{ item }}', mode: '{{ port }}'}\n"
+        "      loop: \"{{ ['a', 'b', 'c'] | map('upper') }}\"\n      when: item != 'B'\n"
+        "    - name: none\n      files.directory: {path: /x}\n      loop: []\n")
+    inventory = load_inventory(CASES / "inventory.yml")
+    result = build_plan(load_policies([tmp_path / "p.yml"]), inventory, "inv", CASES / "templates")
+    steps = [op(s) for s in result.hosts[0].steps]
+    assert [(s.name, s.args["path"], s.args["mode"], s.skip) for s in steps] == [
+        ("files.directory /srv/A (A)", "/srv/A", 8080, ""),  # the port as a number, not "8080"
+        ("files.directory /srv/B (B)", "/srv/B", 8080, "when: item != 'B' is false"),
+        ("files.directory /srv/C (C)", "/srv/C", 8080, "")]

@@ -27,7 +27,7 @@ _SSH = "ssh -o BatchMode=yes -o ServerAliveInterval=10 -o ServerAliveCountMax=3"
 class Retention(BaseModel):
     """How many archives of this host borg prune keeps, per period (see `borg help prune`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
     keep_last: int | None = Field(None, examples=[3], ge=0, description="The newest N archives.")
     keep_hourly: int | None = Field(None, examples=[24], ge=0, description="The last archive of N hours.")
@@ -50,7 +50,7 @@ class Retention(BaseModel):
 class Check(BaseModel):
     """A consistency check, run at most once per `frequency` for this repository."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
     name: Literal["repository", "archives", "extract"] = Field(
         examples=["extract"],
@@ -69,7 +69,7 @@ class Check(BaseModel):
 class Hooks(BaseModel):
     """Shell commands run on the host around the backup, without borg's secrets."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
     before: list[str] = Field(examples=[["systemctl stop app"]],
                               default_factory=list, description="Before the archive is made; "
@@ -83,7 +83,7 @@ class Hooks(BaseModel):
 class Database(BaseModel):
     """A database dumped consistently before the archive is made, and kept in it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
     type: Literal["sqlite"] = Field(examples=["sqlite"],
                                     description="sqlite: an online backup through SQLite's "
@@ -102,7 +102,7 @@ class BackupSpec(BaseModel):
     repository at its own frequencies, and report it all as metrics. Like borgmatic, but
     pushed from one place and measured natively."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
     repository: str = Field(examples=["ssh://borg@backup1/srv/borg/{{ host.name }}"],
                             description="ssh://USER@HOST/PATH or an absolute path on the host;"

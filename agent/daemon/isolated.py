@@ -42,7 +42,7 @@ def _limit() -> None:  # in the child, before it runs Python
 
 def describe(policy_set: PolicySet) -> dict[str, Any]:
     return {"root": str(policy_set.root), "digest": policy_set.digest,
-            "unscheduled": list(policy_set.unscheduled),
+            "unscheduled": list(policy_set.unscheduled), "paths": list(policy_set.paths),
             "policies": [{**asdict(p), "schedule": p.schedule.model_dump()}
                          for p in policy_set.policies]}
 
@@ -51,7 +51,8 @@ def from_description(data: dict[str, Any]) -> PolicySet:
     policies = tuple(Scheduled(p["name"], p["kind"], p["mode"],
                                Schedule.model_validate(p["schedule"]), tuple(p["hosts"]))
                      for p in data["policies"])
-    return PolicySet(Path(data["root"]), data["digest"], policies, tuple(data["unscheduled"]))
+    return PolicySet(Path(data["root"]), data["digest"], policies, tuple(data["unscheduled"]),
+                     tuple(data.get("paths", ["policies"])))  # a set from before includes
 
 
 class Validation:

@@ -39,6 +39,7 @@ class PolicySet:
     digest: str
     policies: tuple[Scheduled, ...]
     unscheduled: tuple[str, ...]  # policies with no schedule: one-shot runs only
+    paths: tuple[str, ...] = ("policies",)  # what runs apply, under root: folders and files
 
     @property
     def inventory(self) -> str:
@@ -46,8 +47,8 @@ class PolicySet:
         return str(path) if path.exists() else LOCAL
 
     @property
-    def policy_dir(self) -> Path:
-        return self.root / "policies"
+    def policy_paths(self) -> list[Path]:
+        return [self.root / path for path in self.paths]
 
     @property
     def templates(self) -> Path:
@@ -90,11 +91,10 @@ def load_set(paths: list[Path], inventory: str, templates: Path, store_dir: Path
     if inv is None or problems:
         raise Problems(problems)
     build_plan(policies, inv, inventory, templates)  # raises Problems with everything wrong
-    files = find_files(paths)
-    digest = _digest(sources(paths, inventory, templates))
+    included = list(dict.fromkeys(p for policy in policies for p in policy.doc.included))
+    digest = _digest(list(dict.fromkeys([*sources(paths, inventory, templates), *included])))
     root = store_dir / "sets" / digest
-    if not root.exists():
-        _copy(files, inventory, templates, root)
+    run_paths = _copy(paths, included, inventory, templates, root)
     scheduled, unscheduled = [], []
     for policy in policies:
         env = policy.envelope
@@ -103,22 +103,37 @@ def load_set(paths: list[Path], inventory: str, templates: Path, store_dir: Path
             continue
         hosts = tuple(h.name for h in inv.resolve(env.targets))
         scheduled.append(Scheduled(policy.name, env.kind, env.mode, env.schedule, hosts))
-    return PolicySet(root, digest, tuple(scheduled), tuple(unscheduled))
+    return PolicySet(root, digest, tuple(scheduled), tuple(unscheduled), run_paths)
 
 
 def _digest(files: list[Path]) -> str:
-    h = hashlib.sha256()
+    h = hashlib.sha256(b"layout 2\0")  # copies keep each folder's layout (see _copy)
     for path in files:
         h.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
 
-def _copy(files: list[Path], inventory: str, templates: Path, root: Path) -> None:
+def _copy(paths: list[Path], included: list[Path], inventory: str, templates: Path,
+          root: Path) -> tuple[str, ...]:
+    """Copy the set under root (unless it is there), keeping each policy folder's layout so
+    that includes resolve as in the original; the paths (under root) runs apply."""
+    run_paths = []
+    copies: list[tuple[Path, Path]] = []
+    for i, path in enumerate(paths):
+        folder = path if path.is_dir() else path.parent
+        dest = Path("policies", f"{i:02d}")  # numbered: two folders may hold files of one name
+        run_paths.append(str(dest if path.is_dir() else dest / path.name))
+        inside = [p for p in included if p.resolve().is_relative_to(folder.resolve())]
+        copies.extend((f, dest / f.relative_to(folder))
+                      for f in dict.fromkeys([*find_files([path]), *inside]))
+    if root.exists():
+        return tuple(run_paths)
     tmp = root.with_name(root.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "policies").mkdir(parents=True)
-    for i, path in enumerate(files):  # numbered: two folders may hold files of one name
-        shutil.copy2(path, tmp / "policies" / f"{i:04d}-{path.name}")
+    for source, target in copies:
+        (tmp / target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, tmp / target)
     if inventory != LOCAL:
         shutil.copy2(inventory, tmp / "inventory.yml")
     if templates.is_dir():
@@ -126,6 +141,7 @@ def _copy(files: list[Path], inventory: str, templates: Path, root: Path) -> Non
     else:
         (tmp / "templates").mkdir()
     tmp.rename(root)
+    return tuple(run_paths)
 
 
 def drop_unused(store_dir: Path, keep: set[str]) -> None:

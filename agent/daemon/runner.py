@@ -56,7 +56,7 @@ class Settings:
 
 def start(policy: Scheduled, hosts: tuple[str, ...], policy_set: PolicySet, settings: Settings,
           now: float) -> Child:
-    args = [sys.executable, "-m", "agent", "apply", str(policy_set.policy_dir),
+    args = [sys.executable, "-m", "agent", "apply", *map(str, policy_set.policy_paths),
             "-i", policy_set.inventory, "--templates", str(policy_set.templates),
             "--policy", policy.name, "--json", "--state-dir", str(settings.state_dir),
             "--timeout", str(settings.timeout), "--lock-wait", str(settings.lock_wait)]

@@ -10,6 +10,8 @@ A kind is one folder under agent/kinds/ holding an object that has:
   state store (ops are found by their command ids, never by display titles);
 - families(rows): its Prometheus metric families, from the facts kept for each policy
   and host (metrics.py asks every registered kind);
+- includes: the spec lists whose items may be `- include: FILE` (a shared task file of
+  the policies folder, agent.policy.include), e.g. ("tasks", "handlers"); () for none;
 - actions: its verbs (backup list, backup restore...). Each serves `opsagent KIND VERB
   POLICY` and the playbook step `KIND.VERB` with no command-line or playbook code of its
   own: an argument model, a check-mode preview, what to run on each host, and how to
@@ -78,6 +80,9 @@ class Kind(Protocol[S]):
 
     @property
     def actions(self) -> Mapping[str, Action[S, Any]]: ...
+
+    @property
+    def includes(self) -> tuple[str, ...]: ...  # spec lists whose items may `include:` a file
 
     def plan(self, spec: S, host: HostInfo) -> list[Step | Sequence]: ...
 

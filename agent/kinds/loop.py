@@ -20,7 +20,6 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
     field_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -55,15 +54,13 @@ class LoopControl(BaseModel):
         return value
 
 
-def expand(data: dict[str, Any], info: ValidationInfo,
+def expand(data: dict[str, Any], variables: dict[str, Any], context: dict[str, Any],
            validate: Callable[[dict[str, Any], dict[str, Any]], T]) -> list[tuple[str, T]]:
-    """(label, task) for every item of data's loop; raises ValidationError at the task's
-    fields, saying for which items.
+    """(label, task) for every item of data's loop, rendered with variables and the item;
+    raises ValidationError at the task's fields, saying for which items.
 
     validate(rendered task, validation context) checks one item's task."""
-    context = dict(info.context or {})
     renderer: Renderer = context.get("renderer") or Renderer()
-    variables: dict[str, Any] = context.get("variables", {})
     control = _control(data.get(CONTROL))
     items = _items(data[LOOP], renderer, variables)
     rest = {k: v for k, v in data.items() if k not in (LOOP, CONTROL)}
@@ -145,6 +142,13 @@ def _error(key: tuple[Any, ...], labels: list[str], total: int) -> InitErrorDeta
         (f" and {len(labels) - 5} more" if len(labels) > 5 else "")
     return {"type": PydanticCustomError(kind, f"{message} (loop: {which})"), "loc": loc,
             "input": value}
+
+
+def failures(failed: list[tuple[tuple[str | int, ...], str]], value: Any) -> ValidationError:
+    """A ValidationError for strings that did not render, at their places."""
+    return ValidationError.from_exception_data("task", [{
+        "type": PydanticCustomError("template", message), "loc": loc, "input": value}
+        for loc, message in failed])
 
 
 def _fail(message: str, value: Any) -> ValidationError:

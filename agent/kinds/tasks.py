@@ -53,9 +53,9 @@ from agent.core.secrets import SecretError, holds_secret, resolve_all
 from agent.core.steps import Guard, Observation, Rendered, Sequence, Step
 from agent.engine import catalog
 from agent.kinds.contract import Action, Facts
-from agent.kinds.loop import LoopControl, expand
+from agent.kinds.loop import LoopControl, expand, failures
 from agent.policy.messages import suggest
-from agent.policy.render import FILE_OPTIONS, LOOP, Renderer, TemplateFileError
+from agent.policy.render import FILE_OPTIONS, LOOP, VARS, Renderer, TemplateFileError
 
 _SRC_OPS = ("files.template", "files.put")
 _PUT_ARGS = ("dest", "user", "group", "mode", "create_remote_dir")  # what files.template passes on
@@ -93,6 +93,10 @@ class Task(Guard):
                             description="For --tags and --skip-tags (beside the policy's "
                             "own tags); always: runs whatever --tags says; never: only when "
                             "--tags names it.")
+    vars: dict[str, Any] | None = Field(None, examples=[{"group": "admins"}], description="Variables "
+                                        "of this task alone, beside the host's (and over "
+                                        "them), rendered with the host's; an include's vars "
+                                        "reach every task it includes.")
     loop: list[Any] | str | None = Field(None, examples=["{{ users }}"], description="Run the "
                                          "task once per item of this list (or of the list "
                                          "\"{{ EXPRESSION }}\" gives); each item is its own "
@@ -105,19 +109,43 @@ class Task(Guard):
 
     _items: tuple[Task, ...] = PrivateAttr(())
     _label: str = PrivateAttr("")
+    _vars: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="wrap")
     @classmethod
-    def _loop(cls, data: Any, handler: ModelWrapValidatorHandler[Task], info: ValidationInfo
-              ) -> Task:
-        if not isinstance(data, dict) or LOOP not in data:
+    def _scoped(cls, data: Any, handler: ModelWrapValidatorHandler[Task], info: ValidationInfo
+                ) -> Task:
+        """A task with vars: or loop: is rendered here, with them beside the host's variables
+        (the policy renderer leaves it as written)."""
+        if not isinstance(data, dict) or (LOOP not in data and VARS not in data):
             return handler(data)
-        templated = "{{" in str(data.get("name") or "")
+        context = dict(info.context or {})
+        renderer: Renderer = context.get("renderer") or Renderer()
+        variables = context.get("variables", {})
+        own = data.get(VARS) or {}
+        if not isinstance(own, dict) or not all(isinstance(k, str) and k.isidentifier()
+                                                for k in own):
+            raise _fail((VARS,), "task_vars", "expected a mapping of variable names to values",
+                        own)
+        failed: list[tuple[tuple[str | int, ...], str]] = []
+        own = renderer.render_at(own, variables, (VARS,), failed)
+        if failed:
+            raise failures(failed, own)
+        scope = {**variables, **own}
+        rest = {k: v for k, v in data.items() if k != VARS}
 
         def one(rendered: dict[str, Any], context: dict[str, Any]) -> Task:
-            return cls.model_validate(rendered, context=context)
+            task = cls.model_validate(rendered, context=context)
+            task._vars = own
+            return task
 
-        items = expand(data, info, one)
+        if LOOP not in rest:
+            rendered = renderer.render_at(rest, scope, (), failed)
+            if failed:
+                raise failures(failed, rest)
+            return one(rendered, {**context, "variables": scope})
+        templated = "{{" in str(data.get("name") or "")
+        items = expand(rest, scope, context, one)
         for label, item in items:
             item._label = "" if templated else label
         first = items[0][1] if items else None
@@ -242,6 +270,7 @@ class TasksKind:
     name = "tasks"
     Spec = TasksSpec
     actions: dict[str, Action[TasksSpec, Any]] = {}
+    includes = ("tasks", "handlers")
 
     def plan(self, spec: TasksSpec, host: HostInfo) -> list[Step | Sequence]:
         steps = [Step(t.title(), t.operation, t.args, t.guard(), sensitive=bool(t.sensitive),

@@ -41,6 +41,16 @@ class Document:
     start: Pos
     values: dict[Loc, Pos] = field(default_factory=dict)
     keys: dict[Loc, Pos] = field(default_factory=dict)
+    folder: Path | None = None  # the policies folder it was found in (includes start there)
+    origins: dict[Loc, str] = field(default_factory=dict)  # parts included from other files
+    included: list[Path] = field(default_factory=list)  # the task files those came from
+
+    def origin(self, loc: Loc) -> str:
+        """The file that wrote loc: this one, or the include chain that brought it in."""
+        for end in range(len(loc), 0, -1):
+            if loc[:end] in self.origins:
+                return self.origins[loc[:end]] or self.file
+        return self.file
 
     def pos(self, loc: Loc, at_key: bool = False) -> Pos:
         """Position of the value at loc (or its key), else of its nearest existing ancestor."""
@@ -55,7 +65,7 @@ class Document:
         self, loc: Loc, context: str, field_: str, message: str, at_key: bool = False
     ) -> Problem:
         line, col = self.pos(loc, at_key)
-        return Problem(self.file, line, col, context, field_, message)
+        return Problem(self.origin(loc), line, col, context, field_, message)
 
 
 def find_files(paths: list[Path]) -> list[Path]:
@@ -256,9 +266,31 @@ def _convert(file: str, index: int, raw: Any) -> Document:
 
 
 def iter_documents(paths: list[Path]) -> Iterator[Document | Problems]:
-    """Documents of every file in order; a file that cannot be loaded yields its Problems."""
-    for path in find_files(paths):
-        try:
-            yield from load_file(path)
-        except Problems as e:
-            yield e
+    """Documents of every file in order; a file that cannot be loaded yields its Problems.
+
+    A folder's walk skips task files (one document holding a list of tasks: what policies
+    include); such a file named directly is a problem."""
+    for path in paths:
+        folder = path if path.is_dir() else path.parent
+        for found in find_files([path]):
+            try:
+                docs = load_file(found)
+            except Problems as e:
+                yield e
+                continue
+            if len(docs) == 1 and _task_file(docs[0].data):
+                if found != path:
+                    continue
+                yield Problems([docs[0].problem((), "", "", "a list of tasks is a task file, "
+                                                "for a policy's `include:`; name the policy "
+                                                "that includes it, or its folder")])
+                continue
+            for doc in docs:
+                doc.folder = folder
+                yield doc
+
+
+def _task_file(data: Any) -> bool:
+    """A list of tasks, not a policy written as a list by mistake."""
+    return isinstance(data, list) and not any(
+        isinstance(item, dict) and ("apiVersion" in item or "kind" in item) for item in data)

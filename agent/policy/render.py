@@ -3,7 +3,8 @@
 Undefined variables are errors (StrictUndefined), reported at the string's position.
 A string that is just "{{ EXPR }}" takes the expression's value with its type (a number
 stays a number, a list a list), as Ansible's do; other strings render to text. A mapping
-with a `loop:` key is left to its kind, which renders it once per item.
+with a `loop:` or `vars:` key is left to its kind, which renders it once per item, with
+its own variables.
 The environment is sandboxed: templates can read variables, not reach into Python, and
 what one string may cost to render is bounded (agent.policy.sandbox).
 """
@@ -33,6 +34,7 @@ from agent.policy.sandbox import MAX_ITEMS, BoundedEnvironment, TooCostly, deadl
 
 MAX_TEMPLATE_BYTES = 1024 * 1024
 LOOP = "loop"  # a mapping with this key is rendered by its kind, once per item
+VARS = "vars"  # a mapping with this key is rendered by its kind, with these variables
 _WHOLE = re.compile(r"\{\{\s*(.+?)\s*\}\}", re.DOTALL)
 FILE_OPTIONS = ("trim_blocks", "lstrip_blocks", "keep_trailing_newline")  # jinja_env_kwargs
 
@@ -63,9 +65,10 @@ class Renderer:
                   failed: list[tuple[Loc, str]]) -> Any:
         """value with every templated string rendered; failed collects (loc, why) of the others.
 
-        A mapping with a `loop:` key is left as written: its kind renders it once per item."""
+        A mapping with a `loop:` or `vars:` key is left as written: its kind renders it (once
+        per item, with its own variables)."""
         if isinstance(value, dict):
-            if LOOP in value:
+            if LOOP in value or VARS in value:
                 return value
             return {k: self.render_at(v, variables, (*loc, k), failed) for k, v in value.items()}
         if isinstance(value, list):

@@ -16,6 +16,7 @@ from agent.errors import Problem, Problems
 from agent.inventory import Inventory
 from agent.kinds import KINDS
 from agent.kinds.contract import Kind
+from agent.policy import include
 from agent.policy.load import Document, iter_documents
 from agent.policy.messages import problem
 from agent.policy.model import Envelope
@@ -73,6 +74,12 @@ def read_policies(paths: list[Path]) -> tuple[list[Policy], list[Problem]]:
             problems.append(doc.problem((), context, "", "expected a mapping with apiVersion, "
                                         "kind, metadata, targets and spec"))
             continue
+        kind = KINDS.get(str(doc.data.get("kind")))
+        if kind is not None and kind.includes:
+            included = include.expand(doc, kind.includes, context)
+            if included:
+                problems.extend(included)
+                continue
         try:
             envelope = Envelope.model_validate(doc.data, context={"kinds": tuple(KINDS)})
         except ValidationError as e:

@@ -128,6 +128,27 @@ def test_a_broken_edit_is_reported_and_the_last_good_set_keeps_running(
     wait_for(lambda: 'policy="tock"' in d.get("/metrics")[1], what="a run of the new policy")
 
 
+def test_a_policy_runs_its_included_tasks_and_an_edit_there_is_a_reload(
+        tmp_path: Path, daemons: list[Daemon]) -> None:
+    root = make(tmp_path)
+    policy = root / "policies" / "tick.yml"
+    head, tasks = policy.read_text().split("  tasks:\n")
+    policy.write_text(head + "  tasks:\n    - include: common/tick.yml\n      vars: {mark: a}\n")
+    (root / "policies" / "common").mkdir()
+    shared = root / "policies" / "common" / "tick.yml"
+    shared.write_text(tasks.replace("      ", "  ").replace("    - ", "- ").replace(
+        "echo $$", "echo {{ mark }}"))
+    d = running(root, daemons)
+    assert (root / "sandbox" / "ticks").read_text().splitlines()[0] == "a"
+    shared.write_text(shared.read_text().replace("{{ mark }}", "{{ mrak }}"))
+    wait_for(lambda: d.count("reload_failed") >= 1, what="the failed reload")
+    problems = [e["message"] for e in d.events() if e.get("event") == "reload_problem"]
+    assert problems[0].startswith(f"reload (files changed): {policy}:8 → {shared}:4:29: ")
+    assert problems[0].endswith("undefined variable 'mrak'")
+    before = ticks(root)
+    wait_for(lambda: ticks(root) >= before + 1, what="runs from the last good set")
+
+
 def test_a_second_daemon_on_the_same_state_dir_is_refused(tmp_path: Path, daemons: list[Daemon]) -> None:
     root = make(tmp_path, every="1h")
     first = Daemon(root)

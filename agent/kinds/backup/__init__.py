@@ -30,6 +30,7 @@ class BackupKind:
     name = "backup"
     Spec = BackupSpec
     actions = ACTIONS
+    includes: tuple[str, ...] = ()
 
     def plan(self, spec: BackupSpec, host: HostInfo) -> list[Step | Sequence]:
         return planning.plan(spec, host)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
-from agent.core.hosts import HostInfo
+from agent import facts
+from agent.core.hosts import Host, HostInfo
 from agent.core.plans import HostPlan, PlannedStep, PolicyRef, RunPlan
 from agent.core.rollout import Health
 from agent.errors import Problem, Problems
@@ -27,9 +30,13 @@ def build_plan(
     only: list[str] | None = None,
     tags: list[str] | None = None,
     skip_tags: list[str] | None = None,
+    gather: Gather | None = None,
 ) -> RunPlan:
     """Validate every policy for every host it targets and plan its steps.
 
+    gather reads the facts of the hosts that policies using `facts` target (a host whose
+    facts cannot be read is planned as unreachable); without it, this machine's facts
+    stand in (validation reads no host).
     Raises Problems with everything wrong, so that nothing runs on any host.
     """
     problems = check_targets(policies, inventory, inventory_source)
@@ -37,6 +44,7 @@ def build_plan(
     chosen = [p for p in policies if not only or p.name in only]
     allowed = _limited(inventory, limit, problems)
     renderer = Renderer()
+    known = _facts(chosen, inventory, allowed, templates, gather)
     per_host: dict[str, list[PlannedStep]] = {}
     specs: dict[str, list[tuple[PolicyRef, BaseModel]]] = {}
     health: dict[str, list[tuple[str, Health]]] = {}
@@ -45,17 +53,24 @@ def build_plan(
         targeted = [h for h in inventory.resolve(policy.envelope.targets)
                     if allowed is None or h.name in allowed]
         failed_on: dict[Problem, list[str]] = {}
+        using = _uses_facts(policy, templates)
         for host in targeted:
+            info = host.info
+            if using:
+                found = known.get(host.name, {})
+                if isinstance(found, str):
+                    continue  # planned as unreachable, below
+                info = replace(info, facts=found)
             try:
-                spec = host_spec(policy, host.info, renderer, templates)
+                spec = host_spec(policy, info, renderer, templates)
             except Problems as e:
                 for problem in e.problems:
                     failed_on.setdefault(problem, []).append(host.name)
                 continue
-            check = _health(policy, host.info, renderer, failed_on)
+            check = _health(policy, info, renderer, failed_on)
             if check is not None:
                 health.setdefault(host.name, []).append((policy.name, check))
-            planned = [PlannedStep(ref, s) for s in policy.kind.plan(spec, host.info)
+            planned = [PlannedStep(ref, s) for s in policy.kind.plan(spec, info)
                        if selected((*policy.envelope.tags, *getattr(s, "tags", ())), tags,
                                    skip_tags)]
             if not planned:
@@ -63,16 +78,62 @@ def build_plan(
             per_host.setdefault(host.name, []).extend(planned)
             specs.setdefault(host.name, []).append((ref, spec))
         problems.extend(_on_hosts(p, hosts, len(targeted)) for p, hosts in failed_on.items())
-    if chosen and not problems and not per_host:
+    down = {name: why for name, why in known.items() if isinstance(why, str)}
+    if chosen and not problems and not per_host and not down:
         problems.append(_nothing_selected(chosen, inventory_source, limit, tags, skip_tags))
     if problems:
         raise Problems(problems)
     hosts = tuple(
-        HostPlan(h, tuple(per_host[h.name]), tuple(specs[h.name]), tuple(health.get(h.name, ())))
-        for h in inventory.hosts if h.name in per_host
+        HostPlan(h, tuple(per_host.get(h.name, ())), tuple(specs.get(h.name, ())),
+                 tuple(health.get(h.name, ())), down.get(h.name, ""))
+        for h in inventory.hosts if h.name in per_host or h.name in down
     )
     refs = tuple(_ref(p) for p in chosen)
     return RunPlan(hosts, refs, inventory_source)
+
+
+Gather = Callable[[list[Host]], Mapping[str, Mapping[str, Any] | str]]
+
+
+def _facts(chosen: list[Policy], inventory: Inventory, allowed: set[str] | None,
+           templates: Path, gather: Gather | None) -> Mapping[str, Mapping[str, Any] | str]:
+    """Facts (or why none) of every host that a policy using them targets."""
+    needed: dict[str, Host] = {}
+    for policy in chosen:
+        if _uses_facts(policy, templates):
+            needed.update((h.name, h) for h in inventory.resolve(policy.envelope.targets)
+                          if allowed is None or h.name in allowed)
+    if not needed:
+        return {}
+    if gather is None:
+        return {name: facts.here() for name in needed}
+    return gather([h for h in inventory.hosts if h.name in needed])
+
+
+def _uses_facts(policy: Policy, templates: Path) -> bool:
+    """Whether the policy's strings, or a template file it names as a src, use `facts`."""
+    spec = policy.envelope.spec
+    if facts.uses_facts([spec]):
+        return True
+    return any(_template_uses_facts(templates, src) for src in _sources(spec))
+
+
+def _sources(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        own = [value["src"]] if isinstance(value.get("src"), str) else []
+        return own + [s for v in value.values() for s in _sources(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _sources(v)]
+    return []
+
+
+def _template_uses_facts(templates: Path, src: str) -> bool:
+    path = Path(src) if Path(src).is_absolute() else templates / src
+    try:
+        with path.open("rb") as f:
+            return facts.USES.search(f.read(1024 * 1024).decode("utf-8", "replace")) is not None
+    except OSError:
+        return False  # validation says what is wrong with it
 
 
 def _ref(policy: Policy) -> PolicyRef:

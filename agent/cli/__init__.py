@@ -17,6 +17,7 @@ COMMANDS = {
     "plan": ("agent.cli.plan", "show what would change, per host and policy (check mode)"),
     "apply": ("agent.cli.apply", "converge hosts to the policies now"),
     "explain": ("agent.cli.explain", "describe a policy kind's fields"),
+    "facts": ("agent.cli.facts", "show the facts policies see as facts.* (read from each host)"),
     "install-service": ("agent.cli.install_service", "write systemd units for the daemon or a timer"),
     "status": ("agent.cli.status", "per policy and host: last run, result, compliance, next run"),
     "report": ("agent.cli.report", "compliance, changes and failures over a period (html|json|junit)"),
@@ -27,7 +28,7 @@ COMMANDS = {
 }
 # Commands that run pyinfra over many hosts: gevent must patch the process first,
 # as pyinfra's own CLI does, or SSH hosts are worked one after another.
-PARALLEL = {"plan", "apply", "run"}  # and every kind's actions
+PARALLEL = {"plan", "apply", "run", "facts"}  # and every kind's actions
 
 
 def usage() -> str:

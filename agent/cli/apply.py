@@ -54,7 +54,7 @@ def main(argv: list[str], check: bool = False) -> int:
     if textfile_dir and not os.path.isdir(textfile_dir):
         parser.error(f"--textfile-dir {textfile_dir}: no such directory")
     try:
-        plan = load_plan(args)
+        plan = load_plan(args, read_facts=True)
     except Problems as e:
         return report_problems(e)
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
-from agent.core.hosts import LOCAL
+from agent.core.hosts import LOCAL, Host
 from agent.core.plans import RunPlan
 from agent.errors import Problems
 from agent.inventory import Inventory, load_inventory, local
-from agent.plan import build_plan
+from agent.plan import Gather, build_plan
 from agent.policy.validate import read_policies
 from agent.project import NAME, Project, load_project
 from agent.state.store import Store
@@ -115,8 +116,10 @@ def open_store(args: argparse.Namespace) -> Store:
     return Store(state_dir(args.state_dir))
 
 
-def load_plan(args: argparse.Namespace) -> RunPlan:
-    """Policies validated for every targeted host and planned; raises Problems."""
+def load_plan(args: argparse.Namespace, read_facts: bool = False) -> RunPlan:
+    """Policies validated for every targeted host and planned; raises Problems.
+
+    read_facts: read the facts of hosts whose policies use them (else stand-ins)."""
     problems = []
     try:
         inventory, source = inventory_of(args)
@@ -131,12 +134,22 @@ def load_plan(args: argparse.Namespace) -> RunPlan:
         plan = build_plan(policies, inventory, source, args.templates,
                           getattr(args, "limit", None), getattr(args, "policy", None),
                           _flat(getattr(args, "tags", None)),
-                          _flat(getattr(args, "skip_tags", None)))
+                          _flat(getattr(args, "skip_tags", None)),
+                          _gather(getattr(args, "timeout", 10)) if read_facts else None)
     except Problems as e:
         problems.extend(e.problems)
     if problems:
         raise Problems(problems)
     return plan
+
+
+def _gather(timeout: int) -> Gather:
+    def gather(hosts: list[Host]) -> Mapping[str, Mapping[str, Any] | str]:
+        from agent import facts
+
+        return facts.gather(hosts, timeout)
+
+    return gather
 
 
 def _tag_list(text: str) -> list[str]:

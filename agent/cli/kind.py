@@ -42,7 +42,7 @@ def main(kind: Kind[Any], argv: list[str]) -> int:
         return 1
     args.policy, args.limit = [args.name], [args.host] if args.host else None
     try:
-        plan = load_plan(args)
+        plan = load_plan(args, read_facts=True)
     except Problems as e:
         return report_problems(e)
     ref = next(p for p in plan.policies if p.name == args.name)

@@ -18,6 +18,7 @@ class HostInfo:
     name: str
     groups: tuple[str, ...] = ()
     vars: Mapping[str, Any] = field(default_factory=dict)
+    facts: Mapping[str, Any] | None = None  # read from the host when a policy uses them
 
 
 class SSH(BaseModel):

@@ -35,6 +35,7 @@ class HostPlan:
     steps: tuple[PlannedStep, ...]
     specs: tuple[tuple[PolicyRef, BaseModel], ...] = ()  # each policy's spec for this host
     health: tuple[tuple[str, Health], ...] = ()  # policy -> its rollout's check, for this host
+    unreachable: str = ""  # why the host is known to be down before the run (its facts)
 
     def health_of(self, policy: str) -> Health | None:
         return next((h for name, h in self.health if name == policy), None)

@@ -43,6 +43,10 @@ class Step:
     notify: tuple[str, ...] = ()  # handlers of its policy to run when it changed something
     handler: str = ""  # this step is that handler: it runs only when notified on the host
     skip: str = ""  # why it does not run on this host (a false `when:`), shown as skipped
+    when: str = ""  # a condition on registered results, evaluated just before it would run
+    scope: Mapping[str, Any] = field(default_factory=dict)  # the variables `when` also sees
+    register: str = ""  # the name later conditions on this host read its result by
+    looped: bool = False  # one item of a loop: registered under `results`, as in Ansible
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from agent.engine.capture import Capture, capture
 from agent.engine.environment import explicit_environment
 from agent.engine.guards import guard_script, guarded
 from agent.engine.redact import redact, redact_host
+from agent.engine.registered import Registered
 
 OnResult = Callable[[str, OpResult], None]
 STOPPED = "stopped: opsagent was asked to stop; the rest of this host's operations were skipped"
@@ -54,13 +55,19 @@ def execute(
     os.environ.setdefault("PYINFRA_PROGRESS", "off")
     started = time.monotonic()
     by_name = {hp.host.name: hp for hp in plan.hosts}
-    inventory = Inventory(([_pyinfra_host(hp.host) for hp in plan.hosts], {}))
+    inventory = Inventory(([_pyinfra_host(hp.host) for hp in plan.hosts if not hp.unreachable],
+                           {}))
     config = Config(CONNECT_TIMEOUT=connect_timeout, DIFF=diff)
     state = State(inventory=inventory, config=config, check_for_changes=check)
     results = {name: HostResult(name) for name in by_name}
+    for hp in plan.hosts:
+        if hp.unreachable:  # known to be down while planning (its facts could not be read)
+            results[hp.host.name].unreachable = True
+            results[hp.host.name].error = hp.unreachable
     with capture() as logs, ctx_state.use(state), explicit_environment():
         try:
-            _connect(state, results, logs)
+            if any(not hp.unreachable for hp in plan.hosts):
+                _connect(state, results, logs)
             live = [h for h in inventory if h.name in by_name and not results[h.name].unreachable]
             work = _judge if check else _converge
             greenlets = [
@@ -161,7 +168,7 @@ def _add(state: State, host: Any, planned: PlannedStep, judge_only: bool) -> Ope
 def _judge(state: State, host: Any, steps: tuple[PlannedStep, ...], result: HostResult, logs: Capture,
            on_result: OnResult | None, stop: Callable[[], bool]) -> None:
     """Check mode: add every operation (which reads facts) and report what would change."""
-    notified = Notified()
+    notified, registered = Notified(), Registered()
     with ctx_host.use(host):
         for index, planned in enumerate(steps):
             step = planned.step
@@ -175,8 +182,9 @@ def _judge(state: State, host: Any, steps: tuple[PlannedStep, ...], result: Host
             if isinstance(step, Sequence):
                 _commands(host, planned, True, result, on_result)
                 continue
-            if step.skip:
-                _skip(planned, result, True, on_result, why=step.skip)
+            why, error = (step.skip, "") if step.skip else registered.blocked(step)
+            if why or error:
+                _not_run(planned, result, True, on_result, why, error, registered)
                 continue
             if step.handler:
                 notified.would_run(planned, result, on_result)
@@ -193,12 +201,13 @@ def _judge(state: State, host: Any, steps: tuple[PlannedStep, ...], result: Host
             _finish(planned, result, status, True, time.monotonic() - started, logs, host.name,
                     index, on_result, error=error)
             notified.add(planned, result.ops[-1].status)
+            registered.add(step, result.ops[-1])
 
 
 def _converge(state: State, host: Any, steps: tuple[PlannedStep, ...], result: HostResult, logs: Capture,
               on_result: OnResult | None, stop: Callable[[], bool]) -> None:
     """Apply: add and execute operations in order; a failure skips the rest of its policy."""
-    notified = Notified()
+    notified, registered = Notified(), Registered()
     with ctx_host.use(host):
         failed_policies: set[str] = set()
         for index, planned in enumerate(steps):
@@ -214,9 +223,15 @@ def _converge(state: State, host: Any, steps: tuple[PlannedStep, ...], result: H
                     or result.error:
                 _skip(planned, result, False, on_result)
                 continue
-            if isinstance(planned.step, Step) and planned.step.skip:
-                _skip(planned, result, policy.mode == "audit", on_result, why=planned.step.skip)
-                continue
+            if isinstance(planned.step, Step):
+                step = planned.step
+                why, error = (step.skip, "") if step.skip else registered.blocked(step)
+                if why or error:
+                    _not_run(planned, result, policy.mode == "audit", on_result, why, error,
+                             registered)
+                    if error:
+                        failed_policies.add(policy.name)
+                    continue
             if handler and policy.mode == "audit":
                 notified.would_run(planned, result, on_result)
                 continue
@@ -236,6 +251,7 @@ def _converge(state: State, host: Any, steps: tuple[PlannedStep, ...], result: H
             _finish(planned, result, status, judged, time.monotonic() - started, logs, host.name,
                     index, on_result, error=error, meta=meta)
             notified.add(planned, status)
+            registered.add(planned.step, result.ops[-1])
 
 
 def _commands(host: Any, planned: PlannedStep, check: bool, result: HostResult,
@@ -382,6 +398,21 @@ def skipped(planned: PlannedStep, judged: bool = False) -> list[OpResult]:
              else [(step.name, step.operation)])
     return [redact(OpResult(planned.policy.name, planned.policy.kind, name, operation,
                             Status.SKIPPED, planned=judged)) for name, operation in names]
+
+
+def _not_run(planned: PlannedStep, result: HostResult, judged: bool,
+             on_result: OnResult | None, why: str, error: str, registered: Registered) -> None:
+    """A step its `when:` skips (why), or whose `when:` could not be evaluated (error)."""
+    step = planned.step
+    assert isinstance(step, Step)
+    (op,) = skipped(planned, judged)
+    op.error = why or error
+    if error:
+        op.status = Status.FAILED
+    result.ops.append(op)
+    if on_result is not None:
+        on_result(result.host, op)
+    registered.add(step, op)
 
 
 def _skip(planned: PlannedStep, result: HostResult, judged: bool, on_result: OnResult | None,

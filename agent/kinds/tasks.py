@@ -52,11 +52,13 @@ from agent.core.results import OpResult
 from agent.core.secrets import SecretError, holds_secret, resolve_all
 from agent.core.steps import Guard, Observation, Rendered, Sequence, Step
 from agent.engine import catalog
+from agent.engine.registered import STAND_IN
 from agent.kinds.contract import Action, Facts
 from agent.kinds.loop import LoopControl, expand, failures
 from agent.policy.messages import suggest
 from agent.policy.render import FILE_OPTIONS, LOOP, VARS, Renderer, TemplateFileError
 
+REGISTERED = "registered"  # in the validation context: names registered so far
 _SRC_OPS = ("files.template", "files.put")
 _PUT_ARGS = ("dest", "user", "group", "mode", "create_remote_dir")  # what files.template passes on
 
@@ -64,7 +66,7 @@ _PUT_ARGS = ("dest", "user", "group", "mode", "create_remote_dir")  # what files
 class Task(Guard):
     """One operation: `module.function: {arguments}`, optionally named and guarded."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     name: str | None = Field(None, examples=["sandbox folder"],
                              description="Shown in plans, recaps and history.")
@@ -82,10 +84,17 @@ class Task(Guard):
         "outside templates/; else false.")
     when: str | bool | None = Field(None, examples=["'web' in host.groups and port > 1024"],
                                     description="A Jinja2 expression over the host's "
-                                    "variables, host.name/host.groups and the loop's item, "
-                                    "evaluated on the "
-                                    "controller when the policy is planned; false: the task is "
-                                    "skipped on that host, saying so.")
+                                    "variables, host.name/host.groups, facts.*, the loop's "
+                                    "item and earlier tasks' registered results, evaluated on "
+                                    "the controller (when the policy is planned, or, if it "
+                                    "reads a registered result, just before the task would "
+                                    "run); false: the task is skipped on that host, saying "
+                                    "so.")
+    register_: str | None = Field(None, alias="register", examples=["app_version"],
+                                  description="Keep this "
+                                 "task's result on the host under this name, for later "
+                                 "tasks' when: (status, changed, failed, skipped, stdout, "
+                                 "stderr, stdout_lines; a loop's under results).")
     notify: list[str] = Field(default_factory=list, examples=[["reload nginx"]],
                               description="Handlers (by name) to run at the end of the policy "
                               "when this task changed something on the host.")
@@ -109,6 +118,7 @@ class Task(Guard):
 
     _items: tuple[Task, ...] = PrivateAttr(())
     _label: str = PrivateAttr("")
+    _looped: bool = PrivateAttr(False)
     _vars: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="wrap")
@@ -148,6 +158,7 @@ class Task(Guard):
         items = expand(rest, scope, context, one)
         for label, item in items:
             item._label = "" if templated else label
+            item._looped = True
         first = items[0][1] if items else None
         looped = cls.model_construct(
             name=data.get("name") if isinstance(data.get("name"), str) else None,
@@ -189,24 +200,46 @@ class Task(Guard):
         return {**rest, "operation": op, "args": coerced}
 
     _skip: str = PrivateAttr("")
+    _later: tuple[str, dict[str, Any]] | None = PrivateAttr(None)  # a when: on registered results
 
     @model_validator(mode="after")
     def _condition(self, info: ValidationInfo) -> Task:
         context = info.context or {}
+        registered: list[str] = context.get(REGISTERED, [])
         if isinstance(self.when, str) and "renderer" in context:
             renderer: Renderer = context["renderer"]
-            try:
-                holds = renderer.condition(self.when, context.get("variables", {}))
+            variables = context.get("variables", {})
+            later = renderer.names(self.when) & set(registered)
+            try:  # one on results registered on the host is only checked here
+                holds = renderer.condition(self.when, {**variables,
+                                                       **dict.fromkeys(later, STAND_IN)})
             except ValueError as e:
                 raise _fail(("when",), "condition", str(e), self.when) from None
-            self._skip = "" if holds else f"when: {self.when} is false"
+            if later:
+                self._later = (self.when, variables)
+            else:
+                self._skip = "" if holds else f"when: {self.when} is false"
         elif self.when is False:
             self._skip = "when: false"
+        if self.register_:
+            if not self.register_.isidentifier():
+                raise _fail(("register",), "register", "expected a variable name (letters, "
+                            f"digits and _, not starting with a digit), got {self.register_!r}",
+                            self.register_)
+            registered.append(self.register_)
         return self
 
     @property
     def skip(self) -> str:
         return self._skip
+
+    def step(self, handler: str = "") -> Step:
+        """This task as the engine runs it."""
+        when, scope = self._later or ("", {})
+        return Step(self.title(), self.operation, self.args, self.guard(),
+                    sensitive=bool(self.sensitive), tags=tuple(self.tags),
+                    notify=tuple(self.notify), handler=handler, skip=self.skip, when=when,
+                    scope=scope, register=self.register_ or "", looped=self._looped)
 
     @field_validator("notify", mode="before")
     @classmethod
@@ -245,6 +278,13 @@ class TasksSpec(BaseModel):
                                      {"name": "reload nginx", "server.service": {
                                          "service": "nginx", "reloaded": True}}]])
 
+    @model_validator(mode="before")
+    @classmethod
+    def _registers(cls, data: Any, info: ValidationInfo) -> Any:
+        if isinstance(info.context, dict):
+            info.context[REGISTERED] = []  # names tasks register, in order, for later when:
+        return data
+
     @model_validator(mode="after")
     def _handlers_known(self) -> TasksSpec:
         names = [h.name for h in self.handlers]
@@ -273,13 +313,9 @@ class TasksKind:
     includes = ("tasks", "handlers")
 
     def plan(self, spec: TasksSpec, host: HostInfo) -> list[Step | Sequence]:
-        steps = [Step(t.title(), t.operation, t.args, t.guard(), sensitive=bool(t.sensitive),
-                      tags=tuple(t.tags), notify=tuple(t.notify), skip=t.skip)
-                 for task in spec.tasks for t in task.each()]
-        return [*steps, *(Step(h.title(), h.operation, h.args, h.guard(),
-                               sensitive=bool(h.sensitive), tags=tuple(h.tags),
-                               handler=handler.name or "", skip=h.skip)
-                          for handler in spec.handlers for h in handler.each())]
+        steps = [t.step() for task in spec.tasks for t in task.each()]
+        return [*steps, *(h.step(handler.name or "") for handler in spec.handlers
+                          for h in handler.each())]
 
     def observe(self, spec: TasksSpec, host: HostInfo, ops: list[OpResult]) -> Observation | None:
         return None  # the operations' own results say it all

@@ -25,6 +25,7 @@ from jinja2 import (
     TemplateSyntaxError,
     Undefined,
     UndefinedError,
+    meta,
 )
 
 from agent.core.hosts import HostInfo
@@ -49,7 +50,10 @@ class Renderer:
         self._compiled: dict[str, Template] = {}
 
     def variables(self, host: HostInfo) -> dict[str, Any]:
-        return {**host.vars, "host": {"name": host.name, "groups": list(host.groups)}}
+        found = {"host": {"name": host.name, "groups": list(host.groups)}}
+        if host.facts is not None:
+            found["facts"] = dict(host.facts)
+        return {**host.vars, **found}
 
     def render(
         self, value: Any, variables: dict[str, Any], doc: Document, loc: Loc, context: str,
@@ -103,6 +107,13 @@ class Renderer:
 
         Raises ValueError saying why it cannot be (an undefined name, a syntax error)."""
         return bool(self._evaluate(expression, variables, "condition"))
+
+    def names(self, expression: str) -> set[str]:
+        """The variables an expression reads (none, when it does not parse)."""
+        try:
+            return meta.find_undeclared_variables(self.env.parse(f"{{{{ ({expression}) }}}}"))
+        except TemplateError:
+            return set()
 
     def _evaluate(self, expression: str, variables: dict[str, Any], what: str) -> Any:
         try:

@@ -119,7 +119,7 @@ class Task(Guard):
     _items: tuple[Task, ...] = PrivateAttr(())
     _label: str = PrivateAttr("")
     _looped: bool = PrivateAttr(False)
-    _vars: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _scoped_here: bool = PrivateAttr(False)  # validated by _scoped, with its own variables
 
     @model_validator(mode="wrap")
     @classmethod
@@ -146,7 +146,7 @@ class Task(Guard):
 
         def one(rendered: dict[str, Any], context: dict[str, Any]) -> Task:
             task = cls.model_validate(rendered, context=context)
-            task._vars = own
+            task._scoped_here = True
             return task
 
         if LOOP not in rest:
@@ -204,6 +204,8 @@ class Task(Guard):
 
     @model_validator(mode="after")
     def _condition(self, info: ValidationInfo) -> Task:
+        if self._scoped_here:
+            return self  # _scoped validated it with its vars; this is the outer pass
         context = info.context or {}
         registered: list[str] = context.get(REGISTERED, [])
         if isinstance(self.when, str) and "renderer" in context:
@@ -269,7 +271,9 @@ class TasksSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    tasks: list[Task] = Field(min_length=1, description="The operations, in order.", examples=[
+    tasks: list[Task] = Field(min_length=1, description="The operations, in order. An item "
+                              "`- include: FILE` (with `vars:`) stands for the tasks of a task "
+                              "file of the policies folder (a YAML list of tasks).", examples=[
         [{"name": "sandbox folder", "files.directory": {"path": "/srv/app", "mode": "755"}}]])
     handlers: list[Task] = Field(default_factory=list, description="Tasks run once per host at "
                                  "the end of the policy, in this order, only when a task that "

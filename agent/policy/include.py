@@ -1,4 +1,5 @@
-"""Shared task files: `- include: FILE` in a kind's lists, with `vars:` for what it includes.
+"""Shared task files: `- include: FILE` in a kind's lists, with vars:, when: and tags: for
+what it includes.
 
     spec:
       tasks:
@@ -10,7 +11,8 @@ A task file is one YAML document holding a list (of tasks, which may include oth
 files). It lies inside the policies folder (the folder named on the command line, or the
 one holding a policy file named directly), whose walk does not take it for a policy.
 When the policy is loaded, the items take the include's place, each with the include's
-vars under its own `vars:`, so they are validated as if written in place. A problem in
+vars under its own `vars:`, its `when:` and-ed with the include's and the include's tags
+added to its own (Ansible's import_tasks), so they are validated as if written in place. A problem in
 an included item names the chain that led to it (`policies/web.yml:12 →
 policies/common/users.yml:4:7: ...`); a cycle, a missing file, one outside the folder
 or one that is not a list is a problem at the include.
@@ -27,6 +29,8 @@ from agent.policy.load import Document, Loc, load_one
 
 INCLUDE = "include"
 VARS = "vars"
+WHEN = "when"
+TAGS = "tags"
 MAX_DEPTH = 8
 
 
@@ -36,7 +40,7 @@ class _Item:
     source: Document  # the file that wrote it
     loc: Loc  # where in source
     origin: str  # "" for the policy's own file, else the include chain
-    vars_from: tuple[tuple[str, Document, Loc, str], ...] = ()  # include vars given to it
+    given: tuple[tuple[Loc, Document, Loc, str], ...] = ()  # what an include gave it, from where
 
 
 def expand(doc: Document, keys: tuple[str, ...], context: str) -> list[Problem]:
@@ -87,10 +91,18 @@ class _Expander:
 
     def include(self, source: Document, loc: Loc, value: dict[str, Any], origin: str,
                 chain: tuple[Path, ...]) -> list[_Item]:
-        extra = [k for k in value if k not in (INCLUDE, VARS)]
+        extra = [k for k in value if k not in (INCLUDE, VARS, WHEN, TAGS)]
         if extra:
-            self.fail(source, origin, (*loc, extra[0]), f"an include takes only vars: beside "
-                      f"it; found {extra[0]!r}", at_key=True)
+            self.fail(source, origin, (*loc, extra[0]), f"an include takes vars:, when: and "
+                      f"tags: beside it; found {extra[0]!r}", at_key=True)
+            return []
+        when, tags = value.get(WHEN), value.get(TAGS, [])
+        tags = [tags] if isinstance(tags, str) else tags
+        if when is not None and not isinstance(when, str | bool):
+            self.fail(source, origin, (*loc, WHEN), "expected a condition (a Jinja2 expression)")
+            return []
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            self.fail(source, origin, (*loc, TAGS), "expected a list of tags")
             return []
         name, given = value[INCLUDE], value.get(VARS) or {}
         if not isinstance(given, dict):
@@ -114,9 +126,10 @@ class _Expander:
             return []
         self.doc.included.append(path)
         found = self.items(included, (), included.data, label, (*chain, path.resolve()))
-        vars_from = tuple((k, source, (*loc, VARS, k), origin) for k in given)
-        return [_Item(_with_vars(item.value, given), item.source, item.loc, item.origin,
-                      (*vars_from, *item.vars_from) if isinstance(item.value, dict) else ())
+        gave = tuple(((VARS, k), source, (*loc, VARS, k), origin) for k in given) + (
+            (((WHEN,), source, (*loc, WHEN), origin),) if when is not None else ())
+        return [_Item(_inherit(item.value, given, when, tags), item.source, item.loc,
+                      item.origin, (*gave, *item.given) if isinstance(item.value, dict) else ())
                 for item in found]
 
     def _path(self, source: Document, origin: str, loc: Loc, name: Any,
@@ -145,13 +158,30 @@ class _Expander:
         return path
 
 
-def _with_vars(value: Any, given: dict[str, Any]) -> Any:
-    """An included item with the include's vars under its own."""
-    if not given or not isinstance(value, dict):
+def _inherit(value: Any, given: dict[str, Any], when: str | bool | None, tags: list[str]
+             ) -> Any:
+    """An included item with the include's vars under its own, its when: and-ed with the
+    include's, and the include's tags added to its own (as Ansible's import_tasks does)."""
+    if not isinstance(value, dict):
         return value
-    own = value.get(VARS)
-    return {**value, VARS: {**given, **own} if isinstance(own, dict) else
-            (own if own is not None else dict(given))}
+    out = dict(value)
+    if given:
+        own = value.get(VARS)
+        out[VARS] = {**given, **own} if isinstance(own, dict) else \
+            (own if own is not None else dict(given))
+    if when is not None:
+        own_when = value.get(WHEN)
+        out[WHEN] = when if own_when is None else (
+            f"({_condition(when)}) and ({_condition(own_when)})")
+    if tags:
+        own_tags = value.get(TAGS, [])
+        own_tags = [own_tags] if isinstance(own_tags, str) else own_tags
+        out[TAGS] = [*tags, *own_tags] if isinstance(own_tags, list) else own_tags
+    return out
+
+
+def _condition(when: Any) -> str:
+    return ("true" if when else "false") if isinstance(when, bool) else str(when)
 
 
 def _place(doc: Document, base: Loc, items: list[_Item]) -> None:
@@ -179,10 +209,12 @@ def _place(doc: Document, base: Loc, items: list[_Item]) -> None:
                     doc.origins[(*at, *loc[size:])] = label
         if item.origin:
             doc.origins[at] = item.origin
-        for name, source, loc, origin in item.vars_from:
-            target_loc = (*at, VARS, name)
-            if (*item.loc, VARS, name) in source_maps["values"]:
-                continue  # the item's own var wins, and keeps its own position
-            doc.values[target_loc] = source.values.get(loc, source.start)
-            doc.keys[target_loc] = source.keys.get(loc, source.start)
+        for sub, source, loc, origin in item.given:
+            target_loc = (*at, *sub)
+            if (*item.loc, *sub) in source_maps["values"]:
+                continue  # the item's own var (or when:) keeps its own position
+            given = originals if source is doc else {"values": source.values,
+                                                     "keys": source.keys}
+            doc.values[target_loc] = given["values"].get(loc, source.start)
+            doc.keys[target_loc] = given["keys"].get(loc, source.start)
             doc.origins[target_loc] = origin

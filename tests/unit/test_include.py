@@ -47,7 +47,7 @@ def test_every_include_mistake_is_a_problem_at_its_place(tmp_path: Path) -> None
     write(tmp_path, {
         "bad.yml": HEAD % "bad" + "    - include: common/nope.yml\n"
                    "    - include: ../outside.yml\n    - include: web.yml\n"
-                   "    - include: common/loop.yml\n      when: x\n"
+                   "    - include: common/loop.yml\n      loop: [a]\n"
                    "    - include: common/typo.yml\n",
         "web.yml": HEAD % "web" + "    - files.directory: {path: /a}\n",
         "common/loop.yml": "- include: common/loop2.yml\n",
@@ -60,8 +60,8 @@ def test_every_include_mistake_is_a_problem_at_its_place(tmp_path: Path) -> None
         f"policies folder {tmp_path}: a task file is included from there",
         f"{bad}:9:16: tasks 'bad' > spec.tasks[2].include: {tmp_path}/web.yml is not a task "
         "file: expected a YAML list of tasks",
-        f"{bad}:11:7: tasks 'bad' > spec.tasks[3].when: an include takes only vars: beside "
-        "it; found 'when'"]
+        f"{bad}:11:7: tasks 'bad' > spec.tasks[3].loop: an include takes vars:, when: and tags: beside "
+        "it; found 'loop'"]
     (bad).write_text(HEAD % "bad" + "    - include: common/loop.yml\n"
                      "    - include: common/typo.yml\n")
     assert problems([bad]) == [
@@ -99,3 +99,16 @@ def test_the_daemons_copy_keeps_includes_working(tmp_path: Path) -> None:
     assert not (policy_set.policy_paths[0].parent / "other.yml").exists()
     copied = load_policies(policy_set.policy_paths)
     assert [p.name for p in copied] == ["web"]
+
+
+def test_an_includes_when_and_tags_reach_every_task_it_includes(tmp_path: Path) -> None:
+    write(tmp_path, {
+        "web.yml": HEAD % "web" + "    - include: common/t.yml\n      vars: {group: admins}\n"
+                   "      when: \"'all' in host.groups\"\n      tags: [users]\n",
+        "common/t.yml": "- files.directory: {path: /a}\n"
+                        "- files.directory: {path: /b}\n  when: group != 'admins'\n  tags: own\n"})
+    plan = build_plan(load_policies([tmp_path]), local(), "@local", Path("templates"))
+    steps = [s.step for s in plan.hosts[0].steps]
+    assert [(s.args["path"], s.skip, s.tags) for s in steps] == [  # type: ignore[union-attr]
+        ("/a", "", ("users",)),
+        ("/b", "when: ('all' in host.groups) and (group != 'admins') is false", ("users", "own"))]

@@ -135,7 +135,7 @@ def load_plan(args: argparse.Namespace, read_facts: bool = False) -> RunPlan:
                           getattr(args, "limit", None), getattr(args, "policy", None),
                           _flat(getattr(args, "tags", None)),
                           _flat(getattr(args, "skip_tags", None)),
-                          _gather(getattr(args, "timeout", 10)) if read_facts else None)
+                          gather_facts(getattr(args, "timeout", 10)) if read_facts else None)
     except Problems as e:
         problems.extend(e.problems)
     if problems:
@@ -143,7 +143,8 @@ def load_plan(args: argparse.Namespace, read_facts: bool = False) -> RunPlan:
     return plan
 
 
-def _gather(timeout: int) -> Gather:
+def gather_facts(timeout: int) -> Gather:
+    """What build_plan reads hosts' facts with, for commands that run on hosts."""
     def gather(hosts: list[Host]) -> Mapping[str, Mapping[str, Any] | str]:
         from agent import facts
 

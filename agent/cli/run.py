@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from agent.actions import Call
-from agent.cli.common import Parser, add_state_dir, inventory_of, report_problems
+from agent.cli.common import Parser, add_state_dir, gather_facts, inventory_of, report_problems
 from agent.cli.output import Printer
 from agent.cli.shown import shown
 from agent.errors import Problems
@@ -43,7 +43,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         inventory, source = inventory_of(args)
-        book = prepare(args.playbook, args.overrides, inventory, source, args.templates)
+        book = prepare(args.playbook, args.overrides, inventory, source, args.templates,
+                       gather_facts(args.timeout))
     except Problems as e:
         return report_problems(e)
     return _run(book, args)

@@ -23,7 +23,7 @@ from agent.errors import Problem, Problems, dotted
 from agent.inventory import Inventory
 from agent.kinds.tasks import KIND as TASKS
 from agent.kinds.tasks import Task, TasksSpec
-from agent.plan import build_plan
+from agent.plan import Gather, build_plan
 from agent.playbook.model import Playbook
 from agent.policy.load import Document, Loc, load_one
 from agent.policy.messages import problem, suggest
@@ -50,8 +50,10 @@ class PreparedPlaybook:
 
 
 def prepare(path: Path, overrides: list[str], inventory: Inventory, source: str,
-            templates: Path) -> PreparedPlaybook:
-    """Raises Problems listing everything wrong; nothing has run on any host then."""
+            templates: Path, gather: Gather | None = None) -> PreparedPlaybook:
+    """Raises Problems listing everything wrong; nothing has run on any host then.
+
+    gather reads the facts of hosts whose policies use them (see build_plan)."""
     doc = load_one(path, "playbook")
     try:
         book = Playbook.model_validate(doc.data)
@@ -59,7 +61,7 @@ def prepare(path: Path, overrides: list[str], inventory: Inventory, source: str,
         raise Problems(problem(doc, err, "playbook", Playbook) for err in e.errors()) from None
     problems: list[Problem] = []
     variables = {**book.vars, **_overrides(overrides, book, problems)}
-    maker = _Maker(doc, book, variables, inventory, source, templates, problems)
+    maker = _Maker(doc, book, variables, inventory, source, templates, problems, gather)
     steps = []
     for i, raw in enumerate(book.steps):
         step = maker.step(i, raw)
@@ -90,8 +92,8 @@ def _overrides(pairs: list[str], book: Playbook, problems: list[Problem]) -> dic
 class _Maker:
     def __init__(self, doc: Document, book: Playbook, variables: dict[str, Any],
                  inventory: Inventory, source: str, templates: Path,
-                 problems: list[Problem]) -> None:
-        self.doc, self.book, self.variables = doc, book, variables
+                 problems: list[Problem], gather: Gather | None = None) -> None:
+        self.doc, self.book, self.variables, self.gather = doc, book, variables, gather
         self.context = f"playbook {book.metadata.name!r}"
         self.inventory, self.source, self.templates = inventory, source, templates
         self.problems = problems
@@ -196,7 +198,7 @@ class _Maker:
             return None
         try:
             plan = build_plan([policy], self.inventory, self.source, self.templates,
-                              [host] if host else None)
+                              [host] if host else None, gather=self.gather)
         except Problems as e:
             self.problems.extend(e.problems)
             return None

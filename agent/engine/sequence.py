@@ -79,8 +79,9 @@ def _op(planned: PlannedStep, data: dict[str, Any], check: bool, secrets: list[S
 
     status = Status(data["status"])
     shown = [data["note"]] if data["note"] else []
-    if data["listing"] and status is not Status.FAILED:
-        shown.append((data["stdout"] + data["stderr"]).strip())
+    if data["listing"]:  # what it did, also when it then failed (the error says why)
+        shown.append((data["stdout"] if status is Status.FAILED
+                      else data["stdout"] + data["stderr"]).strip())
     return OpResult(
         policy=planned.policy.name, kind=planned.policy.kind, name=data["name"],
         operation="command", status=status, planned=check,

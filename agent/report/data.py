@@ -69,7 +69,7 @@ def collect(store: Store, since: float) -> Report:
                                           " error FROM compliance ORDER BY policy, host")]
     report.changes = [Event(*row) for row in db.execute(
         "SELECT at, host, policy, step, operation, status, diff, who FROM audit WHERE at >= ?"
-        " ORDER BY seq", (since,))]
+        " AND status != 'failed' ORDER BY seq", (since,))]  # failed steps are failures, below
     report.failures = [Event(*row) for row in db.execute(
         "SELECT r.finished, o.host, o.policy, o.step, o.operation, o.status, o.error"
         " FROM op_results o JOIN runs r ON r.id = o.run_id"

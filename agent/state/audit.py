@@ -1,4 +1,5 @@
-"""The audit log: one entry per change, each sealed with the hash of the one before.
+"""The audit log: one entry per change (or failed step), each sealed with the hash of the
+one before.
 
 hash = sha256(previous hash + canonical JSON of the entry). Editing an entry breaks its
 own hash; deleting one breaks the next entry's link and leaves a gap in the sequence;

@@ -177,7 +177,8 @@ class Store:
                started: float | None = None, modes: dict[str, str] | None = None,
                facts: dict[tuple[str, str], dict[str, Any]] | None = None,
                begun_as: begun.Begun | None = None) -> int:
-        """Store a finished run, append an audit entry for each change it made, and update
+        """Store a finished run, append an audit entry for each change it made or tried
+        (changed, ran, failed), and update
         the summaries (modes: each policy's enforce | audit, for the summaries; facts:
         what kinds observed per policy and host, merged into what was known; begun_as:
         what begin() returned, replaced by this record). Every text is scrubbed of the
@@ -209,7 +210,10 @@ class Store:
                          op.status.value, int(op.planned), op.duration, mask(op.diff),
                          mask(op.error or op.warning)),
                     )
-                    if not op.planned and op.status in (Status.CHANGED, Status.RAN):
+                    # a failed step may have changed something before it failed (a
+                    # script half run, a push that reached some remotes): it is kept too
+                    if not op.planned and op.status in (Status.CHANGED, Status.RAN,
+                                                        Status.FAILED):
                         entry = audit.Entry(
                             at=finished, run_id=run_id, who=actor, host=host.host, policy=op.policy,
                             step=op.name, operation=op.operation, status=op.status.value,

@@ -44,6 +44,16 @@ def test_a_run_is_stored_with_an_audit_entry_per_executed_change(tmp_path: Path)
         assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_a_failed_step_is_audited_for_it_may_have_changed_something(tmp_path: Path) -> None:
+    ops = [OpResult("sync", "sync", "sync api", "command", Status.FAILED, error="diverged"),
+           OpResult("sync", "sync", "sync web", "command", Status.SKIPPED),
+           OpResult("sync", "sync", "sync db", "command", Status.FAILED, planned=True)]
+    with Store(tmp_path) as store:
+        store.record(RunResult([HostResult("h1", ops)], False, 1.0), command="apply", source="-")
+        rows = store.db.execute("SELECT host, step, status FROM audit ORDER BY seq").fetchall()
+    assert rows == [("h1", "sync api", "failed")]  # not the skipped one, nor a judged one
+
+
 def test_secrets_are_masked_before_they_are_stored(tmp_path: Path) -> None:
     Secret("hunter2")  # resolved in this process: known to the store's scrubbing
     with Store(tmp_path) as store:

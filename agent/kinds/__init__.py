@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.kinds import backup, tasks
+from agent.kinds import backup, sync, tasks
 from agent.kinds.contract import Kind
 
 KINDS: dict[str, Kind[Any]] = {
     "backup": backup.KIND,
+    "sync": sync.KIND,
     "tasks": tasks.KIND,
 }

@@ -30,6 +30,11 @@ FACTS: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
         "repository_size": 100, "archives": 2, "last_success": 1.7e9,
         "checks": {"repository": {"ok": 1, "at": 1.7e9, "error": ""},
                    "extract": {"ok": 0, "at": 1.7e9, "error": "boom"}}})],
+    "sync": [("repos", "mirror", {"repositories": {
+        "api": {"ok": 1, "degraded": 0, "branches": {"in sync": 3, "fast-forward": 1},
+                "pushed": 2, "lost": 0, "at": 1.7e9, "last_success": 1.7e9},
+        "web": {"ok": 0, "degraded": 1, "branches": {"diverged": 1}, "pushed": 0, "lost": 0,
+                "at": 1.7e9}}})],
     "tasks": [("files", "web1", {})],
 }
 

@@ -1,0 +1,46 @@
+"""The `sync` kind: one project's git repositories kept in step across several remotes.
+
+The target host keeps a bare work mirror of each repository and, on each run, fetches
+every remote, fast-forwards the remotes that are behind (one atomic push per remote,
+leased on the heads it fetched), reports branches that diverged or were rewritten or
+deleted somewhere, saves every head it replaces (refs/opsagent/backup/RUN/...) and every
+commit a remote dropped (refs/opsagent/kept/RUN/...), asks each remote again after a
+push, and fails loudly if any commit a remote held is reachable from nothing.
+
+The folder: spec.py (the policy's fields), git_sync.py (the program run on the host),
+plan.py (one command per repository), observe.py and metrics.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client.core import Metric
+
+from agent.core.hosts import HostInfo
+from agent.core.results import OpResult
+from agent.core.steps import Observation, Sequence, Step
+from agent.kinds.contract import Action, Facts
+from agent.kinds.sync import metrics, observe
+from agent.kinds.sync import plan as planning
+from agent.kinds.sync.spec import SyncSpec
+
+
+class SyncKind:
+    name = "sync"
+    Spec = SyncSpec
+    actions: dict[str, Action[SyncSpec, Any]] = {}
+    includes: tuple[str, ...] = ()
+
+    def plan(self, spec: SyncSpec, host: HostInfo) -> list[Step | Sequence]:
+        return planning.plan(spec, host)
+
+    def observe(self, spec: SyncSpec, host: HostInfo, ops: list[OpResult]) -> Observation | None:
+        return observe.observe(ops)
+
+    def families(self, rows: Facts) -> Iterable[Metric]:
+        return metrics.families(rows)
+
+
+KIND = SyncKind()

@@ -1,0 +1,45 @@
+"""What a sync policy runs on its host: one command per repository, in one sequence.
+
+Each command is git_sync.py (sent as the command's program; it needs only python3 and
+git there) with the repository's job as JSON. Commands run whatever the others did
+(when: always), so one repository that fails never stops the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from functools import cache
+from pathlib import Path
+
+from agent.core.hosts import HostInfo
+from agent.core.steps import Command, Sequence, Step
+from agent.kinds.sync.spec import SyncSpec
+
+REPO = "repo:"  # + name: the id observe finds a repository's result by
+KEY = "OPSAGENT_SYNC_SSH_KEY"
+CHANGED = r"^(fast-forwarded|deleted|would fast-forward|would delete) "
+
+
+@cache
+def program() -> str:
+    return Path(__file__).with_name("git_sync.py").read_text(encoding="utf-8")
+
+
+def plan(spec: SyncSpec, host: HostInfo) -> list[Step | Sequence]:
+    run = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    commands = tuple(
+        Command(f"sync {repo}", _argv(spec, repo, run, False), check=_argv(spec, repo, run, True),
+                effect="changed", changed_if=CHANGED, when="always", warning=(2,),
+                secrets=spec.ssh_key is not None, listing=True, id=REPO + repo)
+        for repo in spec.repositories)
+    secret_env = {KEY: spec.ssh_key} if spec.ssh_key is not None else {}
+    return [Sequence("sync", commands, {}, secret_env)]
+
+
+def _argv(spec: SyncSpec, repo: str, run: str, check: bool) -> tuple[str, ...]:
+    job = {"repo": repo, "workdir": spec.workdir, "run": run, "check": check,
+           "deletions": spec.deletions,
+           "remotes": [r.model_dump() for r in spec.remotes],
+           "rules": [b.model_dump() for b in spec.branches]}
+    return ("python3", "-c", program(), json.dumps(job, sort_keys=True))

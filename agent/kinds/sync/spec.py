@@ -1,0 +1,132 @@
+"""The `sync` policy's spec: which repositories, on which remotes, kept in step how."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from agent.core.secrets import SecretRef, never_inline
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)*$")
+_CREDENTIALS = re.compile(r"^[a-z+]+://[^/@]*:[^/@]*@")
+
+
+def _repository(name: str) -> str:
+    if not _REPO.match(name) or ".." in name:
+        raise ValueError(f"{name!r} is not a repository name (letters, digits, ., _, - and / "
+                         "between parts)")
+    return name
+
+
+Repository = Annotated[str, AfterValidator(_repository)]
+
+
+class Remote(BaseModel):
+    """One organisation's or server's copy of the repositories."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(examples=["public"], description="How reports, metrics and refs name "
+                      "it (letters, digits, ., _ and -).")
+    url: str = Field(examples=["ssh://git@h1/srv/git/public/{repo}.git"], description="Where "
+                     "a repository is, with {repo} for its name: ssh://, https://, file:// or "
+                     "a path on the host. No credentials in it: use ssh_key.")
+    push_only: bool = Field(False, examples=[True], description="Only receives: its own "
+                            "commits never count (a disaster-recovery copy); a branch that "
+                            "moved there on its own is reported, never overwritten.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"expected letters, digits, ., _ and - (it names refs), got {value!r}")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if "{repo}" not in value:
+            raise ValueError("expected {repo} in the URL, where each repository's name goes")
+        if _CREDENTIALS.match(value):
+            raise ValueError("a URL with a password in it would reach process arguments and "
+                             "logs; use ssh_key (a secret reference) instead")
+        return value
+
+
+class Branches(BaseModel):
+    """How the branches whose names match are kept in step; the first rule that matches wins."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    match: str = Field(examples=["release/*"], description="A branch name or shell pattern "
+                       "(fnmatch: *, ?, [...]).")
+    strategy: Literal["ff-only"] = Field("ff-only", examples=["ff-only"], description=(
+        "ff-only: remotes that are behind are fast-forwarded to the one ahead; a branch that "
+        "diverged is reported and nothing is pushed for it."))
+
+
+class SyncSpec(BaseModel):
+    """Repositories kept in step across remotes by the target host, in one work mirror each."""
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+    workdir: str = Field("/var/lib/opsagent/sync", examples=["/var/lib/opsagent/sync"],
+                         description="Where the host keeps a bare work mirror of each "
+                         "repository (with the snapshots of the heads it replaced).")
+    remotes: list[Remote] = Field(min_length=2, examples=[[
+        {"name": "public", "url": "ssh://git@h1/srv/git/public/{repo}.git"},
+        {"name": "internal", "url": "ssh://git@h2/srv/git/internal/{repo}.git"}]],
+        description="The copies: at least two, one of them not push_only.")
+    repositories: list[Repository] = Field(min_length=1, examples=[["api", "web", "infra"]],
+                                    description="The repositories' names, put into each "
+                                    "remote's {repo}.")
+    branches: list[Branches] = Field(default_factory=lambda: [Branches(match="*")],
+                                     examples=[[{"match": "main"}, {"match": "*"}]],
+                                     description="Which branches are kept in step, and how; "
+                                     "a branch no rule matches is left alone. Default: every "
+                                     "branch, ff-only.")
+    deletions: Literal["keep", "propagate"] = Field("keep", examples=["propagate"], description=(
+        "A branch deleted on one remote: keep (it stays on the others and is reported) or "
+        "propagate (deleted on the others too, where it did not move since the last run). "
+        "Its commits stay in the work mirror either way."))
+    ssh_key: Annotated[SecretRef | None, never_inline(
+        "an SSH key", "{file: PATH} or {env: NAME}")] = Field(
+        None, examples=[{"file": "/etc/opsagent/sync_key"}], description="The private key git "
+        "uses for ssh:// remotes, read on the controller and handed to git on the host through "
+        "a private file for the run (never on a command line). Default: the host's own keys.")
+
+    @field_validator("repositories")
+    @classmethod
+    def _repositories(cls, value: list[str]) -> list[str]:
+        for i, name in enumerate(value):
+            if name in value[:i]:
+                raise _fail((i,), f"repository {name!r} is listed twice", name)
+        return value
+
+    @model_validator(mode="after")
+    def _remotes(self) -> SyncSpec:
+        names = [r.name for r in self.remotes]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise _fail(("remotes", i, "name"), f"remote name {name!r} is used twice", name)
+        if all(r.push_only for r in self.remotes):
+            raise _fail(("remotes",), "every remote is push_only: at least one must be a "
+                        "source", None)
+        return self
+
+
+def _fail(loc: tuple[str | int, ...], message: str, value: object) -> ValidationError:
+    return ValidationError.from_exception_data("sync", [{
+        "type": PydanticCustomError("sync", message), "loc": loc, "input": value}])

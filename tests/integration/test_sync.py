@@ -1,0 +1,175 @@
+"""The sync kind on @local against real bare git repositories: remotes behind are
+fast-forwarded (check mode pushes nothing), a diverged branch is reported and nothing is
+pushed for it while the other repository syncs, a rewritten or deleted branch is not
+propagated and its commits are kept, a remote that cannot be reached degrades only, and
+every head replaced is saved first."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from tests.support.project import opsagent
+
+POLICY = """\
+apiVersion: opsagent/v1
+kind: sync
+metadata: {{name: repos}}
+targets: ["@local"]
+spec:
+  workdir: {root}/work
+  remotes:
+    - {{name: public, url: "{root}/public/{{repo}}.git"}}
+    - {{name: internal, url: "{root}/internal/{{repo}}.git"}}
+    - {{name: dr, url: "{root}/dr/{{repo}}.git", push_only: true}}
+  repositories: [api, web]
+  deletions: {deletions}
+"""
+REMOTES = ("public", "internal", "dr")
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True,
+                          env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+                               "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+                               "PATH": "/usr/bin:/bin", "HOME": str(cwd or "/tmp")})
+    return done.stdout.strip()
+
+
+class Project:
+    def __init__(self, root: Path, deletions: str = "keep") -> None:
+        self.root = root
+        for remote in REMOTES:
+            for repo in ("api", "web"):
+                git("init", "-q", "--bare", str(root / remote / f"{repo}.git"))
+        self.clone = root / "clone"
+        git("init", "-q", str(self.clone))
+        (root / "p.yml").write_text(POLICY.format(root=root, deletions=deletions))
+
+    def commit(self, message: str) -> str:
+        git("commit", "-q", "--allow-empty", "-m", message, cwd=self.clone)
+        return git("rev-parse", "HEAD", cwd=self.clone)
+
+    def push(self, remote: str, sha: str, branch: str = "main", repo: str = "api") -> None:
+        git("push", "-q", "--force", str(self.root / remote / f"{repo}.git"),
+            f"{sha}:refs/heads/{branch}", cwd=self.clone)
+
+    def heads(self, repo: str = "api") -> dict[str, dict[str, str]]:
+        out = {}
+        for remote in REMOTES:
+            listed = git("ls-remote", "--heads", str(self.root / remote / f"{repo}.git"))
+            out[remote] = {name.removeprefix("refs/heads/"): sha
+                           for sha, name in (line.split() for line in listed.splitlines())}
+        return out
+
+    def refs(self, prefix: str) -> dict[str, str]:
+        listed = git("-C", str(self.root / "work" / "api.git"), "for-each-ref",
+                     "--format=%(refname) %(objectname)", prefix)
+        return dict(line.split() for line in listed.splitlines())
+
+    def run(self, command: str = "apply") -> tuple[int, dict[str, Any]]:
+        done = opsagent(self.root, command, "p.yml", "-i", "@local", "--json", "--diff",
+                        "--state-dir", str(self.root / "state"))
+        assert done.stdout, done.stderr
+        result: dict[str, Any] = json.loads(done.stdout)
+        return done.returncode, {op["name"]: op for op in result["hosts"][0]["ops"]}
+
+
+def test_remotes_behind_are_fast_forwarded_after_a_check_that_pushes_nothing(
+        tmp_path: Path) -> None:
+    p = Project(tmp_path)
+    one = p.commit("one")
+    two = p.commit("two")
+    p.push("public", two)
+    p.push("internal", one)
+    code, ops = p.run("plan")
+    assert code == 0 and ops["sync api"]["status"] == "changed"
+    assert f"would fast-forward main on internal: {one[:10]}..{two[:10]}" in ops["sync api"]["diff"]
+    assert p.heads()["internal"] == {"main": one} and p.heads()["dr"] == {}  # nothing pushed
+    code, ops = p.run()
+    assert code == 0 and ops["sync api"]["status"] == "changed"
+    assert p.heads() == {remote: {"main": two} for remote in REMOTES}
+    backups = p.refs("refs/opsagent/backup/")
+    assert list(backups.values()) == [one]  # internal's old head, saved before the push
+    assert next(iter(backups)).endswith("/internal/heads/main")
+    assert ops["sync web"]["status"] == "ok"  # empty everywhere: in step
+    code, ops = p.run()
+    assert code == 0 and {op["status"] for op in ops.values()} == {"ok"}
+
+
+def test_a_diverged_branch_pushes_nothing_and_the_rest_still_syncs(tmp_path: Path) -> None:
+    p = Project(tmp_path)
+    base = p.commit("base")
+    p.push("public", base)
+    p.push("internal", base)
+    ours = p.commit("ours")
+    git("reset", "-q", "--hard", base, cwd=p.clone)
+    theirs = p.commit("theirs")
+    p.push("public", ours)
+    p.push("internal", theirs)
+    p.push("public", theirs, branch="feature")
+    p.push("public", base, repo="web")
+    code, ops = p.run()
+    assert code == 2
+    api = ops["sync api"]
+    assert api["status"] == "failed"
+    assert f"diverged main: public {ours[:10]}, internal {theirs[:10]}" in api["error"]
+    heads = p.heads()
+    assert (heads["public"]["main"], heads["internal"]["main"]) == (ours, theirs)
+    assert "main" not in heads["dr"]  # nothing pushed for the diverged branch
+    assert heads["internal"]["feature"] == heads["dr"]["feature"] == theirs  # the rest did
+    assert ops["sync web"]["status"] == "changed"
+    assert p.heads("web")["internal"] == {"main": base}
+    audit = opsagent(tmp_path, "audit", "log", "--state-dir", str(tmp_path / "state")).stdout
+    entry = next(line for line in audit.splitlines() if "sync api" in line)
+    assert "failed" in entry  # it pushed feature before it failed: on the record
+    assert "fast-forwarded feature on internal" in api["diff"]
+
+
+def test_a_rewritten_or_deleted_branch_is_not_propagated_and_its_commits_are_kept(
+        tmp_path: Path) -> None:
+    p = Project(tmp_path)
+    one = p.commit("one")
+    two = p.commit("two")
+    for remote in REMOTES:
+        p.push(remote, two)
+        p.push(remote, two, branch="old")
+    assert p.run()[0] == 0
+    p.push("internal", one)  # history rewritten: two dropped there
+    git("push", "-q", str(tmp_path / "public" / "api.git"), ":refs/heads/old", cwd=p.clone)
+    code, ops = p.run()
+    assert code == 2
+    api = ops["sync api"]
+    assert f"rewritten main on internal: {two[:10]} was replaced by {one[:10]}" in api["error"]
+    assert "kept old: deleted on public, kept on the others" in api["stdout"]
+    heads = p.heads()
+    assert heads["public"]["main"] == two and heads["internal"]["main"] == one
+    assert "old" not in heads["public"] and heads["internal"]["old"] == two
+    kept = p.refs("refs/opsagent/kept/")
+    assert sorted(kept.values()) == [two, two]  # main as internal had it, old as public had it
+    assert "LOST" not in api["diff"]
+
+
+def test_propagated_deletions_and_an_unreachable_remote(tmp_path: Path) -> None:
+    p = Project(tmp_path, deletions="propagate")
+    one = p.commit("one")
+    for remote in REMOTES:
+        p.push(remote, one)
+        p.push(remote, one, branch="topic")
+    assert p.run()[0] == 0
+    git("push", "-q", str(tmp_path / "public" / "api.git"), ":refs/heads/topic", cwd=p.clone)
+    code, ops = p.run()
+    assert code == 0 and ops["sync api"]["status"] == "changed"
+    assert all("topic" not in heads for heads in p.heads().values())
+    assert set(p.refs("refs/opsagent/backup/").values()) == {one}  # saved before deleting
+    two = p.commit("two")
+    p.push("public", two)
+    (tmp_path / "internal" / "api.git").rename(tmp_path / "internal" / "gone.git")
+    code, ops = p.run()
+    assert code == 0  # degraded: a warning, not a failure
+    api = ops["sync api"]
+    assert api["status"] == "changed" and api["warning"].startswith("exit code 2 (warning): "
+                                                                      "unreachable internal: ")
+    assert git("ls-remote", "--heads", str(tmp_path / "dr" / "api.git")).split()[0] == two

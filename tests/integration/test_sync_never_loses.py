@@ -1,0 +1,78 @@
+"""Over seeded random histories (commits, force-pushes, deletions and new branches on
+random remotes, a sync after each), no commit any remote ever held becomes unreachable:
+each stays on some remote or under the work mirror's kept and backup refs."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import agent.kinds.sync.git_sync as program
+
+REMOTES = ("a", "b", "c")
+ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+       "GIT_COMMITTER_EMAIL": "t@t", "PATH": "/usr/bin:/bin", "HOME": "/tmp"}
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], capture_output=True, text=True, check=True,
+                          env=ENV).stdout.strip()
+
+
+def heads(repo: Path) -> dict[str, str]:
+    listed = git("ls-remote", "--heads", str(repo))
+    return {name: sha for sha, name in (line.split() for line in listed.splitlines())}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_no_commit_is_ever_lost(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    for remote in REMOTES:
+        git("init", "-q", "--bare", str(tmp_path / remote / "r.git"))
+    work = tmp_path / "clone"
+    git("init", "-q", str(work))
+    held: set[str] = set()  # every commit any remote held
+    states: set[str] = set()
+    job = {"repo": "r", "workdir": str(tmp_path / "work"), "check": False, "deletions":
+           "keep", "rules": [{"match": "*", "strategy": "ff-only"}],
+           "remotes": [{"name": r, "url": str(tmp_path / r / "{repo}.git"), "push_only": r == "c"}
+                       for r in REMOTES]}
+    for step in range(25):
+        remote = tmp_path / rng.choice(REMOTES) / "r.git"
+        branch = rng.choice(["main", "dev", "topic"])
+        now = heads(remote)
+        move = rng.random()
+        if move < 0.15 and f"refs/heads/{branch}" in now:
+            git("-C", str(work), "push", "-q", str(remote), f":refs/heads/{branch}")
+        else:
+            base = now.get(f"refs/heads/{branch}") or next(iter(held), None)
+            if base and move < 0.3:  # a force-push back to an older commit
+                base = git("-C", str(work), "rev-list", "--max-count=1", "--skip=1", base) or base
+            args = ["commit-tree", "-m", f"step {step}", _empty_tree(work)]
+            if base:
+                args += ["-p", base]
+            sha = git("-C", str(work), *args)
+            git("-C", str(work), "push", "-q", "--force", str(remote), f"{sha}:refs/heads/{branch}")
+        for r in REMOTES:
+            held |= set(heads(tmp_path / r / "r.git").values())
+        job["run"] = f"run{step}"
+        done = subprocess.run([sys.executable, program.__file__, json.dumps(job)],
+                              capture_output=True, text=True, env=ENV, check=False)
+        assert "LOST" not in done.stdout + done.stderr, done.stdout + done.stderr
+        for r in REMOTES:
+            held |= set(heads(tmp_path / r / "r.git").values())
+        reachable = set(git("-C", str(tmp_path / "work" / "r.git"), "rev-list",
+                            "--all").splitlines())
+        assert held <= reachable, f"step {step}: {sorted(held - reachable)} lost"
+        states.update(json.loads(done.stdout.split("SUMMARY ")[1])["branches"].values())
+    assert {"fast-forward", "diverged", "rewritten"} <= states  # the histories did all that
+
+
+def _empty_tree(work: Path) -> str:
+    return subprocess.run(["git", "-C", str(work), "hash-object", "-t", "tree", "-w", "--stdin"],
+                          input="", capture_output=True, text=True, check=True, env=ENV).stdout.strip()

@@ -76,3 +76,40 @@ def test_no_commit_is_ever_lost(tmp_path: Path, seed: int) -> None:
 def _empty_tree(work: Path) -> str:
     return subprocess.run(["git", "-C", str(work), "hash-object", "-t", "tree", "-w", "--stdin"],
                           input="", capture_output=True, text=True, check=True, env=ENV).stdout.strip()
+
+
+def test_a_push_that_raced_a_developer_is_refused_not_overwritten(tmp_path: Path) -> None:
+    for remote in REMOTES:
+        git("init", "-q", "--bare", str(tmp_path / remote / "r.git"))
+    work = tmp_path / "clone"
+    git("init", "-q", str(work))
+    one = git("-C", str(work), "commit-tree", "-m", "one", _empty_tree(work))
+    racer = git("-C", str(work), "commit-tree", "-m", "racer", "-p", one, _empty_tree(work))
+    job = {"repo": "r", "workdir": str(tmp_path / "work"), "check": False, "run": "first",
+           "deletions": "propagate", "rules": [{"match": "*", "strategy": "ff-only"}],
+           "remotes": [{"name": r, "url": str(tmp_path / r / "{repo}.git"), "push_only": False}
+                       for r in ("a", "b")]}
+    for r in ("a", "b"):
+        git("-C", str(work), "push", "-q", str(tmp_path / r / "r.git"), f"{one}:refs/heads/topic")
+    sync = [sys.executable, program.__file__]
+    assert subprocess.run([*sync, json.dumps(job)], env=ENV, check=False).returncode == 0
+    git("-C", str(work), "push", "-q", str(tmp_path / "a" / "r.git"), ":refs/heads/topic")
+    # the sync will delete topic on b too; a developer pushes to it between the sync's
+    # fetch and its push: git, wrapped to do that once just before the sync's first push
+    # (the push itself is real git's, with its lease)
+    (tmp_path / "bin").mkdir()
+    wrapper = tmp_path / "bin" / "git"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f"if [ \"$3\" = push ] && [ ! -e {tmp_path}/raced ]; then touch {tmp_path}/raced; "
+        f"/usr/bin/git -C {work} push -q {tmp_path}/b/r.git {racer}:refs/heads/topic; fi\n"
+        "exec /usr/bin/git \"$@\"\n")
+    wrapper.chmod(0o755)
+    done = subprocess.run([*sync, json.dumps({**job, "run": "second"})], capture_output=True,
+                          text=True, check=False,
+                          env={**ENV, "PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"})
+    assert (tmp_path / "raced").exists()
+    assert done.returncode == 1, done.stdout
+    assert "push to b failed, nothing changed there" in done.stderr
+    assert heads(tmp_path / "b" / "r.git") == {"refs/heads/topic": racer}  # the developer's
+    assert "LOST" not in done.stderr

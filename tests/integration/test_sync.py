@@ -7,6 +7,7 @@ every head replaced is saved first."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -173,3 +174,43 @@ def test_propagated_deletions_and_an_unreachable_remote(tmp_path: Path) -> None:
     assert api["status"] == "changed" and api["warning"].startswith("exit code 2 (warning): "
                                                                       "unreachable internal: ")
     assert git("ls-remote", "--heads", str(tmp_path / "dr" / "api.git")).split()[0] == two
+
+
+def test_rollback_puts_the_remotes_back_and_refuses_to_overwrite_a_moved_branch(
+        tmp_path: Path) -> None:
+    p = Project(tmp_path)
+    one = p.commit("one")
+    two = p.commit("two")
+    p.push("public", two)
+    p.push("internal", one)
+    p.push("internal", one, branch="dev")
+    p.push("public", one, branch="dev")
+    code, ops = p.run()
+    assert code == 0
+    run = re.search(r"saved as run (\S+)", ops["sync api"]["diff"])
+    assert run is not None
+    assert p.heads()["internal"]["main"] == two
+    developer = p.commit("a developer's")
+    p.push("internal", developer, branch="main")  # moved since the sync
+    args = ("p.yml", "-i", "@local", "--state-dir", str(tmp_path / "state"), "--run", run[1],
+            "--repo", "api")
+    shown = opsagent(tmp_path, "sync", "rollback", "repos", *args, "--check")
+    assert shown.returncode == 0, shown.stderr
+    assert f"would put back the heads run {run[1]} replaced in api" in shown.stdout
+    assert p.heads()["dr"] == {"main": two, "dev": one}  # check mode: nothing put back
+    done = opsagent(tmp_path, "sync", "rollback", "repos", *args)
+    heads = p.heads()
+    assert heads["dr"] == {}  # as the run found it: the branches it made there are gone
+    assert heads["public"] == {"main": two, "dev": one}  # the run did not change it
+    assert heads["internal"]["main"] == developer  # the developer's stays: the lease refused
+    assert done.returncode == 2, done.stdout
+    assert "push to internal failed, nothing changed there" in done.stderr
+    assert p.run()[0] == 0  # the next sync takes the developer's commit everywhere
+    again = opsagent(tmp_path, "sync", "rollback", "repos", *args)
+    assert again.returncode == 2
+    assert f"main on internal moved since run {run[1]}" in again.stderr
+    assert p.heads()["internal"]["main"] == p.heads()["dr"]["main"] == developer  # kept
+    history = opsagent(tmp_path, "history", "--state-dir", str(tmp_path / "state")).stdout
+    assert "sync rollback" in history
+    bad = opsagent(tmp_path, "sync", "rollback", "repos", *args[:-4], "--run", "yesterday")
+    assert bad.returncode == 1 and "expected a run as its output named it" in bad.stderr

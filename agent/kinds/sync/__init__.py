@@ -8,7 +8,8 @@ commit a remote dropped (refs/opsagent/kept/RUN/...), asks each remote again aft
 push, and fails loudly if any commit a remote held is reachable from nothing.
 
 The folder: spec.py (the policy's fields), git_sync.py (the program run on the host),
-plan.py (one command per repository), observe.py and metrics.py.
+plan.py (one command per repository), observe.py and metrics.py, actions.py (sync
+rollback).
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ from agent.core.steps import Observation, Sequence, Step
 from agent.kinds.contract import Action, Facts
 from agent.kinds.sync import metrics, observe
 from agent.kinds.sync import plan as planning
+from agent.kinds.sync.actions import ACTIONS
 from agent.kinds.sync.spec import SyncSpec
 
 
 class SyncKind:
     name = "sync"
     Spec = SyncSpec
-    actions: dict[str, Action[SyncSpec, Any]] = {}
+    actions: dict[str, Action[SyncSpec, Any]] = ACTIONS
     includes: tuple[str, ...] = ()
 
     def plan(self, spec: SyncSpec, host: HostInfo) -> list[Step | Sequence]:

@@ -71,7 +71,44 @@ def main(job: Data) -> int:
             with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
                 f.write(key.rstrip("\n") + "\n")
             env["GIT_SSH_COMMAND"] = f"ssh -i {path} -o IdentitiesOnly=yes -o BatchMode=yes"
-        return sync(job, env)
+        return rollback(job, env) if job.get("rollback") else sync(job, env)
+
+
+def rollback(job: Data, env: dict[str, str]) -> int:
+    """Put back the heads run job["rollback"] replaced, where they are as it left them."""
+    mirror = os.path.join(job["workdir"], job["repo"] + ".git")
+    if not os.path.isdir(mirror):
+        notice(f"no work mirror {mirror}: is {job['repo']} one of the policy's repositories, "
+               "synced on this host?")
+        sys.stderr.write(NOTICES[-1] + "\n")
+        return 1
+    git = Git(mirror, env)
+    urls = {r["name"]: r["url"].replace("{repo}", job["repo"]) for r in job["remotes"]}
+    saved = git.refs(f"refs/opsagent/backup/{job['rollback']}")  # what the run replaced
+    pushed = git.refs(f"refs/opsagent/pushed/{job['rollback']}")  # what it put there
+    updates: dict[str, list[tuple[str, str, str]]] = {}
+    wanted = sorted(set(saved) | set(pushed))
+    for name in wanted:
+        remote, _, branch = name.partition("/heads/")
+        if remote not in urls:
+            notice(f"remote {remote} is no longer in the policy: {branch} not put back there")
+            continue
+        old, left = saved.get(name, ""), pushed.get(name, "")
+        seen = git.refs(f"{REMOTES}/{remote}").get(branch, "")
+        if seen != left:  # moved since that run: putting it back would undo someone's work
+            notice(f"{branch} on {remote} moved since run {job['rollback']} (now "
+                   f"{short(seen) or 'deleted'}, the run left {short(left) or 'nothing'}): "
+                   "not put back")
+            continue
+        updates.setdefault(remote, []).append((branch, left, old))
+    if not wanted:
+        print(f"run {job['rollback']} changed no head of {job['repo']}: nothing to put back")
+    states: dict[str, str] = {}
+    count, failed = push(git, job, urls, updates, states)
+    summary = {"branches": states, "down": {}, "pushed": count, "lost": 0}
+    print("SUMMARY " + json.dumps(summary, sort_keys=True))
+    sys.stderr.write("".join(f"{line}\n" for line in NOTICES))
+    return 1 if failed or NOTICES else 0
 
 
 def sync(job: Data, env: dict[str, str]) -> int:
@@ -109,7 +146,7 @@ def sync(job: Data, env: dict[str, str]) -> int:
             states[branch] = "ignored"
             continue
         states[branch] = plan_branch(git, job, branch, up, sources, was, now, updates)
-    pushed, failed = push(git, job, urls, updates, now, states)
+    pushed, failed = push(git, job, urls, updates, states)
     lost = check_nothing_lost(git, [sha for refs in (*was.values(), *now.values())
                                     for sha in refs.values()])
     if lost:
@@ -180,21 +217,27 @@ def delete_branch(git: Git, branch: str, up: list[str], deleted: list[str],
 
 
 def push(git: Git, job: Data, urls: dict[str, str], updates: dict[str, list[tuple[str, str, str]]],
-         now: dict[str, dict[str, str]], states: dict[str, str]) -> tuple[int, bool]:
-    """Each remote's updates in one atomic push, leased on the heads fetched; (pushed, any
-    failed)."""
+         states: dict[str, str]) -> tuple[int, bool]:
+    """Each remote's updates in one atomic push, leased on the heads fetched, after saving
+    the heads it replaces under this run's backup refs; (pushed, any failed)."""
     pushed, failed = 0, False
+    if any(updates.values()) and not job["check"]:
+        print(f"replaced heads are saved as run {job['run']} (opsagent sync rollback POLICY "
+              f"--run {job['run']} puts them back)")
     for remote, changes in updates.items():
         if not changes:
             continue
         for branch, old, new in changes:
-            what = "delete" if not new else "fast-forward"
+            what = "delete" if not new else (
+                "fast-forward" if not old or git.is_ancestor(old, new) else "put back")
             span = f"{short(old)}..{short(new)}" if old and new else short(old or new)
             print(f"{'would ' + what if job['check'] else past(what)} {branch} on {remote}: {span}")
         if job["check"]:
             continue
         git.update_refs({f"refs/opsagent/backup/{job['run']}/{remote}/heads/{b}": old
                          for b, old, _ in changes if old})
+        git.update_refs({f"refs/opsagent/pushed/{job['run']}/{remote}/heads/{b}": new
+                         for b, _, new in changes if new})  # what a rollback expects there
         args = ["push", "--atomic", "--porcelain", urls[remote]]
         args += [f"--force-with-lease=refs/heads/{b}:{old}" for b, old, _ in changes]
         args += [f"{new}:refs/heads/{b}" if new else f":refs/heads/{b}" for b, _, new in changes]
@@ -238,7 +281,7 @@ def short(sha: str) -> str:
 
 
 def past(what: str) -> str:
-    return {"delete": "deleted", "fast-forward": "fast-forwarded"}[what]
+    return {"delete": "deleted", "fast-forward": "fast-forwarded", "put back": "put back"}[what]
 
 
 def first_line(text: str) -> str:

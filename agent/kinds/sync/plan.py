@@ -18,7 +18,7 @@ from agent.kinds.sync.spec import SyncSpec
 
 REPO = "repo:"  # + name: the id observe finds a repository's result by
 KEY = "OPSAGENT_SYNC_SSH_KEY"
-CHANGED = r"^(fast-forwarded|deleted|would fast-forward|would delete) "
+CHANGED = r"^(fast-forwarded|deleted|put back|would fast-forward|would delete|would put back) "
 
 
 @cache
@@ -37,8 +37,23 @@ def plan(spec: SyncSpec, host: HostInfo) -> list[Step | Sequence]:
     return [Sequence("sync", commands, {}, secret_env)]
 
 
-def _argv(spec: SyncSpec, repo: str, run: str, check: bool) -> tuple[str, ...]:
+def rollback(spec: SyncSpec, repos: list[str], of_run: str) -> list[Step | Sequence]:
+    """Put back, per repository, the heads the run of_run replaced (saving the ones it
+    replaces in turn, so the rollback can be rolled back)."""
+    run = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    commands = tuple(
+        Command(f"roll back {repo} to before run {of_run}",
+                _argv(spec, repo, run, False, of_run), effect="changed", changed_if=CHANGED,
+                when="always", secrets=spec.ssh_key is not None, listing=True, id=REPO + repo)
+        for repo in repos)
+    secret_env = {KEY: spec.ssh_key} if spec.ssh_key is not None else {}
+    return [Sequence("sync rollback", commands, {}, secret_env)]
+
+
+def _argv(spec: SyncSpec, repo: str, run: str, check: bool, of_run: str = ""
+          ) -> tuple[str, ...]:
     job = {"repo": repo, "workdir": spec.workdir, "run": run, "check": check,
+           "rollback": of_run,
            "deletions": spec.deletions,
            "remotes": [r.model_dump() for r in spec.remotes],
            "rules": [b.model_dump() for b in spec.branches]}

@@ -6,12 +6,15 @@ every head replaced is saved first."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
+from tests.integration.conftest import requires_sshd
+from tests.support import sshd
 from tests.support.project import opsagent
 
 POLICY = """\
@@ -214,3 +217,34 @@ def test_rollback_puts_the_remotes_back_and_refuses_to_overwrite_a_moved_branch(
     assert "sync rollback" in history
     bad = opsagent(tmp_path, "sync", "rollback", "repos", *args[:-4], "--run", "yesterday")
     assert bad.returncode == 1 and "expected a run as its output named it" in bad.stderr
+
+
+@requires_sshd
+def test_ssh_remotes_with_the_policys_key_which_reaches_no_output(
+        tmp_path: Path, keys: sshd.Keys, servers: list[sshd.Sshd]) -> None:
+    user = getpass.getuser()
+    for remote in ("one", "two"):
+        git("init", "-q", "--bare", str(tmp_path / remote / "api.git"))
+    clone = tmp_path / "clone"
+    git("init", "-q", str(clone))
+    git("commit", "-q", "--allow-empty", "-m", "one", cwd=clone)
+    head = git("rev-parse", "HEAD", cwd=clone)
+    git("push", "-q", str(tmp_path / "one" / "api.git"), "HEAD:refs/heads/main", cwd=clone)
+    port = servers[0].port
+    (tmp_path / "p.yml").write_text(
+        "apiVersion: opsagent/v1\nkind: sync\nmetadata: {name: over-ssh}\ntargets: ['@local']\n"
+        f"spec:\n  workdir: {tmp_path}/work\n  remotes:\n"
+        f"    - {{name: one, url: 'ssh://{user}@127.0.0.1:{port}{tmp_path}/one/{{repo}}.git'}}\n"
+        f"    - {{name: two, url: 'ssh://{user}@127.0.0.1:{port}{tmp_path}/two/{{repo}}.git'}}\n"
+        f"  repositories: [api]\n  ssh_key: {{file: {keys.client}}}\n"
+        f"  known_hosts: {keys.known_hosts}\n")
+    done = opsagent(tmp_path, "apply", "p.yml", "-i", "@local", "--json", "--diff",
+                    "--state-dir", str(tmp_path / "state"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert git("ls-remote", "--heads", str(tmp_path / "two" / "api.git")).split()[0] == head
+    secret = keys.client.read_text().splitlines()[1]  # a line of the private key
+    assert secret not in done.stdout + done.stderr
+    for path in (tmp_path / "state").rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes()
+    assert not list((tmp_path / "work").rglob("key"))  # the private file went with the run

@@ -25,6 +25,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -66,11 +67,17 @@ def main(job: Data) -> int:
     env.update(GIT_TERMINAL_PROMPT="0", LC_ALL="C")
     key = os.environ.get("OPSAGENT_SYNC_SSH_KEY")
     with tempfile.TemporaryDirectory(prefix="opsagent-sync-") as tmp:
+        ssh = ["ssh", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=10",
+               "-o", "ServerAliveCountMax=3"]
         if key:
             path = os.path.join(tmp, "key")
             with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
                 f.write(key.rstrip("\n") + "\n")
-            env["GIT_SSH_COMMAND"] = f"ssh -i {path} -o IdentitiesOnly=yes -o BatchMode=yes"
+            ssh += ["-i", path, "-o", "IdentitiesOnly=yes"]
+        if job.get("known_hosts"):
+            ssh += ["-o", f"UserKnownHostsFile={job['known_hosts']}",
+                    "-o", "StrictHostKeyChecking=yes"]
+        env["GIT_SSH_COMMAND"] = " ".join(shlex.quote(part) for part in ssh)
         return rollback(job, env) if job.get("rollback") else sync(job, env)
 
 

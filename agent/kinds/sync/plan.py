@@ -54,7 +54,7 @@ def _argv(spec: SyncSpec, repo: str, run: str, check: bool, of_run: str = ""
           ) -> tuple[str, ...]:
     job = {"repo": repo, "workdir": spec.workdir, "run": run, "check": check,
            "rollback": of_run,
-           "deletions": spec.deletions,
+           "deletions": spec.deletions, "known_hosts": spec.known_hosts,
            "remotes": [r.model_dump() for r in spec.remotes],
            "rules": [b.model_dump() for b in spec.branches]}
     return ("python3", "-c", program(), json.dumps(job, sort_keys=True))

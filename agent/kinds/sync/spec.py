@@ -107,6 +107,11 @@ class SyncSpec(BaseModel):
         "uses for ssh:// remotes, read on the controller and handed to git on the host through "
         "a private file for the run (never on a command line). Default: the host's own keys.")
 
+    known_hosts: str | None = Field(None, examples=["/etc/opsagent/sync_known_hosts"],
+                                    description="A known_hosts file on the host that ssh:// "
+                                    "remotes' host keys are checked against (strictly); "
+                                    "default: the host user's own.")
+
     @field_validator("repositories")
     @classmethod
     def _repositories(cls, value: list[str]) -> list[str]:

@@ -43,12 +43,12 @@ def test_no_commit_is_ever_lost(tmp_path: Path, seed: int) -> None:
            "remotes": [{"name": r, "url": str(tmp_path / r / "{repo}.git"), "push_only": r == "c"}
                        for r in REMOTES]}
     for step in range(25):
-        remote = tmp_path / rng.choice(REMOTES) / "r.git"
+        target = tmp_path / rng.choice(REMOTES) / "r.git"
         branch = rng.choice(["main", "dev", "topic"])
-        now = heads(remote)
+        now = heads(target)
         move = rng.random()
         if move < 0.15 and f"refs/heads/{branch}" in now:
-            git("-C", str(work), "push", "-q", str(remote), f":refs/heads/{branch}")
+            git("-C", str(work), "push", "-q", str(target), f":refs/heads/{branch}")
         else:
             base = now.get(f"refs/heads/{branch}") or next(iter(held), None)
             if base and move < 0.3:  # a force-push back to an older commit
@@ -57,7 +57,7 @@ def test_no_commit_is_ever_lost(tmp_path: Path, seed: int) -> None:
             if base:
                 args += ["-p", base]
             sha = git("-C", str(work), *args)
-            git("-C", str(work), "push", "-q", "--force", str(remote), f"{sha}:refs/heads/{branch}")
+            git("-C", str(work), "push", "-q", "--force", str(target), f"{sha}:refs/heads/{branch}")
         for r in REMOTES:
             held |= set(heads(tmp_path / r / "r.git").values())
         job["run"] = f"run{step}"

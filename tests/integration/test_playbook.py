@@ -118,7 +118,7 @@ def test_bad_playbooks_name_file_line_and_field_and_run_nothing(tmp_path: Path) 
         "playbooks/bad.yml:9:27: playbook 'bad' > steps[3].backup.list.policy: no policy named "
         "'no-such' in policies; expected one of demo-audit, demo-backup, demo-files",
         "playbooks/bad.yml:10:5: playbook 'bad' > steps[4].backup.lst: backup.lst is not an "
-        "opsagent action (backup.list, backup.restore); as a pyinfra operation it needs "
+        "opsagent action (backup.list, backup.restore, sync.rollback); as a pyinfra operation it needs "
         "`hosts:` (inventory hosts or groups)",
         "playbooks/bad.yml:12:12: playbook 'bad' > steps[5].hosts: no host or group 'nowhere' "
         "in inventory inventories/local.yml",

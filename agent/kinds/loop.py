@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from agent.policy.messages import KEY_ERRORS, describe
+from agent.policy.messages import KEY_ERRORS, describe, invalid
 from agent.policy.render import LOOP, Renderer
 
 MAX_ITEMS = 10_000
@@ -125,9 +125,7 @@ def _label(item: Any, number: int, control: LoopControl, renderer: Renderer,
         try:
             return str(renderer.value_of(control.label, scope))
         except ValueError as e:
-            raise ValidationError.from_exception_data("loop", [{
-                "type": PydanticCustomError("loop_item", str(e)), "loc": (CONTROL, "label"),
-                "input": control.label}]) from None
+            raise invalid((CONTROL, "label"), "loop_item", str(e), control.label) from None
     if isinstance(item, dict) and isinstance(item.get("name"), str | int):
         return str(item["name"])
     if isinstance(item, str | int | float) and not isinstance(item, bool):
@@ -152,8 +150,7 @@ def failures(failed: list[tuple[tuple[str | int, ...], str]], value: Any) -> Val
 
 
 def _fail(message: str, value: Any) -> ValidationError:
-    return ValidationError.from_exception_data("loop", [{
-        "type": PydanticCustomError("loop_item", message), "loc": (LOOP,), "input": value}])
+    return invalid((LOOP,), "loop_item", message, value)
 
 
 def _hashable(value: Any) -> Any:

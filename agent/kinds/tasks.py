@@ -55,7 +55,7 @@ from agent.engine import catalog
 from agent.engine.registered import STAND_IN
 from agent.kinds.contract import Action, Facts
 from agent.kinds.loop import LoopControl, expand, failures
-from agent.policy.messages import suggest
+from agent.policy.messages import invalid, suggest
 from agent.policy.render import FILE_OPTIONS, LOOP, VARS, Renderer, TemplateFileError
 
 REGISTERED = "registered"  # in the validation context: names registered so far
@@ -135,7 +135,7 @@ class Task(Guard):
         own = data.get(VARS) or {}
         if not isinstance(own, dict) or not all(isinstance(k, str) and k.isidentifier()
                                                 for k in own):
-            raise _fail((VARS,), "task_vars", "expected a mapping of variable names to values",
+            raise invalid((VARS,), "task_vars", "expected a mapping of variable names to values",
                         own)
         failed: list[tuple[tuple[str | int, ...], str]] = []
         own = renderer.render_at(own, variables, (VARS,), failed)
@@ -190,7 +190,7 @@ class Task(Guard):
         try:
             args, used_secret = resolve_all(args, (op,))
         except SecretError as e:
-            raise _fail(e.args[1], "secret", e.args[0], "(a secret reference)") from None
+            raise invalid(e.args[1], "secret", e.args[0], "(a secret reference)") from None
         outside = data.get("allow_outside_templates") is True
         _check_args(op, args, info, outside)
         rest = {k: v for k, v in data.items() if k != op}
@@ -216,7 +216,7 @@ class Task(Guard):
                 holds = renderer.condition(self.when, {**variables,
                                                        **dict.fromkeys(later, STAND_IN)})
             except ValueError as e:
-                raise _fail(("when",), "condition", str(e), self.when) from None
+                raise invalid(("when",), "condition", str(e), self.when) from None
             if later:
                 self._later = (self.when, variables)
             else:
@@ -225,7 +225,7 @@ class Task(Guard):
             self._skip = "when: false"
         if self.register_:
             if not self.register_.isidentifier():
-                raise _fail(("register",), "register", "expected a variable name (letters, "
+                raise invalid(("register",), "register", "expected a variable name (letters, "
                             f"digits and _, not starting with a digit), got {self.register_!r}",
                             self.register_)
             registered.append(self.register_)
@@ -294,18 +294,18 @@ class TasksSpec(BaseModel):
         names = [h.name for h in self.handlers]
         for i, handler in enumerate(self.handlers):
             if not handler.name:
-                raise _fail(("handlers", i), "handler_name", "a handler needs a name (what "
+                raise invalid(("handlers", i), "handler_name", "a handler needs a name (what "
                             "tasks notify)", None)
             if handler.notify:
-                raise _fail(("handlers", i, "notify"), "handler_notify", "a handler cannot "
+                raise invalid(("handlers", i, "notify"), "handler_notify", "a handler cannot "
                             "notify another: list both in the tasks' notify", handler.notify)
             if names.count(handler.name) > 1:
-                raise _fail(("handlers", i, "name"), "handler_name", f"handler name "
+                raise invalid(("handlers", i, "name"), "handler_name", f"handler name "
                             f"{handler.name!r} is used twice", handler.name)
         for i, task in enumerate(self.tasks):
             for j, name in enumerate(dict.fromkeys(n for t in task.each() for n in t.notify)):
                 if name not in names:
-                    raise _fail(("tasks", i, "notify", j), "unknown_handler", f"no handler "
+                    raise invalid(("tasks", i, "notify", j), "unknown_handler", f"no handler "
                                 f"named {name!r}{suggest(name, [n for n in names if n])}", name)
         return self
 
@@ -331,27 +331,22 @@ class TasksKind:
 KIND = TasksKind()
 
 
-def _fail(loc: tuple[str | int, ...], kind: str, message: str, value: Any) -> ValidationError:
-    error: InitErrorDetails = {
-        "type": PydanticCustomError(kind, message), "loc": loc, "input": value,
-    }
-    return ValidationError.from_exception_data("task", [error])
 
 
 def _check_args(op: str, args: Any, info: ValidationInfo, outside: bool) -> None:
     try:
         catalog.operation(op)
     except catalog.UnknownOperation as e:
-        raise _fail((op,), "unknown_operation", str(e), op) from None
+        raise invalid((op,), "unknown_operation", str(e), op) from None
     if not isinstance(args, dict):
-        raise _fail((op,), "task_arguments", "expected a mapping of arguments", args)
+        raise invalid((op,), "task_arguments", "expected a mapping of arguments", args)
     if op in _SRC_OPS and isinstance(args.get("src"), str):
         src = _template_path(args["src"], info)
         if not src.is_file():
-            raise _fail((op, "src"), "template_missing", f"no such file: {src}", args["src"])
+            raise invalid((op, "src"), "template_missing", f"no such file: {src}", args["src"])
         base = Path((info.context or {}).get("templates", Path("templates")))
         if not outside and not src.resolve().is_relative_to(base.resolve()):
-            raise _fail((op, "src"), "template_outside", f"{src} is outside the templates "
+            raise invalid((op, "src"), "template_outside", f"{src} is outside the templates "
                         f"folder {base}: a policy reads its files from there (write "
                         "allow_outside_templates: true on the task to read it anyway)",
                         args["src"])
@@ -362,7 +357,7 @@ def _coerce(op: str, args: dict[str, Any], info: ValidationInfo) -> dict[str, An
     if model.model_config.get("extra") != "forbid":  # takes **kwargs: a name pyinfra keeps fails
         taken = [k for k in args if k in catalog.RESERVED_ARGUMENTS]
         if taken:
-            raise _fail((op, taken[0]), "reserved_argument", f"{taken[0]!r} cannot be passed to "
+            raise invalid((op, taken[0]), "reserved_argument", f"{taken[0]!r} cannot be passed to "
                         f"{op}: pyinfra uses that name itself; choose another (e.g. "
                         f"'{taken[0]}_')", taken[0])
     else:
@@ -371,7 +366,7 @@ def _coerce(op: str, args: dict[str, Any], info: ValidationInfo) -> dict[str, An
         if unknown:
             name = unknown[0]
             hint = suggest(name, catalog.parameter_names(op))
-            raise _fail((op, name), "unknown_argument", f"unknown argument for {op}{hint}", name)
+            raise invalid((op, name), "unknown_argument", f"unknown argument for {op}{hint}", name)
     try:
         checked = model.model_validate(args)
     except ValidationError as e:
@@ -399,14 +394,14 @@ def _rendered(args: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
     options = args.get("jinja_env_kwargs") or {}
     bad = [k for k in options if k not in FILE_OPTIONS or not isinstance(options[k], bool)]
     if bad:
-        raise _fail((op, "jinja_env_kwargs", bad[0]), "template_option",
+        raise invalid((op, "jinja_env_kwargs", bad[0]), "template_option",
                     f"not a template option opsagent allows; expected true or false for one "
                     f"of {', '.join(FILE_OPTIONS)}", bad[0])
     try:
         text = renderer.render_file(Path(args["src"]), {**context.get("variables", {}), **data},
                                     options)
     except TemplateFileError as e:
-        raise _fail((op, "src"), "template_file", str(e), args["src"]) from None
+        raise invalid((op, "src"), "template_file", str(e), args["src"]) from None
     kept = {k: v for k, v in args.items() if k in _PUT_ARGS or k in catalog.GLOBAL_ARGUMENTS}
     return {"src": Rendered(text, args["src"]), **kept}
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from pydantic_core import ErrorDetails
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from agent.errors import Problem, Problems, dotted
 from agent.policy.load import Document, load_one
@@ -81,6 +81,13 @@ def describe(err: ErrorDetails, model: type[BaseModel] | None = None) -> str:
     if err["msg"].startswith("Input should"):
         return f"expected {err['msg'][len('Input should be '):]}, got {found(err['input'])}"
     return err["msg"]  # our own errors (PydanticCustomError) are already worded
+
+
+def invalid(loc: tuple[str | int, ...], kind: str, message: str, value: Any) -> ValidationError:
+    """A validation error at loc, already worded, for a validator to raise: pydantic puts
+    the field's path in front of loc, and problem() turns it into file:line:col."""
+    return ValidationError.from_exception_data(kind, [{
+        "type": PydanticCustomError(kind, message), "loc": loc, "input": value}])
 
 
 def suggest(name: str, valid: list[str]) -> str:

@@ -10,13 +10,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from agent.core.secrets import SecretRef, never_inline
+from agent.policy.messages import invalid
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)*$")
@@ -117,7 +116,7 @@ class SyncSpec(BaseModel):
     def _repositories(cls, value: list[str]) -> list[str]:
         for i, name in enumerate(value):
             if name in value[:i]:
-                raise _fail((i,), f"repository {name!r} is listed twice", name)
+                raise invalid((i,), "sync", f"repository {name!r} is listed twice", name)
         return value
 
     @model_validator(mode="after")
@@ -125,13 +124,10 @@ class SyncSpec(BaseModel):
         names = [r.name for r in self.remotes]
         for i, name in enumerate(names):
             if name in names[:i]:
-                raise _fail(("remotes", i, "name"), f"remote name {name!r} is used twice", name)
+                raise invalid(("remotes", i, "name"), "sync", f"remote name {name!r} is used twice",
+                              name)
         if all(r.push_only for r in self.remotes):
-            raise _fail(("remotes",), "every remote is push_only: at least one must be a "
+            raise invalid(("remotes",), "sync", "every remote is push_only: at least one must be a "
                         "source", None)
         return self
 
-
-def _fail(loc: tuple[str | int, ...], message: str, value: object) -> ValidationError:
-    return ValidationError.from_exception_data("sync", [{
-        "type": PydanticCustomError("sync", message), "loc": loc, "input": value}])

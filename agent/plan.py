@@ -44,7 +44,8 @@ def build_plan(
     chosen = [p for p in policies if not only or p.name in only]
     allowed = _limited(inventory, limit, problems)
     renderer = Renderer()
-    known = _facts(chosen, inventory, allowed, templates, gather)
+    using = [p.name for p in chosen if _uses_facts(p, templates)]  # reads their templates once
+    known = _facts([p for p in chosen if p.name in using], inventory, allowed, gather)
     per_host: dict[str, list[PlannedStep]] = {}
     specs: dict[str, list[tuple[PolicyRef, BaseModel]]] = {}
     health: dict[str, list[tuple[str, Health]]] = {}
@@ -53,10 +54,9 @@ def build_plan(
         targeted = [h for h in inventory.resolve(policy.envelope.targets)
                     if allowed is None or h.name in allowed]
         failed_on: dict[Problem, list[str]] = {}
-        using = _uses_facts(policy, templates)
         for host in targeted:
             info = host.info
-            if using:
+            if policy.name in using:
                 found = known.get(host.name, {})
                 if isinstance(found, str):
                     continue  # planned as unreachable, below
@@ -95,14 +95,13 @@ def build_plan(
 Gather = Callable[[list[Host]], Mapping[str, Mapping[str, Any] | str]]
 
 
-def _facts(chosen: list[Policy], inventory: Inventory, allowed: set[str] | None,
-           templates: Path, gather: Gather | None) -> Mapping[str, Mapping[str, Any] | str]:
-    """Facts (or why none) of every host that a policy using them targets."""
+def _facts(using: list[Policy], inventory: Inventory, allowed: set[str] | None,
+           gather: Gather | None) -> Mapping[str, Mapping[str, Any] | str]:
+    """Facts (or why none) of every host that the policies using them target."""
     needed: dict[str, Host] = {}
-    for policy in chosen:
-        if _uses_facts(policy, templates):
-            needed.update((h.name, h) for h in inventory.resolve(policy.envelope.targets)
-                          if allowed is None or h.name in allowed)
+    for policy in using:
+        needed.update((h.name, h) for h in inventory.resolve(policy.envelope.targets)
+                      if allowed is None or h.name in allowed)
     if not needed:
         return {}
     if gather is None:

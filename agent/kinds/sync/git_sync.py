@@ -83,14 +83,14 @@ def main(job: Data) -> int:
 
 def rollback(job: Data, env: dict[str, str]) -> int:
     """Put back the heads run job["rollback"] replaced, where they are as it left them."""
-    mirror = os.path.join(job["workdir"], job["repo"] + ".git")
+    mirror = mirror_of(job)
     if not os.path.isdir(mirror):
         notice(f"no work mirror {mirror}: is {job['repo']} one of the policy's repositories, "
                "synced on this host?")
         sys.stderr.write(NOTICES[-1] + "\n")
         return 1
     git = Git(mirror, env)
-    urls = {r["name"]: r["url"].replace("{repo}", job["repo"]) for r in job["remotes"]}
+    urls = urls_of(job)
     saved = git.refs(f"refs/opsagent/backup/{job['rollback']}")  # what the run replaced
     pushed = git.refs(f"refs/opsagent/pushed/{job['rollback']}")  # what it put there
     updates: dict[str, list[tuple[str, str, str]]] = {}
@@ -113,14 +113,13 @@ def rollback(job: Data, env: dict[str, str]) -> int:
     states: dict[str, str] = {}
     count, failed = push(git, job, urls, updates, states)
     summary = {"branches": states, "down": {}, "pushed": count, "lost": 0}
-    print("SUMMARY " + json.dumps(summary, sort_keys=True))
-    sys.stderr.write("".join(f"{line}\n" for line in NOTICES))
+    report(summary)
     return 1 if failed or NOTICES else 0
 
 
 def sync(job: Data, env: dict[str, str]) -> int:
     os.makedirs(job["workdir"], mode=0o700, exist_ok=True)
-    mirror = os.path.join(job["workdir"], job["repo"] + ".git")
+    mirror = mirror_of(job)
     if not os.path.isdir(mirror):
         made = subprocess.run(["git", "init", "--bare", "--quiet", mirror], env=env,
                               capture_output=True, text=True, check=False)
@@ -129,7 +128,7 @@ def sync(job: Data, env: dict[str, str]) -> int:
             sys.stderr.write(NOTICES[-1] + "\n")
             return 1
     git = Git(mirror, env)
-    urls = {r["name"]: r["url"].replace("{repo}", job["repo"]) for r in job["remotes"]}
+    urls = urls_of(job)
     sources = [r["name"] for r in job["remotes"] if not r["push_only"]]
     was = {name: git.refs(f"{REMOTES}/{name}") for name in urls}
     down: dict[str, str] = {}
@@ -159,11 +158,25 @@ def sync(job: Data, env: dict[str, str]) -> int:
     if lost:
         notice(f"LOST {lost} commit(s): not reachable from any remote head or kept ref")
     summary = {"branches": states, "down": down, "pushed": pushed, "lost": lost}
-    print("SUMMARY " + json.dumps(summary, sort_keys=True))
-    sys.stderr.write("".join(f"{line}\n" for line in NOTICES))  # what the error or warning says
+    report(summary)
     if lost or failed or any(s in ("diverged", "rewritten", "failed") for s in states.values()):
         return 1
     return 2 if down else 0
+
+
+def mirror_of(job: Data) -> str:
+    return os.path.join(str(job["workdir"]), f"{job['repo']}.git")
+
+
+def urls_of(job: Data) -> dict[str, str]:
+    return {r["name"]: r["url"].replace("{repo}", job["repo"]) for r in job["remotes"]}
+
+
+def report(summary: Data) -> None:
+    """The SUMMARY line (what observe reads), and on stderr the lines that need a person
+    (what the error or warning says)."""
+    print("SUMMARY " + json.dumps(summary, sort_keys=True))
+    sys.stderr.write("".join(f"{line}\n" for line in NOTICES))
 
 
 def plan_branch(git: Git, job: Data, branch: str, up: list[str], sources: list[str],

@@ -27,27 +27,35 @@ def program() -> str:
 
 
 def plan(spec: SyncSpec, host: HostInfo) -> list[Step | Sequence]:
-    run = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    commands = tuple(
+    run = _run_id()
+    return _sequence(spec, "sync", [
         Command(f"sync {repo}", _argv(spec, repo, run, False), check=_argv(spec, repo, run, True),
                 effect="changed", changed_if=CHANGED, when="always", warning=(2,),
                 secrets=spec.ssh_key is not None, listing=True, id=REPO + repo)
-        for repo in spec.repositories)
-    secret_env = {KEY: spec.ssh_key} if spec.ssh_key is not None else {}
-    return [Sequence("sync", commands, {}, secret_env)]
+        for repo in spec.repositories])
 
 
 def rollback(spec: SyncSpec, repos: list[str], of_run: str) -> list[Step | Sequence]:
     """Put back, per repository, the heads the run of_run replaced (saving the ones it
     replaces in turn, so the rollback can be rolled back)."""
-    run = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    commands = tuple(
+    run = _run_id()
+    return _sequence(spec, "sync rollback", [
         Command(f"roll back {repo} to before run {of_run}",
                 _argv(spec, repo, run, False, of_run), effect="changed", changed_if=CHANGED,
                 when="always", secrets=spec.ssh_key is not None, listing=True, id=REPO + repo)
-        for repo in repos)
+        for repo in repos])
+
+
+def _run_id() -> str:
+    """The name this run's saved heads go under (refs/opsagent/backup/RUN/...)."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+
+
+def _sequence(spec: SyncSpec, name: str, commands: list[Command]) -> list[Step | Sequence]:
+    """The commands in one call to the host, with the SSH key (if any) in their secret
+    environment."""
     secret_env = {KEY: spec.ssh_key} if spec.ssh_key is not None else {}
-    return [Sequence("sync rollback", commands, {}, secret_env)]
+    return [Sequence(name, tuple(commands), {}, secret_env)]
 
 
 def _argv(spec: SyncSpec, repo: str, run: str, check: bool, of_run: str = ""

@@ -223,25 +223,21 @@ def test_rollback_puts_the_remotes_back_and_refuses_to_overwrite_a_moved_branch(
 def test_ssh_remotes_with_the_policys_key_which_reaches_no_output(
         tmp_path: Path, keys: sshd.Keys, servers: list[sshd.Sshd]) -> None:
     user = getpass.getuser()
-    for remote in ("one", "two"):
-        git("init", "-q", "--bare", str(tmp_path / remote / "api.git"))
-    clone = tmp_path / "clone"
-    git("init", "-q", str(clone))
-    git("commit", "-q", "--allow-empty", "-m", "one", cwd=clone)
-    head = git("rev-parse", "HEAD", cwd=clone)
-    git("push", "-q", str(tmp_path / "one" / "api.git"), "HEAD:refs/heads/main", cwd=clone)
+    p = Project(tmp_path)  # its remotes, reached here over SSH as one and two
+    head = p.commit("one")
+    p.push("public", head)
     port = servers[0].port
     (tmp_path / "p.yml").write_text(
         "apiVersion: opsagent/v1\nkind: sync\nmetadata: {name: over-ssh}\ntargets: ['@local']\n"
         f"spec:\n  workdir: {tmp_path}/work\n  remotes:\n"
-        f"    - {{name: one, url: 'ssh://{user}@127.0.0.1:{port}{tmp_path}/one/{{repo}}.git'}}\n"
-        f"    - {{name: two, url: 'ssh://{user}@127.0.0.1:{port}{tmp_path}/two/{{repo}}.git'}}\n"
+        f"    - {{name: one, url: 'ssh://{user}@127.0.0.1:{port}{tmp_path}/public/{{repo}}.git'}}\n"
+        f"    - {{name: two, url: 'ssh://{user}@127.0.0.1:{port}{tmp_path}/internal/{{repo}}.git'}}\n"
         f"  repositories: [api]\n  ssh_key: {{file: {keys.client}}}\n"
         f"  known_hosts: {keys.known_hosts}\n")
     done = opsagent(tmp_path, "apply", "p.yml", "-i", "@local", "--json", "--diff",
                     "--state-dir", str(tmp_path / "state"))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert git("ls-remote", "--heads", str(tmp_path / "two" / "api.git")).split()[0] == head
+    assert p.heads()["internal"] == {"main": head}
     secret = keys.client.read_text().splitlines()[1]  # a line of the private key
     assert secret not in done.stdout + done.stderr
     for path in (tmp_path / "state").rglob("*"):

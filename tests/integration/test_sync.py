@@ -7,78 +7,13 @@ every head replaced is saved first."""
 from __future__ import annotations
 
 import getpass
-import json
 import re
-import subprocess
 from pathlib import Path
-from typing import Any
 
 from tests.integration.conftest import requires_sshd
 from tests.support import sshd
+from tests.support.gitremotes import REMOTES, Project, git
 from tests.support.project import opsagent
-
-POLICY = """\
-apiVersion: opsagent/v1
-kind: sync
-metadata: {{name: repos}}
-targets: ["@local"]
-spec:
-  workdir: {root}/work
-  remotes:
-    - {{name: public, url: "{root}/public/{{repo}}.git"}}
-    - {{name: internal, url: "{root}/internal/{{repo}}.git"}}
-    - {{name: dr, url: "{root}/dr/{{repo}}.git", push_only: true}}
-  repositories: [api, web]
-  deletions: {deletions}
-"""
-REMOTES = ("public", "internal", "dr")
-
-
-def git(*args: str, cwd: Path | None = None) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True,
-                          env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-                               "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
-                               "PATH": "/usr/bin:/bin", "HOME": str(cwd or "/tmp")})
-    return done.stdout.strip()
-
-
-class Project:
-    def __init__(self, root: Path, deletions: str = "keep") -> None:
-        self.root = root
-        for remote in REMOTES:
-            for repo in ("api", "web"):
-                git("init", "-q", "--bare", str(root / remote / f"{repo}.git"))
-        self.clone = root / "clone"
-        git("init", "-q", str(self.clone))
-        (root / "p.yml").write_text(POLICY.format(root=root, deletions=deletions))
-
-    def commit(self, message: str) -> str:
-        git("commit", "-q", "--allow-empty", "-m", message, cwd=self.clone)
-        return git("rev-parse", "HEAD", cwd=self.clone)
-
-    def push(self, remote: str, sha: str, branch: str = "main", repo: str = "api") -> None:
-        git("push", "-q", "--force", str(self.root / remote / f"{repo}.git"),
-            f"{sha}:refs/heads/{branch}", cwd=self.clone)
-
-    def heads(self, repo: str = "api") -> dict[str, dict[str, str]]:
-        out = {}
-        for remote in REMOTES:
-            listed = git("ls-remote", "--heads", str(self.root / remote / f"{repo}.git"))
-            out[remote] = {name.removeprefix("refs/heads/"): sha
-                           for sha, name in (line.split() for line in listed.splitlines())}
-        return out
-
-    def refs(self, prefix: str) -> dict[str, str]:
-        listed = git("-C", str(self.root / "work" / "api.git"), "for-each-ref",
-                     "--format=%(refname) %(objectname)", prefix)
-        return dict(line.split() for line in listed.splitlines())
-
-    def run(self, command: str = "apply") -> tuple[int, dict[str, Any]]:
-        done = opsagent(self.root, command, "p.yml", "-i", "@local", "--json", "--diff",
-                        "--state-dir", str(self.root / "state"))
-        assert done.stdout, done.stderr
-        result: dict[str, Any] = json.loads(done.stdout)
-        return done.returncode, {op["name"]: op for op in result["hosts"][0]["ops"]}
 
 
 def test_remotes_behind_are_fast_forwarded_after_a_check_that_pushes_nothing(

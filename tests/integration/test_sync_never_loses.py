@@ -1,6 +1,7 @@
-"""Over seeded random histories (commits, force-pushes, deletions and new branches on
-random remotes, a sync after each), no commit any remote ever held becomes unreachable:
-each stays on some remote or under the work mirror's kept and backup refs."""
+"""Over seeded random histories (commits, force-pushes, deletions, new branches and
+divergences on random remotes, a sync after each, main merged where it diverged), no
+commit any remote ever held becomes unreachable: each stays on some remote or under the
+work mirror's kept and backup refs."""
 
 from __future__ import annotations
 
@@ -12,9 +13,15 @@ from pathlib import Path
 
 import pytest
 
-import agent.kinds.sync.git_sync as program
+from agent.kinds.sync.plan import program
 
 REMOTES = ("a", "b", "c")
+MERGE: dict[str, object] = {"match": "main", "strategy": "merge", "verify": None, "timeout": 60,
+                            "resolve": [], "options": []}
+JOB = {"check": False, "deletions": "keep",
+       "rules": [MERGE, {"match": "*", "strategy": "ff-only"}],
+       "tags": {"sync": True, "on_conflict": "report"}, "committer": ["t", "t@t"],
+       "retries": 0, "retry_wait": 0, "keep_snapshots": 86400}
 ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
        "GIT_COMMITTER_EMAIL": "t@t", "PATH": "/usr/bin:/bin", "HOME": "/tmp"}
 
@@ -38,17 +45,28 @@ def test_no_commit_is_ever_lost(tmp_path: Path, seed: int) -> None:
     git("init", "-q", str(work))
     held: set[str] = set()  # every commit any remote held
     states: set[str] = set()
-    job = {"repo": "r", "workdir": str(tmp_path / "work"), "check": False, "deletions":
-           "keep", "rules": [{"match": "*", "strategy": "ff-only"}],
+    sync = host_program(tmp_path)
+    job = {**JOB, "repo": "r", "workdir": str(tmp_path / "work"),
            "remotes": [{"name": r, "url": str(tmp_path / r / "{repo}.git"), "push_only": r == "c"}
                        for r in REMOTES]}
     for step in range(25):
+        for r in REMOTES:  # the clone has every commit (the sync's merges too)
+            git("-C", str(work), "fetch", "-q", str(tmp_path / r / "r.git"),
+                f"+refs/heads/*:refs/remotes/{r}/*")
         target = tmp_path / rng.choice(REMOTES) / "r.git"
         branch = rng.choice(["main", "dev", "topic"])
         now = heads(target)
         move = rng.random()
         if move < 0.15 and f"refs/heads/{branch}" in now:
             git("-C", str(work), "push", "-q", str(target), f":refs/heads/{branch}")
+        elif move > 0.75 and "refs/heads/main" in heads(tmp_path / "a" / "r.git"):
+            branch = "main"  # both sources move on from a's head, apart
+            start = heads(tmp_path / "a" / "r.git")["refs/heads/main"]
+            for r in ("a", "b"):
+                sha = git("-C", str(work), "commit-tree", "-m", f"step {step} on {r}", "-p",
+                          start, _empty_tree(work))
+                git("-C", str(work), "push", "-q", "--force", str(tmp_path / r / "r.git"),
+                    f"{sha}:refs/heads/{branch}")
         else:
             base = now.get(f"refs/heads/{branch}") or next(iter(held), None)
             if base and move < 0.3:  # a force-push back to an older commit
@@ -61,7 +79,7 @@ def test_no_commit_is_ever_lost(tmp_path: Path, seed: int) -> None:
         for r in REMOTES:
             held |= set(heads(tmp_path / r / "r.git").values())
         job["run"] = f"run{step}"
-        done = subprocess.run([sys.executable, program.__file__, json.dumps(job)],
+        done = subprocess.run([*sync, json.dumps(job)],
                               capture_output=True, text=True, env=ENV, check=False)
         assert "LOST" not in done.stdout + done.stderr, done.stdout + done.stderr
         for r in REMOTES:
@@ -71,6 +89,15 @@ def test_no_commit_is_ever_lost(tmp_path: Path, seed: int) -> None:
         assert held <= reachable, f"step {step}: {sorted(held - reachable)} lost"
         states.update(json.loads(done.stdout.split("SUMMARY ")[1])["branches"].values())
     assert {"fast-forward", "diverged", "rewritten"} <= states  # the histories did all that
+    merges = git("-C", str(tmp_path / "a" / "r.git"), "rev-list", "--merges", "--count", "--all")
+    assert int(merges) > 0  # and the sync merged divergences
+
+
+def host_program(tmp_path: Path) -> list[str]:
+    """The command that runs the host program as the kind sends it (its parts joined)."""
+    path = tmp_path / "git_sync.py"
+    path.write_text(program())
+    return [sys.executable, str(path)]
 
 
 def _empty_tree(work: Path) -> str:
@@ -85,13 +112,13 @@ def test_a_push_that_raced_a_developer_is_refused_not_overwritten(tmp_path: Path
     git("init", "-q", str(work))
     one = git("-C", str(work), "commit-tree", "-m", "one", _empty_tree(work))
     racer = git("-C", str(work), "commit-tree", "-m", "racer", "-p", one, _empty_tree(work))
-    job = {"repo": "r", "workdir": str(tmp_path / "work"), "check": False, "run": "first",
-           "deletions": "propagate", "rules": [{"match": "*", "strategy": "ff-only"}],
+    job = {**JOB, "repo": "r", "workdir": str(tmp_path / "work"), "run": "first",
+           "deletions": "propagate",
            "remotes": [{"name": r, "url": str(tmp_path / r / "{repo}.git"), "push_only": False}
                        for r in ("a", "b")]}
     for r in ("a", "b"):
         git("-C", str(work), "push", "-q", str(tmp_path / r / "r.git"), f"{one}:refs/heads/topic")
-    sync = [sys.executable, program.__file__]
+    sync = host_program(tmp_path)
     assert subprocess.run([*sync, json.dumps(job)], env=ENV, check=False).returncode == 0
     git("-C", str(work), "push", "-q", str(tmp_path / "a" / "r.git"), ":refs/heads/topic")
     # the sync will delete topic on b too; a developer pushes to it between the sync's

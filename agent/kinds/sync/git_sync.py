@@ -1,21 +1,24 @@
-"""Keeps one repository's branches in step across its remotes; the sync kind runs it on the host.
+"""The sync host program's last part: one repository's branches and tags kept in step.
 
-Standard library and git only (it is sent to the host; nothing of opsagent is there).
 argv[1] is JSON: {repo, workdir, remotes: [{name, url, push_only}], rules: [{match,
-strategy}], deletions, check, run}. The key for SSH remotes, if any, arrives in the
-environment (OPSAGENT_SYNC_SSH_KEY), never on a command line.
+strategy, verify, timeout, resolve, options}], tags: {sync, on_conflict}, deletions,
+committer, retries, retry_wait, check, run}. The key for SSH remotes, if any, arrives in
+the environment (OPSAGENT_SYNC_SSH_KEY), never on a command line.
 
 In a bare work mirror (WORKDIR/REPO.git) each remote's branches are fetched under
-refs/opsagent/remotes/REMOTE/. For each branch: in step; behind somewhere (fast-forward
-those remotes, each remote's updates in one atomic push leased on the head fetched, so
-a push that raced a developer is refused, not overwritten); diverged (reported, never
-forced); rewritten or deleted on a remote (not propagated; the commits it dropped are
-kept under refs/opsagent/kept/RUN/...). Before a push, the heads it replaces are saved
-under refs/opsagent/backup/RUN/REMOTE/heads/...; after it, each remote is asked again
-for its heads. Last, every commit any remote held is checked to be still reachable from
-a remote's head or a kept or backup ref: if not, the run fails saying so.
+refs/opsagent/remotes/REMOTE/ (its tags under refs/opsagent/tags/REMOTE/). For each
+branch: in step; behind somewhere (fast-forward those remotes); diverged (ff-only:
+reported, never forced; merge: merged in a scratch worktree, verified, then pushed);
+rewritten or deleted on a remote (not propagated; the commits it dropped are kept under
+refs/opsagent/kept/RUN/...). Each remote's updates go in one atomic push leased on the
+heads fetched, so a push that raced a developer is refused, not overwritten; before it,
+the heads it replaces are saved under refs/opsagent/backup/RUN/REMOTE/heads/... (and in
+a bundle of what only they hold); after it, each remote is asked again for its heads. A
+branch whose push failed on one remote is put back on the others, so it moves on every
+remote or on none. Last, every commit any remote held is checked to be still reachable
+from a remote's head or a kept or backup ref: if not, the run fails saying so.
 
-Prints one line per branch, then `SUMMARY {json}`. Exit 0: every branch in step; 2:
+Prints one line per change, then `SUMMARY {json}`. Exit 0: every branch in step; 2:
 done, but a remote could not be reached (degraded); 1: a branch needs a person, a push
 failed, or a commit would be lost.
 """
@@ -29,37 +32,23 @@ import shlex
 import subprocess
 import sys
 import tempfile
-from typing import Any
+import time
 
-REMOTES = "refs/opsagent/remotes"
-Data = dict[str, Any]
-NOTICES: list[str] = []  # the lines that need a person: written to stderr at the end
+from agent.kinds.sync.git_merge import learn, merge
+from agent.kinds.sync.git_repo import (
+    NOTICES,
+    REMOTES,
+    TAGS,
+    Data,
+    Git,
+    first_line,
+    last_line,
+    notice,
+    short,
+)
+from agent.kinds.sync.git_tags import Updates, plan_tags
 
-
-def notice(line: str) -> None:
-    NOTICES.append(line)
-
-
-class Git:
-    def __init__(self, mirror: str, env: dict[str, str]) -> None:
-        self.mirror, self.env = mirror, env
-
-    def run(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["git", "-C", self.mirror, *args], input=stdin, env=self.env,
-                              capture_output=True, text=True, check=False)
-
-    def refs(self, prefix: str) -> dict[str, str]:
-        done = self.run("for-each-ref", "--format=%(refname) %(objectname)", prefix + "/")
-        return {name[len(prefix) + 1:]: sha for name, sha in
-                (line.split() for line in done.stdout.splitlines() if line.strip())}
-
-    def is_ancestor(self, old: str, new: str) -> bool:
-        return old == new or self.run("merge-base", "--is-ancestor", old, new).returncode == 0
-
-    def update_refs(self, refs: dict[str, str]) -> None:
-        if refs:
-            lines = "".join(f"update {name} {sha}\n" for name, sha in refs.items())
-            self.run("update-ref", "--stdin", stdin=lines)
+NEEDS_A_PERSON = ("diverged", "rewritten", "failed", "conflict", "verify failed")
 
 
 def main(job: Data) -> int:
@@ -82,36 +71,38 @@ def main(job: Data) -> int:
 
 
 def rollback(job: Data, env: dict[str, str]) -> int:
-    """Put back the heads run job["rollback"] replaced, where they are as it left them."""
+    """Put back the heads and tags run job["rollback"] replaced, where they are as it left
+    them."""
     mirror = mirror_of(job)
     if not os.path.isdir(mirror):
         notice(f"no work mirror {mirror}: is {job['repo']} one of the policy's repositories, "
                "synced on this host?")
         sys.stderr.write(NOTICES[-1] + "\n")
         return 1
-    git = Git(mirror, env)
+    git = Git(mirror, env, job["retries"], job["retry_wait"])
     urls = urls_of(job)
     saved = git.refs(f"refs/opsagent/backup/{job['rollback']}")  # what the run replaced
     pushed = git.refs(f"refs/opsagent/pushed/{job['rollback']}")  # what it put there
-    updates: dict[str, list[tuple[str, str, str]]] = {}
+    updates: Updates = {}
     wanted = sorted(set(saved) | set(pushed))
     for name in wanted:
-        remote, _, branch = name.partition("/heads/")
+        remote, _, rest = name.partition("/")
+        ref = "refs/" + rest
         if remote not in urls:
-            notice(f"remote {remote} is no longer in the policy: {branch} not put back there")
+            notice(f"remote {remote} is no longer in the policy: {shown(ref)} not put back there")
             continue
         old, left = saved.get(name, ""), pushed.get(name, "")
-        seen = git.refs(f"{REMOTES}/{remote}").get(branch, "")
+        seen = git.run("rev-parse", "--verify", "--quiet", tracking(remote, ref)).stdout.strip()
         if seen != left:  # moved since that run: putting it back would undo someone's work
-            notice(f"{branch} on {remote} moved since run {job['rollback']} (now "
+            notice(f"{shown(ref)} on {remote} moved since run {job['rollback']} (now "
                    f"{short(seen) or 'deleted'}, the run left {short(left) or 'nothing'}): "
                    "not put back")
             continue
-        updates.setdefault(remote, []).append((branch, left, old))
+        updates.setdefault(remote, []).append((ref, left, old))
     if not wanted:
         print(f"run {job['rollback']} changed no head of {job['repo']}: nothing to put back")
     states: dict[str, str] = {}
-    count, failed = push(git, job, urls, updates, states)
+    count, failed = push(git, job, urls, updates, states, all_or_none=False)
     summary = {"branches": states, "down": {}, "pushed": count, "lost": 0}
     report(summary)
     return 1 if failed or NOTICES else 0
@@ -127,41 +118,66 @@ def sync(job: Data, env: dict[str, str]) -> int:
             notice(f"cannot make the work mirror {mirror}: {made.stderr.strip()}")
             sys.stderr.write(NOTICES[-1] + "\n")
             return 1
-    git = Git(mirror, env)
+    git = Git(mirror, env, job["retries"], job["retry_wait"])
     urls = urls_of(job)
     sources = [r["name"] for r in job["remotes"] if not r["push_only"]]
+    with_tags = job["tags"]["sync"]
     was = {name: git.refs(f"{REMOTES}/{name}") for name in urls}
+    was_tags = {name: git.refs(f"{TAGS}/{name}") for name in urls}
     down: dict[str, str] = {}
     for name, url in urls.items():
-        done = git.run("fetch", "--prune", "--no-tags", "--quiet", url,
-                       f"+refs/heads/*:{REMOTES}/{name}/*")
+        specs = [f"+refs/heads/*:{REMOTES}/{name}/*"]
+        specs += [f"+refs/tags/*:{TAGS}/{name}/*"] if with_tags else []
+        done = git.remote("fetch", "--prune", "--no-tags", "--quiet", url, *specs)
         if done.returncode != 0:
             down[name] = first_line(done.stderr)
             notice(f"unreachable {name}: {down[name]}")
     now = {name: git.refs(f"{REMOTES}/{name}") for name in urls}
+    now_tags = {name: git.refs(f"{TAGS}/{name}") for name in urls}
     up = [name for name in urls if name not in down]
-    kept = {f"refs/opsagent/kept/{job['run']}/{r}/heads/{b}": old
-            for r in up for b, old in was[r].items()
-            if b not in now[r] or not git.is_ancestor(old, now[r][b])}
-    git.update_refs(kept)  # what a remote dropped (deleted, rewritten) stays reachable here
+    keep_dropped(git, job, up, was, now, was_tags, now_tags)
+    if any(r["strategy"] == "merge" for r in job["rules"]):
+        learn(git, job, [h for r in up for h in now[r].values()],
+              [h for r in up for h in was[r].values()])
     states: dict[str, str] = {}
-    updates: dict[str, list[tuple[str, str, str]]] = {name: [] for name in up}
+    conflicts: dict[str, Data] = {}
+    updates: Updates = {name: [] for name in up}
     for branch in sorted({b for r in up for b in (*now[r], *was[r])}):
         rule = next((r for r in job["rules"] if fnmatch.fnmatchcase(branch, r["match"])), None)
         if rule is None:
             states[branch] = "ignored"
             continue
-        states[branch] = plan_branch(git, job, branch, up, sources, was, now, updates)
+        states[branch] = plan_branch(git, job, rule, branch, up, sources, was, now, updates,
+                                     conflicts)
+    tags = plan_tags(job, up, sources, was_tags, now_tags, updates) if with_tags else {}
     pushed, failed = push(git, job, urls, updates, states)
-    lost = check_nothing_lost(git, [sha for refs in (*was.values(), *now.values())
+    lost = check_nothing_lost(git, [sha for refs in (*was.values(), *now.values(),
+                                                     *was_tags.values(), *now_tags.values())
                                     for sha in refs.values()])
     if lost:
         notice(f"LOST {lost} commit(s): not reachable from any remote head or kept ref")
-    summary = {"branches": states, "down": down, "pushed": pushed, "lost": lost}
+    elif not job["check"]:
+        prune(git, job)
+    summary = {"branches": states, "tags": tags, "conflicts": conflicts, "down": down,
+               "pushed": pushed, "lost": lost}
     report(summary)
-    if lost or failed or any(s in ("diverged", "rewritten", "failed") for s in states.values()):
+    if lost or failed or any(s in NEEDS_A_PERSON for s in states.values()) or (
+            "conflict" in tags.values()):
         return 1
     return 2 if down else 0
+
+
+def keep_dropped(git: Git, job: Data, up: list[str], was: dict[str, dict[str, str]],
+                 now: dict[str, dict[str, str]], was_tags: dict[str, dict[str, str]],
+                 now_tags: dict[str, dict[str, str]]) -> None:
+    """What a remote dropped (a branch deleted or rewritten, a tag deleted or moved) stays
+    reachable in the work mirror, under refs/opsagent/kept/RUN/REMOTE/."""
+    kept = {f"refs/opsagent/kept/{job['run']}/{r}/heads/{b}": old
+            for r in up for b, old in was[r].items()
+            if b not in now[r] or not git.is_ancestor(old, now[r][b])}
+    kept |= {f"refs/opsagent/kept/{job['run']}/{r}/tags/{t}": old
+             for r in up for t, old in was_tags[r].items() if now_tags[r].get(t) != old}
+    git.update_refs(kept)
 
 
 def mirror_of(job: Data) -> str:
@@ -172,6 +188,18 @@ def urls_of(job: Data) -> dict[str, str]:
     return {r["name"]: r["url"].replace("{repo}", job["repo"]) for r in job["remotes"]}
 
 
+def tracking(remote: str, ref: str) -> str:
+    """Where the mirror keeps remote's ref as last fetched."""
+    if ref.startswith("refs/tags/"):
+        return f"{TAGS}/{remote}/{ref.removeprefix('refs/tags/')}"
+    return f"{REMOTES}/{remote}/{ref.removeprefix('refs/heads/')}"
+
+
+def shown(ref: str) -> str:
+    return f"tag {ref[len('refs/tags/'):]}" if ref.startswith("refs/tags/") else (
+        ref.removeprefix("refs/heads/"))
+
+
 def report(summary: Data) -> None:
     """The SUMMARY line (what observe reads), and on stderr the lines that need a person
     (what the error or warning says)."""
@@ -179,17 +207,19 @@ def report(summary: Data) -> None:
     sys.stderr.write("".join(f"{line}\n" for line in NOTICES))
 
 
-def plan_branch(git: Git, job: Data, branch: str, up: list[str], sources: list[str],
-                was: dict[str, dict[str, str]], now: dict[str, dict[str, str]],
-                updates: dict[str, list[tuple[str, str, str]]]) -> str:
-    """The branch's state; the pushes it needs are added to updates."""
+def plan_branch(git: Git, job: Data, rule: Data, branch: str, up: list[str],
+                sources: list[str], was: dict[str, dict[str, str]],
+                now: dict[str, dict[str, str]], updates: Updates, conflicts: dict[str, Data]
+                ) -> str:
+    """The branch's state; the pushes it needs are added to updates, and a branch that
+    needs a person to conflicts (with each remote's head and the conflicting files)."""
     heads = {r: now[r].get(branch) for r in up}
     rewritten = [r for r in up if was[r].get(branch) and heads[r]
                  and not git.is_ancestor(was[r][branch], heads[r] or "")]
     if rewritten:
         for r in rewritten:
             notice(f"rewritten {branch} on {r}: {short(was[r][branch])} was replaced by "
-                  f"{short(heads[r] or '')}, not propagated (the old commits are kept)")
+                   f"{short(heads[r] or '')}, not propagated (the old commits are kept)")
         return "rewritten"
     deleted = [r for r in up if was[r].get(branch) and not heads[r]]
     if deleted and job["deletions"] == "keep":
@@ -201,21 +231,30 @@ def plan_branch(git: Git, job: Data, branch: str, up: list[str], sources: list[s
         return "in sync" if not deleted else "deleted"
     target = next((c for c in candidates if all(git.is_ancestor(o, c) for o in candidates)),
                   None)
-    if target is None:
-        shown = ", ".join(f"{r} {short(heads[r] or '')}" for r in up if heads[r])
-        notice(f"diverged {branch}: {shown} (ff-only: nothing pushed)")
-        return "diverged"
     state = "in sync"
+    if target is None and rule["strategy"] == "merge":
+        state, merged, files = merge(git, job, rule, branch, candidates)
+        if not merged:
+            conflicts[branch] = {"state": state, "files": files,
+                                 "heads": {r: h for r, h in heads.items() if h}}
+            return state
+        target = merged
+    elif target is None:
+        shown_heads = ", ".join(f"{r} {short(heads[r] or '')}" for r in up if heads[r])
+        notice(f"diverged {branch}: {shown_heads} (ff-only: nothing pushed)")
+        conflicts[branch] = {"state": "diverged", "files": [],
+                             "heads": {r: h for r, h in heads.items() if h}}
+        return "diverged"
     for r in up:
         old = heads[r]
         if r in deleted or old == target:
             continue
         if old and not git.is_ancestor(old, target):
             notice(f"diverged {branch}: {r} has {short(old)}, not behind {short(target)} "
-                  "(ff-only: nothing pushed there)")
+                   "(nothing pushed there)")
             state = "diverged"
             continue
-        updates[r].append((branch, old or "", target))
+        updates[r].append((f"refs/heads/{branch}", old or "", target))
         if state == "in sync":
             state = "fast-forward"
     return state
@@ -223,66 +262,131 @@ def plan_branch(git: Git, job: Data, branch: str, up: list[str], sources: list[s
 
 def delete_branch(git: Git, branch: str, up: list[str], deleted: list[str],
                   was: dict[str, dict[str, str]], heads: dict[str, str | None],
-                  updates: dict[str, list[tuple[str, str, str]]]) -> str:
+                  updates: Updates) -> str:
     """deletions: propagate: delete it where it did not move since the last run."""
     moved = [r for r in up if heads[r] and heads[r] != was[r].get(branch)]
     if moved:
         notice(f"diverged {branch}: deleted on {', '.join(deleted)} but changed on "
-              f"{', '.join(moved)}, not propagated")
+               f"{', '.join(moved)}, not propagated")
         return "diverged"
     for r in up:
         if heads[r]:
-            updates[r].append((branch, heads[r] or "", ""))
+            updates[r].append((f"refs/heads/{branch}", heads[r] or "", ""))
     return "deleted"
 
 
-def push(git: Git, job: Data, urls: dict[str, str], updates: dict[str, list[tuple[str, str, str]]],
-         states: dict[str, str]) -> tuple[int, bool]:
-    """Each remote's updates in one atomic push, leased on the heads fetched, after saving
-    the heads it replaces under this run's backup refs; (pushed, any failed)."""
-    pushed, failed = 0, False
-    if any(updates.values()) and not job["check"]:
-        print(f"replaced heads are saved as run {job['run']} (opsagent sync rollback POLICY "
-              f"--run {job['run']} puts them back)")
+def push(git: Git, job: Data, urls: dict[str, str], updates: Updates,
+         states: dict[str, str], all_or_none: bool = True) -> tuple[int, bool]:
+    """Each remote's updates in one atomic push, leased on the refs fetched, after saving
+    what it replaces under this run's backup refs (and what only they hold in a bundle).
+    all_or_none: a ref whose push failed on one remote is put back on the remotes it
+    reached (a rollback puts back what it can instead). (pushed, any failed)."""
+    if not any(updates.values()):
+        return 0, False
     for remote, changes in updates.items():
+        for ref, old, new in changes:
+            print(f"{'would ' + verb(git, ref, old, new) if job['check'] else past(git, ref, old, new)}"
+                  f" {shown(ref)} on {remote}: {span(old, new)}")
+    if job["check"]:
+        return 0, False
+    print(f"replaced heads are saved as run {job['run']} (opsagent sync rollback POLICY "
+          f"--run {job['run']} puts them back)")
+    snapshot(git, job, updates)
+    done = {remote: push_one(git, job, urls[remote], remote, changes, states)
+            for remote, changes in updates.items() if changes}
+    refused = {ref for remote, ok in done.items() if not ok and all_or_none
+               for ref, _, _ in updates[remote]}
+    undo = {remote: [(ref, new, old) for ref, old, new in updates[remote] if ref in refused]
+            for remote, ok in done.items() if ok}
+    for remote, changes in undo.items():
         if not changes:
             continue
-        for branch, old, new in changes:
-            what = "delete" if not new else (
-                "fast-forward" if not old or git.is_ancestor(old, new) else "put back")
-            span = f"{short(old)}..{short(new)}" if old and new else short(old or new)
-            print(f"{'would ' + what if job['check'] else past(what)} {branch} on {remote}: {span}")
-        if job["check"]:
-            continue
-        git.update_refs({f"refs/opsagent/backup/{job['run']}/{remote}/heads/{b}": old
-                         for b, old, _ in changes if old})
-        git.update_refs({f"refs/opsagent/pushed/{job['run']}/{remote}/heads/{b}": new
-                         for b, _, new in changes if new})  # what a rollback expects there
-        args = ["push", "--atomic", "--porcelain", urls[remote]]
-        args += [f"--force-with-lease=refs/heads/{b}:{old}" for b, old, _ in changes]
-        args += [f"{new}:refs/heads/{b}" if new else f":refs/heads/{b}" for b, _, new in changes]
-        done = git.run(*args)
-        if done.returncode != 0:
-            failed = True
-            notice(f"push to {remote} failed, nothing changed there: "
-                  f"{last_line(done.stderr or done.stdout)}")
-            for b, _, _ in changes:
-                states[b] = "failed"
-            continue
-        check = git.run("ls-remote", "--heads", urls[remote])
-        there = {name.removeprefix("refs/heads/"): sha for sha, name in
-                 (line.split() for line in check.stdout.splitlines() if line.strip())}
-        for b, _, new in changes:
-            if there.get(b, "") != new:
-                failed, states[b] = True, "failed"
-                notice(f"after the push, {remote} has {b} at {short(there.get(b, '') or 'nothing')}, "
-                      f"not {short(new) or 'nothing'}")
-            elif new:
-                git.update_refs({f"{REMOTES}/{remote}/{b}": new})
-            else:
-                git.run("update-ref", "-d", f"{REMOTES}/{remote}/{b}")
-        pushed += len(changes)
-    return pushed, failed
+        for ref, new, old in changes:
+            print(f"rolled back {shown(ref)} on {remote}: {span(new, old)} (its push failed "
+                  "elsewhere: it moves on every remote or on none)")
+        if not push_one(git, job, urls[remote], remote, changes, states):
+            notice(f"could not roll back {remote}: run opsagent sync rollback POLICY --run "
+                   f"{job['run']}")
+    pushed = sum(len(updates[r]) - len(undo.get(r, [])) for r, ok in done.items() if ok)
+    return pushed, not all(done.values())
+
+
+def snapshot(git: Git, job: Data, updates: Updates) -> None:
+    """Save the refs the pushes replace (backup/) and leave (pushed/, what a rollback
+    expects there); bundle the commits only the replaced refs hold."""
+    saved = {f"refs/opsagent/backup/{job['run']}/{r}/{ref[5:]}": old
+             for r, changes in updates.items() for ref, old, _ in changes if old}
+    git.update_refs(saved)
+    git.update_refs({f"refs/opsagent/pushed/{job['run']}/{r}/{ref[5:]}": new
+                     for r, changes in updates.items() for ref, _, new in changes if new})
+    news = [f"^{new}" for changes in updates.values() for _, _, new in changes if new]
+    only = git.run("rev-list", "--count", *saved, *news).stdout.strip()
+    if not saved or only in ("", "0"):
+        return  # fast-forwards only: every replaced commit stays on the remotes
+    folder = os.path.join(job["workdir"], "bundles", job["repo"])
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    made = git.run("bundle", "create", "--quiet", os.path.join(folder, f"{job['run']}.bundle"),
+                   *saved, *news)
+    if made.returncode != 0:
+        notice(f"could not bundle the replaced heads: {last_line(made.stderr)} (they stay "
+               f"under refs/opsagent/backup/{job['run']})")
+
+
+def push_one(git: Git, job: Data, url: str, remote: str, changes: list[tuple[str, str, str]],
+             states: dict[str, str]) -> bool:
+    """One remote's changes in one atomic push leased on their old values, then checked
+    with ls-remote; the mirror's tracking refs follow what is there."""
+    args = ["push", "--atomic", "--porcelain", url]
+    args += [f"--force-with-lease={ref}:{old}" for ref, old, _ in changes]
+    args += [f"{new}:{ref}" if new else f":{ref}" for ref, _, new in changes]
+    done = git.remote(*args)
+    if done.returncode != 0:
+        refused = [line.split("\t", 1)[1].replace("\t", " ") for line in done.stdout.splitlines()
+                   if line.startswith("!\t") and "\t" in line[2:]]
+        notice(f"push to {remote} failed, nothing changed there: "
+               f"{'; '.join(refused) or last_line(done.stderr or done.stdout)}"
+               + (" (it moved since the fetch: the lease refused it)"
+                  if any("stale info" in r for r in refused) else ""))
+        for ref, _, _ in changes:
+            failed(states, ref)
+        return False
+    check = git.remote("ls-remote", url, *(ref for ref, _, _ in changes))
+    there = {name: sha for sha, name in
+             (line.split() for line in check.stdout.splitlines() if line.strip())}
+    ok = check.returncode == 0
+    for ref, _, new in changes:
+        if check.returncode != 0 or there.get(ref, "") != new:
+            ok = failed(states, ref)
+            notice(f"after the push, {remote} has {shown(ref)} at "
+                   f"{short(there.get(ref, '')) or 'nothing'}, not {short(new) or 'nothing'}")
+        git.update_refs({tracking(remote, ref): there.get(ref, "")})
+        git.update_refs({f"refs/opsagent/pushed/{job['run']}/{remote}/{ref[5:]}": there.get(ref, "")})
+    return ok
+
+
+def failed(states: dict[str, str], ref: str) -> bool:
+    """Mark a branch whose push failed (a tag's failure is in the notices); False."""
+    if ref.startswith("refs/heads/"):
+        states[shown(ref)] = "failed"
+    return False
+
+
+def prune(git: Git, job: Data) -> None:
+    """Drop the saved refs and bundles of runs older than keep_snapshots, never the
+    newest run's (run names are their UTC start times)."""
+    saved = [f"refs/opsagent/{kind}/{name}" for kind in ("backup", "kept", "pushed")
+             for name in git.refs(f"refs/opsagent/{kind}")]
+    runs = sorted({name.split("/")[3] for name in saved})
+    limit = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() - job["keep_snapshots"]))
+    old = [run for run in runs[:-1] if run < limit]
+    if not old:
+        return
+    git.update_refs({name: "" for name in saved if name.split("/")[3] in old})
+    for run in old:
+        bundle = os.path.join(job["workdir"], "bundles", job["repo"], f"{run}.bundle")
+        if os.path.exists(bundle):
+            os.unlink(bundle)
+    print(f"pruned the snapshots of {len(old)} run(s) older than {job['keep_snapshots']}s")
 
 
 def check_nothing_lost(git: Git, before: list[str]) -> int:
@@ -296,22 +400,20 @@ def check_nothing_lost(git: Git, before: list[str]) -> int:
     return int(done.stdout.strip() or 0) if done.returncode == 0 else len(before)
 
 
-def short(sha: str) -> str:
-    return sha[:10]
+def verb(git: Git, ref: str, old: str, new: str) -> str:
+    if ref.startswith("refs/tags/"):
+        return "delete" if not new else ("move" if old else "push")
+    return "delete" if not new else (
+        "fast-forward" if not old or git.is_ancestor(old, new) else "put back")
 
 
-def past(what: str) -> str:
-    return {"delete": "deleted", "fast-forward": "fast-forwarded", "put back": "put back"}[what]
+def past(git: Git, ref: str, old: str, new: str) -> str:
+    return {"delete": "deleted", "fast-forward": "fast-forwarded", "put back": "put back",
+            "move": "moved", "push": "pushed"}[verb(git, ref, old, new)]
 
 
-def first_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[0] if lines else "no output"
-
-
-def last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "no output"
+def span(old: str, new: str) -> str:
+    return f"{short(old)}..{short(new)}" if old and new else short(old or new)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """What a sync policy runs on its host: one command per repository, in one sequence.
 
-Each command is git_sync.py (sent as the command's program; it needs only python3 and
-git there) with the repository's job as JSON. Commands run whatever the others did
+Each command is the host program (git_repo.py, git_merge.py, git_tags.py and
+git_sync.py joined into one text, sent as the command's program; it needs only python3
+and git there) with the repository's job as JSON. Commands run whatever the others did
 (when: always), so one repository that fails never stops the rest.
 """
 
@@ -18,12 +19,27 @@ from agent.kinds.sync.spec import SyncSpec
 
 REPO = "repo:"  # + name: the id observe finds a repository's result by
 KEY = "OPSAGENT_SYNC_SSH_KEY"
-CHANGED = r"^(fast-forwarded|deleted|put back|would fast-forward|would delete|would put back) "
+CHANGED = (r"^(would )?(fast-forward(ed)?|delete(d)?|put back|push(ed)?|move(d)?|"
+           r"rolled back|merge) ")
+PARTS = ("git_repo.py", "git_merge.py", "git_tags.py", "git_sync.py")
+_OWN = "from agent.kinds.sync."
 
 
 @cache
 def program() -> str:
-    return Path(__file__).with_name("git_sync.py").read_text(encoding="utf-8")
+    """The host program: its parts (modules here, for mypy and tests) joined in order,
+    without the imports of each other and with one __future__ import."""
+    lines: list[str] = []
+    for i, part in enumerate(PARTS):
+        skipping = False
+        for line in Path(__file__).with_name(part).read_text(encoding="utf-8").splitlines():
+            if line.startswith(_OWN) or (i and line.startswith("from __future__ ")):
+                skipping = line.endswith("(")
+            elif skipping:
+                skipping = not line.startswith(")")
+            else:
+                lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 def plan(spec: SyncSpec, host: HostInfo) -> list[Step | Sequence]:
@@ -61,8 +77,10 @@ def _sequence(spec: SyncSpec, name: str, commands: list[Command]) -> list[Step |
 def _argv(spec: SyncSpec, repo: str, run: str, check: bool, of_run: str = ""
           ) -> tuple[str, ...]:
     job = {"repo": repo, "workdir": spec.workdir, "run": run, "check": check,
-           "rollback": of_run,
-           "deletions": spec.deletions, "known_hosts": spec.known_hosts,
+           "rollback": of_run, "deletions": spec.deletions, "known_hosts": spec.known_hosts,
            "remotes": [r.model_dump() for r in spec.remotes],
-           "rules": [b.model_dump() for b in spec.branches]}
+           "rules": [b.model_dump(by_alias=True) for b in spec.branches],
+           "tags": spec.tags.model_dump(), "committer": [spec.committer.name, spec.committer.email],
+           "retries": spec.retries, "retry_wait": spec.retry_wait,
+           "keep_snapshots": spec.keep_snapshots}
     return ("python3", "-c", program(), json.dumps(job, sort_keys=True))

@@ -14,6 +14,7 @@ from pydantic import (
     model_validator,
 )
 
+from agent.core.durations import Duration
 from agent.core.secrets import SecretRef, never_inline
 from agent.policy.messages import invalid
 
@@ -64,6 +65,19 @@ class Remote(BaseModel):
         return value
 
 
+class Resolve(BaseModel):
+    """How a conflict in the files a pattern matches is settled in a merge."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(examples=["CHANGELOG.md"], description="A gitattributes pattern: "
+                      "without a slash it matches a file's name at any depth (*.lock).")
+    with_: Literal["union", "priority"] = Field(
+        alias="with", examples=["union"], description="union: both sides' lines are kept "
+        "(git's union merge driver; for changelogs and lists); priority: the version of the "
+        "first remote in the policy's order is kept (for generated files and lock files).")
+
+
 class Branches(BaseModel):
     """How the branches whose names match are kept in step; the first rule that matches wins."""
 
@@ -71,9 +85,64 @@ class Branches(BaseModel):
 
     match: str = Field(examples=["release/*"], description="A branch name or shell pattern "
                        "(fnmatch: *, ?, [...]).")
-    strategy: Literal["ff-only"] = Field("ff-only", examples=["ff-only"], description=(
+    strategy: Literal["ff-only", "merge"] = Field("ff-only", examples=["merge"], description=(
         "ff-only: remotes that are behind are fast-forwarded to the one ahead; a branch that "
-        "diverged is reported and nothing is pushed for it."))
+        "diverged is reported and nothing is pushed for it. merge: a diverged branch is "
+        "merged (the remotes' heads in the policy's order) in a scratch worktree on the "
+        "host; when the merge is clean, or settled by resolve and rerere, and verify "
+        "passes, the merge is pushed to every remote (leased: a push that raced a "
+        "developer is refused). Any other conflict pushes nothing and is reported with its "
+        "files and hunks."))
+    verify: str | None = Field(None, examples=["make test"], description="merge: a shell "
+                               "command run in the merge's worktree; the merge is pushed only "
+                               "when it exits 0. It runs without the SSH key.")
+    timeout: Duration = Field(600, examples=["10m"], description="verify fails when it runs "
+                              "longer than this.")
+    resolve: list[Resolve] = Field(default_factory=list, examples=[[
+        {"path": "CHANGELOG.md", "with": "union"}, {"path": "*.lock", "with": "priority"}]],
+        description="merge: conflicts settled by rule, per path (first match wins); each "
+        "one used is named in the run's output and the audit log. Conflicts resolved once by "
+        "a person (a merge commit pushed to a remote) are learnt by git rerere and settled "
+        "the same way when they come again.")
+    options: list[Literal["ignore-space-change", "ignore-all-space", "ignore-space-at-eol",
+                          "ignore-cr-at-eol", "renormalize", "patience",
+                          "diff-algorithm=histogram"]] = Field(
+        default_factory=list, examples=[["ignore-space-at-eol"]], description="merge: git "
+        "merge -X options of the ort strategy.")
+
+    @model_validator(mode="after")
+    def _merge_only(self) -> Branches:
+        if self.strategy != "merge":
+            for name in ("verify", "resolve", "options"):
+                if getattr(self, name):
+                    raise invalid((name,), "sync", f"{name} is for strategy: merge (this "
+                                  f"rule is {self.strategy}: it never merges)", None)
+        return self
+
+
+class Tags(BaseModel):
+    """How tags are kept in step."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sync: bool = Field(True, examples=[False], description="Push each tag a source remote "
+                       "has to the remotes that lack it (a tag deleted on a remote is not "
+                       "pushed there again).")
+    on_conflict: Literal["report", "priority"] = Field(
+        "report", examples=["priority"], description="A tag that points at different "
+        "objects on different remotes: report (nothing moved) or priority (moved everywhere "
+        "to the first source remote's, the old one saved as for a branch).")
+
+
+class Committer(BaseModel):
+    """Who the merges are by."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("opsagent sync", examples=["Platform sync"], description="Author and "
+                      "committer name of the merge commits.")
+    email: str = Field("opsagent-sync@localhost", examples=["sync@example.org"],
+                       description="Their e-mail address.")
 
 
 class SyncSpec(BaseModel):
@@ -100,6 +169,19 @@ class SyncSpec(BaseModel):
         "A branch deleted on one remote: keep (it stays on the others and is reported) or "
         "propagate (deleted on the others too, where it did not move since the last run). "
         "Its commits stay in the work mirror either way."))
+    tags: Tags = Field(default_factory=Tags, examples=[{"on_conflict": "priority"}],
+                       description="Tags kept in step too: those a remote lacks are pushed.")
+    committer: Committer = Field(default_factory=Committer, examples=[
+        {"name": "Platform sync", "email": "sync@example.org"}], description="Who the merge "
+        "commits are by.")
+    retries: int = Field(2, ge=0, le=10, examples=[3], description="Retry a fetch, push or "
+                         "ls-remote that failed the way a network fails (connection refused "
+                         "or reset, name not resolved, timed out) this often.")
+    retry_wait: Duration = Field(2, examples=["5s"], description="Wait before the first "
+                                 "retry; doubled after each.")
+    keep_snapshots: Duration = Field(90 * 86400, examples=["30d"], description="Saved heads "
+                                     "(backup, kept and pushed refs, bundles) of runs older "
+                                     "than this are pruned; the newest run's never are.")
     ssh_key: Annotated[SecretRef | None, never_inline(
         "an SSH key", "{file: PATH} or {env: NAME}")] = Field(
         None, examples=[{"file": "/etc/opsagent/sync_key"}], description="The private key git "

@@ -8,27 +8,13 @@ from __future__ import annotations
 import json
 import random
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from agent.kinds.sync.plan import program
+from tests.support.gitremotes import ENV, JOB, git, host_program
 
 REMOTES = ("a", "b", "c")
-MERGE: dict[str, object] = {"match": "main", "strategy": "merge", "verify": None, "timeout": 60,
-                            "resolve": [], "options": []}
-JOB = {"check": False, "deletions": "keep",
-       "rules": [MERGE, {"match": "*", "strategy": "ff-only"}],
-       "tags": {"sync": True, "on_conflict": "report"}, "committer": ["t", "t@t"],
-       "retries": 0, "retry_wait": 0, "keep_snapshots": 86400}
-ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-       "GIT_COMMITTER_EMAIL": "t@t", "PATH": "/usr/bin:/bin", "HOME": "/tmp"}
-
-
-def git(*args: str) -> str:
-    return subprocess.run(["git", *args], capture_output=True, text=True, check=True,
-                          env=ENV).stdout.strip()
 
 
 def heads(repo: Path) -> dict[str, str]:
@@ -91,13 +77,6 @@ def test_no_commit_is_ever_lost(tmp_path: Path, seed: int) -> None:
     assert {"fast-forward", "diverged", "rewritten"} <= states  # the histories did all that
     merges = git("-C", str(tmp_path / "a" / "r.git"), "rev-list", "--merges", "--count", "--all")
     assert int(merges) > 0  # and the sync merged divergences
-
-
-def host_program(tmp_path: Path) -> list[str]:
-    """The command that runs the host program as the kind sends it (its parts joined)."""
-    path = tmp_path / "git_sync.py"
-    path.write_text(program())
-    return [sys.executable, str(path)]
 
 
 def _empty_tree(work: Path) -> str:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+from agent.kinds.sync.plan import program
 from tests.support.project import opsagent
 
 POLICY = """\
@@ -25,13 +27,19 @@ spec:
   deletions: {deletions}
 {extra}"""
 REMOTES = ("public", "internal", "dr")
+MERGE: dict[str, object] = {"match": "main", "strategy": "merge", "verify": None, "timeout": 60,
+                            "resolve": [], "options": []}
+JOB = {"check": False, "deletions": "keep",
+       "rules": [MERGE, {"match": "*", "strategy": "ff-only"}],
+       "tags": {"sync": True, "on_conflict": "report"}, "committer": ["t", "t@t"],
+       "retries": 0, "retry_wait": 0, "keep_snapshots": 86400}  # the host program's job
+ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+       "GIT_COMMITTER_EMAIL": "t@t", "PATH": "/usr/bin:/bin", "HOME": "/tmp"}
 
 
 def git(*args: str, cwd: Path | None = None, check: bool = True) -> str:
     done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=check,
-                          env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-                               "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
-                               "PATH": "/usr/bin:/bin", "HOME": str(cwd or "/tmp")})
+                          env=ENV)
     return done.stdout.strip()
 
 
@@ -83,3 +91,10 @@ class Project:
         assert done.stdout, done.stderr
         result: dict[str, Any] = json.loads(done.stdout)
         return done.returncode, {op["name"]: op for op in result["hosts"][0]["ops"]}
+
+
+def host_program(tmp_path: Path) -> list[str]:
+    """The command that runs the host program as the kind sends it (its parts joined)."""
+    path = tmp_path / "git_sync.py"
+    path.write_text(program())
+    return [sys.executable, str(path)]

@@ -10,6 +10,8 @@ A kind is one folder under agent/kinds/ holding an object that has:
   state store (ops are found by their command ids, never by display titles);
 - families(rows): its Prometheus metric families, from the facts kept for each policy
   and host (metrics.py asks every registered kind);
+- findings(rows): what its last runs left for a person (a sync conflict), each with
+  since when, for `opsagent report`; [] for none;
 - includes: the spec lists whose items may be `- include: FILE` (a shared task file of
   the policies folder, agent.policy.include), e.g. ("tasks", "handlers"); () for none;
 - actions: its verbs (backup list, backup restore...). Each serves `opsagent KIND VERB
@@ -34,6 +36,20 @@ from agent.core.steps import Observation, Sequence, Step
 S = TypeVar("S", bound=BaseModel)
 A = TypeVar("A", bound=BaseModel)
 Facts = list[tuple[str, str, dict[str, Any]]]  # (policy, host, facts) for each policy and host
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Something a kind's last run left for a person, for the report: e.g. a branch in
+    conflict (subject: repository and branch; detail: the files, which remote holds which
+    head)."""
+
+    policy: str
+    host: str
+    subject: str
+    state: str
+    since: float
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -89,3 +105,5 @@ class Kind(Protocol[S]):
     def observe(self, spec: S, host: HostInfo, ops: list[OpResult]) -> Observation | None: ...
 
     def families(self, rows: Facts) -> Iterable[Metric]: ...
+
+    def findings(self, rows: Facts) -> list[Finding]: ...

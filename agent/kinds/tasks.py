@@ -53,7 +53,7 @@ from agent.core.secrets import SecretError, holds_secret, resolve_all
 from agent.core.steps import Guard, Observation, Rendered, Sequence, Step
 from agent.engine import catalog
 from agent.engine.registered import STAND_IN
-from agent.kinds.contract import Action, Facts
+from agent.kinds.contract import Action, Facts, Finding
 from agent.kinds.loop import LoopControl, expand, failures
 from agent.policy.messages import invalid, suggest
 from agent.policy.render import FILE_OPTIONS, LOOP, VARS, Renderer, TemplateFileError
@@ -326,6 +326,9 @@ class TasksKind:
 
     def families(self, rows: Facts) -> Iterable[Metric]:
         return ()  # the run metrics every kind has are enough
+
+    def findings(self, rows: Facts) -> list[Finding]:
+        return []  # its failures are the report's failed operations
 
 
 KIND = TasksKind()

@@ -1,6 +1,7 @@
-"""What a report says: compliance now per policy and host, and the changes and failures
-of the period (changes from the audit log, which retention never prunes; failures from
-the operation results still kept)."""
+"""What a report says: compliance now per policy and host, what the kinds' last runs left
+for a person (their findings: a sync conflict), and the changes and failures of the
+period (changes from the audit log, which retention never prunes; failures from the
+operation results still kept)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 
+from agent.kinds import KINDS
+from agent.kinds.contract import Finding
 from agent.state.store import Store
 
 
@@ -41,6 +44,7 @@ class Report:
     cells: list[Cell] = field(default_factory=list)
     changes: list[Event] = field(default_factory=list)
     failures: list[Event] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
     runs: int = 0
     failed_runs: int = 0
     audit_head: str = ""  # SEQ:HASH of the audit log's newest entry, to keep elsewhere
@@ -74,6 +78,8 @@ def collect(store: Store, since: float) -> Report:
         "SELECT r.finished, o.host, o.policy, o.step, o.operation, o.status, o.error"
         " FROM op_results o JOIN runs r ON r.id = o.run_id"
         " WHERE r.finished >= ? AND o.status = 'failed' ORDER BY r.id, o.host, o.seq", (since,))]
+    report.findings = [finding for name, kind in KINDS.items()
+                       for finding in kind.findings(store.facts(name))]
     report.runs, report.failed_runs = db.execute(
         "SELECT count(*), coalesce(sum(failed), 0) FROM runs WHERE finished >= ?", (since,)).fetchone()
     seq, digest = store.audit_head()

@@ -18,6 +18,7 @@ def to_json(report: Report) -> str:
     data = asdict(report)
     data["summary"] = {"cells": len(report.cells), "compliant": report.compliant,
                        "changes": len(report.changes), "failures": len(report.failures),
+                       "findings": len(report.findings),
                        "runs": report.runs, "failed_runs": report.failed_runs}
     return json.dumps(data, indent=2)
 

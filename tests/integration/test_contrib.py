@@ -60,7 +60,7 @@ def test_alert_rules_pass_promtool_check_and_their_unit_tests() -> None:
     check = subprocess.run(["promtool", "check", "rules", "opsagent-rules.yml"], cwd=folder,
                            capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 9 rules found" in check.stdout
+    assert "SUCCESS: 12 rules found" in check.stdout
     tests = subprocess.run(["promtool", "test", "rules", "opsagent-rules.test.yml"], cwd=folder,
                            capture_output=True, text=True, check=False)
     assert tests.returncode == 0, tests.stdout + tests.stderr
@@ -80,7 +80,9 @@ def test_dashboard_panels_have_queries_on_opsagent_metrics() -> None:
     assert all("opsagent_" in expr for expr in dashboard_exprs())
     used = " ".join(dashboard_exprs())
     for name in ("opsagent_backup_last_success_timestamp_seconds", "opsagent_backup_check_success",
-                 "opsagent_backup_restore_drill_success", "opsagent_backup_repository_bytes"):
+                 "opsagent_backup_restore_drill_success", "opsagent_backup_repository_bytes",
+                 "opsagent_sync_merges_total", "opsagent_sync_conflict_since_timestamp_seconds",
+                 "opsagent_sync_last_success_timestamp_seconds"):
         assert name in used, name
 
 

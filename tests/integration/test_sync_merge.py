@@ -5,9 +5,11 @@ rules and rerere (a resolution a person made once) settle conflicts and are name
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.support.gitremotes import REMOTES, Project, git
+from tests.support.project import opsagent
 
 MERGE = """\
   branches:
@@ -81,6 +83,19 @@ def test_a_failed_verify_or_a_conflict_pushes_nothing_and_names_the_files(tmp_pa
     assert (heads["public"]["main"], heads["internal"]["main"]) == (one, two)
     worktrees = git("-C", str(tmp_path / "conflict" / "work" / "api.git"), "worktree", "list")
     assert len(worktrees.splitlines()) == 1  # the scratch worktree is gone
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    assert p2.run("apply", "--textfile-dir", str(metrics))[0] == 2  # the same conflict again
+    prom = (metrics / "opsagent.prom").read_text()
+    assert 'opsagent_sync_merges_total{host="@local",outcome="conflict",policy="repos",' \
+        'repository="api"} 1.0' in prom  # counted once, not once per run
+    assert 'opsagent_sync_conflict_since_timestamp_seconds{branch="main",host="@local",' \
+        'policy="repos",repository="api",state="conflict"}' in prom
+    report = json.loads(opsagent(tmp_path / "conflict", "report", "--format", "json",
+                                 "--state-dir", str(tmp_path / "conflict" / "state")).stdout)
+    assert [(f["subject"], f["state"]) for f in report["findings"]] == [("api main", "conflict")]
+    assert report["findings"][0]["detail"] == (f"heads: dr {heads['dr']['main'][:10]}, internal "
+                                               f"{two[:10]}, public {one[:10]}; files: app.txt")
 
 
 def test_priority_resolution_and_a_conflict_a_person_resolved_once(tmp_path: Path) -> None:

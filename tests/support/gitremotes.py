@@ -85,9 +85,9 @@ class Project:
                      "--format=%(refname) %(objectname)", prefix)
         return dict(line.split() for line in listed.splitlines())
 
-    def run(self, command: str = "apply") -> tuple[int, dict[str, Any]]:
+    def run(self, command: str = "apply", *args: str) -> tuple[int, dict[str, Any]]:
         done = opsagent(self.root, command, "p.yml", "-i", "@local", "--json", "--diff",
-                        "--state-dir", str(self.root / "state"))
+                        "--state-dir", str(self.root / "state"), *args)
         assert done.stdout, done.stderr
         result: dict[str, Any] = json.loads(done.stdout)
         return done.returncode, {op["name"]: op for op in result["hosts"][0]["ops"]}

@@ -32,7 +32,10 @@ FACTS: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
                    "extract": {"ok": 0, "at": 1.7e9, "error": "boom"}}})],
     "sync": [("repos", "mirror", {"repositories": {
         "api": {"ok": 1, "degraded": 0, "branches": {"in sync": 3, "fast-forward": 1},
-                "pushed": 2, "lost": 0, "at": 1.7e9, "last_success": 1.7e9},
+                "pushed": 2, "lost": 0, "at": 1.7e9, "last_success": 1.7e9, "seconds": 0.4,
+                "interval": 300, "outcomes": {"fast-forward": 4, "merged": 2, "conflict": 1},
+                "conflicts": {"main": {"state": "conflict", "since": 1.7e9, "files": ["a.txt"],
+                                       "heads": {"public": "a" * 40, "internal": "b" * 40}}}},
         "web": {"ok": 0, "degraded": 1, "branches": {"diverged": 1}, "pushed": 0, "lost": 0,
                 "at": 1.7e9}}})],
     "tasks": [("files", "web1", {})],

@@ -23,7 +23,7 @@ from agent.kinds.backup import metrics, observe
 from agent.kinds.backup import plan as planning
 from agent.kinds.backup.actions import ACTIONS
 from agent.kinds.backup.spec import BackupSpec
-from agent.kinds.contract import Facts
+from agent.kinds.contract import Facts, Finding
 
 
 class BackupKind:
@@ -40,6 +40,9 @@ class BackupKind:
 
     def families(self, rows: Facts) -> Iterable[Metric]:
         return metrics.families(rows)
+
+    def findings(self, rows: Facts) -> list[Finding]:
+        return []  # failed checks and drills are failed operations, and alerts
 
 
 KIND = BackupKind()

@@ -22,7 +22,7 @@ from prometheus_client.core import Metric
 from agent.core.hosts import HostInfo
 from agent.core.results import OpResult
 from agent.core.steps import Observation, Sequence, Step
-from agent.kinds.contract import Action, Facts
+from agent.kinds.contract import Action, Facts, Finding
 from agent.kinds.sync import metrics, observe
 from agent.kinds.sync import plan as planning
 from agent.kinds.sync.actions import ACTIONS
@@ -39,10 +39,13 @@ class SyncKind:
         return planning.plan(spec, host)
 
     def observe(self, spec: SyncSpec, host: HostInfo, ops: list[OpResult]) -> Observation | None:
-        return observe.observe(ops)
+        return observe.observe(spec, ops)
 
     def families(self, rows: Facts) -> Iterable[Metric]:
         return metrics.families(rows)
+
+    def findings(self, rows: Facts) -> list[Finding]:
+        return observe.findings(rows)
 
 
 KIND = SyncKind()

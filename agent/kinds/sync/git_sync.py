@@ -160,11 +160,45 @@ def sync(job: Data, env: dict[str, str]) -> int:
         prune(git, job)
     summary = {"branches": states, "tags": tags, "conflicts": conflicts, "down": down,
                "pushed": pushed, "lost": lost}
+    needs_a_person = bool(lost or failed or "conflict" in tags.values()
+                          or any(s in NEEDS_A_PERSON for s in states.values()))
+    if not job["check"]:
+        remember(job, summary, in_step=not needs_a_person and not down)
     report(summary)
-    if lost or failed or any(s in NEEDS_A_PERSON for s in states.values()) or (
-            "conflict" in tags.values()):
-        return 1
-    return 2 if down else 0
+    return 1 if needs_a_person else (2 if down else 0)
+
+
+def remember(job: Data, summary: Data, in_step: bool) -> None:
+    """Keep, next to the mirror (they outlive the controller's state), the repository's
+    running counts of outcomes (fast-forward, merged, and each new conflict, verify
+    failed or diverged: one per set of heads, not per run), since when each conflict is
+    open, and when every remote was last in step; add them to the summary."""
+    path = os.path.join(job["workdir"], f"{job['repo']}.stats.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            stats = json.load(f)
+    except (OSError, ValueError):
+        stats = {}
+    outcomes: dict[str, int] = stats.get("outcomes", {})
+    now = time.time()
+    for state in summary["branches"].values():
+        if state in ("fast-forward", "merged"):
+            outcomes[state] = outcomes.get(state, 0) + 1
+    known, still_open = stats.get("conflicts", {}), {}
+    for branch, conflict in summary["conflicts"].items():
+        key = conflict["state"] + " " + " ".join(sorted(conflict["heads"].values()))
+        since = known[branch]["since"] if known.get(branch, {}).get("key") == key else now
+        if since == now:
+            outcomes[conflict["state"]] = outcomes.get(conflict["state"], 0) + 1
+        still_open[branch] = {"key": key, "since": since}
+        conflict["since"] = since
+    if in_step:
+        stats["last_success"] = now
+    stats.update(outcomes=outcomes, conflicts=still_open)
+    with open(path + ".new", "w", encoding="utf-8") as f:
+        json.dump(stats, f)
+    os.replace(path + ".new", path)
+    summary.update(outcomes=outcomes, last_success=stats.get("last_success"))
 
 
 def keep_dropped(git: Git, job: Data, up: list[str], was: dict[str, dict[str, str]],

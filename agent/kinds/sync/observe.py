@@ -1,4 +1,6 @@
-"""What a sync run tells the metrics: each repository's branches by state, from its SUMMARY."""
+"""What a sync run tells the metrics and the report: per repository, its branches by
+state, its running counts of outcomes, its open conflicts and when every remote was last
+in step (the host program keeps those next to its mirror), from its SUMMARY line."""
 
 from __future__ import annotations
 
@@ -8,15 +10,16 @@ from typing import Any
 
 from agent.core.results import OpResult, Status
 from agent.core.steps import Observation
+from agent.kinds.contract import Finding
 from agent.kinds.sync.plan import REPO
+from agent.kinds.sync.spec import SyncSpec
 
 SUMMARY = "SUMMARY "
 
 
-def observe(ops: list[OpResult]) -> Observation | None:
-    """Facts for the store: per repository, branches by state, degraded, last success.
-    Merged into the previous ones, so a repository keeps its last success time. None in
-    check mode."""
+def observe(spec: SyncSpec, ops: list[OpResult]) -> Observation | None:
+    """Facts for the store, per repository (each replaces the repository's last ones).
+    None in check mode."""
     if not ops or any(op.planned for op in ops):
         return None
     now = time.time()
@@ -31,9 +34,14 @@ def observe(ops: list[OpResult]) -> Observation | None:
         ok = op.status is not Status.FAILED
         facts: dict[str, Any] = {"ok": int(ok), "degraded": int(bool(summary.get("down"))),
                                  "branches": states, "pushed": summary.get("pushed", 0),
-                                 "lost": summary.get("lost", 0), "at": now}
-        if ok and not summary.get("down"):
-            facts["last_success"] = now
+                                 "lost": summary.get("lost", 0), "at": now,
+                                 "seconds": op.duration,
+                                 "outcomes": summary.get("outcomes", {}),
+                                 "conflicts": summary.get("conflicts", {})}
+        if summary.get("last_success"):
+            facts["last_success"] = summary["last_success"]
+        if spec.interval:
+            facts["interval"] = spec.interval
         repositories[op.id.removeprefix(REPO)] = facts
     return Observation({"repositories": repositories})
 
@@ -47,3 +55,18 @@ def summary_of(stdout: str) -> dict[str, Any]:
                 return {}
             return found if isinstance(found, dict) else {}
     return {}
+
+
+def findings(rows: list[tuple[str, str, dict[str, Any]]]) -> list[Finding]:
+    """Each branch left in conflict, verify failed or diverged, with its files and which
+    remote holds which head."""
+    found = []
+    for policy, host, facts in rows:
+        for repo, seen in sorted(facts.get("repositories", {}).items()):
+            for branch, conflict in sorted(seen.get("conflicts", {}).items()):
+                heads = ", ".join(f"{r} {sha[:10]}" for r, sha in sorted(conflict["heads"].items()))
+                files = ", ".join(conflict.get("files", []))
+                found.append(Finding(policy, host, f"{repo} {branch}", conflict["state"],
+                                     conflict.get("since", seen.get("at", 0.0)),
+                                     f"heads: {heads}" + (f"; files: {files}" if files else "")))
+    return found

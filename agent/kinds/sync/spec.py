@@ -10,6 +10,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -193,6 +195,12 @@ class SyncSpec(BaseModel):
                                     "remotes' host keys are checked against (strictly); "
                                     "default: the host user's own.")
 
+    _interval: float | None = PrivateAttr(None)  # the policy's schedule, for the metrics
+
+    @property
+    def interval(self) -> float | None:
+        return self._interval
+
     @field_validator("repositories")
     @classmethod
     def _repositories(cls, value: list[str]) -> list[str]:
@@ -202,7 +210,9 @@ class SyncSpec(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _remotes(self) -> SyncSpec:
+    def _remotes(self, info: ValidationInfo) -> SyncSpec:
+        interval = (info.context or {}).get("interval")
+        self._interval = float(interval) if interval else None
         names = [r.name for r in self.remotes]
         for i, name in enumerate(names):
             if name in names[:i]:

@@ -78,6 +78,18 @@ class Pull(BaseModel):
         return value
 
 
+class Webhooks(BaseModel):
+    """POST /hooks/sync/POLICY on the listen address: a forge's push webhook (GitHub,
+    Gitea, Forgejo: X-Hub-Signature-256) starts a sync policy's run at once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    secret: Annotated[SecretRef, never_inline("a webhook secret", "{env: NAME} or "
+                                              "{file: PATH}")] = Field(
+        description="The secret shared with the forge, which signs each call with it "
+        "(HMAC-SHA256 of the body): {env: NAME} or {file: PATH}.")
+
+
 class AgentConfig(BaseModel):
     """The daemon's settings. Every field has a default: an empty agent.yml is valid."""
 
@@ -108,6 +120,8 @@ class AgentConfig(BaseModel):
                                      "journald or rsyslog to forward off the host.")
     pull: Pull | None = Field(None, description="Pull mode: fetch policies from git, "
                                                 "converge @local.")
+    webhooks: Webhooks | None = Field(None, description="Push webhooks that start sync "
+                                      "policies at once; none without a secret.")
 
     @field_validator("listen")
     @classmethod

@@ -1,4 +1,5 @@
-"""/metrics and /healthz on one small threaded HTTP server (standard library WSGI).
+"""/metrics and /healthz on one small threaded HTTP server (standard library WSGI), and
+POST /hooks/sync/POLICY when webhooks are configured (agent/daemon/hooks.py).
 
 /healthz answers 200 only while the scheduler loop is alive (it beat within the last
 `stale` seconds) and has no fault to report (such as a state store it cannot write), so
@@ -6,8 +7,8 @@ systemd or a load balancer can tell a hung or stuck daemon from a busy one.
 
 No client can take the daemon down through the port: at most MAX_CONNECTIONS are served
 at once (more are closed at once), a client that sends nothing for READ_TIMEOUT seconds
-is dropped, methods other than GET and HEAD get 405, and the scheduler never waits for
-the server (it runs in threads of its own).
+is dropped, methods other than GET and HEAD (and POST to a hook) get 405, and the
+scheduler never waits for the server (it runs in threads of its own).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CONTENT_TYPE_LATEST
+
+from agent.daemon.hooks import PREFIX, Hooks
 
 StartResponse = Callable[..., Any]
 MAX_CONNECTIONS = 32
@@ -91,11 +94,19 @@ class Heartbeat:
         return self.fault
 
 
-def app(metrics: Callable[[], bytes], heartbeat: Heartbeat) -> Callable[..., Iterable[bytes]]:
+def app(metrics: Callable[[], bytes], heartbeat: Heartbeat, hooks: Hooks | None = None
+        ) -> Callable[..., Iterable[bytes]]:
     def route(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "")
-        if method not in ("GET", "HEAD"):
+        if hooks is not None and path.startswith(PREFIX):
+            if method == "POST":
+                answer = hooks.handle(path, environ, environ.get("REMOTE_ADDR", "?"))
+                status, headers, body = answer.status, [TEXT], answer.text.encode()
+            else:
+                status, headers, body = "405 Method Not Allowed", [TEXT, ("Allow", "POST")], \
+                    b"a hook takes POST\n"
+        elif method not in ("GET", "HEAD"):
             status, headers, body = "405 Method Not Allowed", [TEXT, ("Allow", "GET, HEAD")], \
                 b"only GET and HEAD\n"
         elif path == "/metrics":
@@ -112,13 +123,13 @@ def app(metrics: Callable[[], bytes], heartbeat: Heartbeat) -> Callable[..., Ite
     return route
 
 
-def serve(address: tuple[str, int], metrics: Callable[[], bytes], heartbeat: Heartbeat
-          ) -> WSGIServer:
+def serve(address: tuple[str, int], metrics: Callable[[], bytes], heartbeat: Heartbeat,
+          hooks: Hooks | None = None) -> WSGIServer:
     """Start serving in a background thread; the caller shuts it down. Raises ListenError."""
     host, port = address
     server_class = _Server6 if ":" in host else _Server
     try:
-        server = make_server(host, port, app(metrics, heartbeat), server_class, _Quiet)
+        server = make_server(host, port, app(metrics, heartbeat, hooks), server_class, _Quiet)
     except OSError as e:
         where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         in_use = e.errno == errno.EADDRINUSE

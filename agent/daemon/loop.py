@@ -22,8 +22,10 @@ from prometheus_client import CollectorRegistry
 from agent.config import AgentConfig
 from agent.core.hosts import LOCAL
 from agent.core.results import RunResult
+from agent.core.secrets import SecretError
 from agent.daemon import runner
 from agent.daemon.gauges import DaemonCollector
+from agent.daemon.hooks import Hooks
 from agent.daemon.http import Heartbeat, ListenError, serve
 from agent.daemon.isolated import Validation, last_good
 from agent.daemon.policyset import PolicySet, drop_unused, signature
@@ -82,6 +84,7 @@ class Daemon:
             self.puller = Puller(pull.url, state_dir / "pull", pull.username, pull.password,
                                  pull.verify.signed_by if pull.verify else ())
         self.pull_every = config.pull.interval if config.pull else 0
+        self.hooks: Hooks | None = None
         self.settings = runner.Settings(state_dir, config.timeout, config.lock_wait, cwd,
                                        config.audit_syslog)
 
@@ -166,6 +169,8 @@ class Daemon:
                      f" ({', '.join(new.unscheduled)})" if new.unscheduled else "",
                      extra={"event": "reload_ok", "digest": new.digest})
         self.current = new
+        if self.hooks is not None:
+            self.hooks.known = frozenset(p.name for p in new.policies if p.kind == "sync")
         (self.state_dir / "sets" / CURRENT).write_text(new.digest + "\n")
         self.in_force_saved = False  # written by the loop, which survives a store fault
         drop_unused(self.state_dir, {new.digest, CURRENT} |
@@ -233,6 +238,12 @@ class Daemon:
             self.next_runs_saved = False
         self.info.running = len(self.children)
 
+    def _hooked(self, now: float) -> None:
+        """The policies webhooks asked for: due now."""
+        while self.hooks is not None and not self.hooks.due.empty():
+            if self.scheduler.trigger(self.hooks.due.get(), now):
+                self.next_runs_saved = False
+
     # -- the loop -----------------------------------------------------------------------
 
     def run(self) -> int:
@@ -247,15 +258,26 @@ class Daemon:
     def _run(self, store: Store) -> int:
         address = self.config.address()
         registry = registry_for(store.path, self.info)
+        if self.config.webhooks is not None:
+            try:
+                secret = self.config.webhooks.secret.resolve().reveal().encode()
+            except SecretError as e:
+                log.error("webhooks.secret: %s", e, extra={"event": "webhook_secret_failed"})
+                return 1
+            self.hooks = Hooks(secret, self.state_dir / "hooks.seen", self.flags.wake.set)
+            if not address:
+                log.warning("webhooks are configured but listen is empty: no endpoint",
+                            extra={"event": "webhooks_unserved"})
         try:  # first, so that /healthz answers while the first pull or reload runs
-            server = serve(address, lambda: self._metrics(store, registry), self.heartbeat) \
-                if address else None
+            server = serve(address, lambda: self._metrics(store, registry), self.heartbeat,
+                           self.hooks) if address else None
         except ListenError as e:
             log.error("%s", e, extra={"event": "listen_failed"})
             return 1
         if address:
             host = f"[{address[0]}]" if ":" in address[0] else address[0]
-            log.info("serving /metrics and /healthz on http://%s:%d", host, address[1],
+            log.info("serving /metrics and /healthz%s on http://%s:%d",
+                     " and POST /hooks/sync/POLICY" if self.hooks else "", host, address[1],
                      extra={"event": "listening"})
         for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
             signal.signal(signum, self.flags.handle)
@@ -299,6 +321,7 @@ class Daemon:
                         next_prune = mono + PRUNE_EVERY
                         self._prune(store, now)
                     self._reap(store)
+                    self._hooked(now)
                     self._launch(store, now)
                     if not self.next_runs_saved:
                         store.set_next_runs(self.scheduler.due)

@@ -59,6 +59,15 @@ class Scheduler:
             out.append((policy, tuple(hosts)))
         return out
 
+    def trigger(self, policy: str, now: float) -> bool:
+        """Make every host of the policy due now (a webhook); one under way runs again
+        when it ends. False: no such scheduled policy."""
+        if policy not in self.policies:
+            return False
+        for host in self.policies[policy].hosts:
+            self.due[(policy, host)] = min(self.due.get((policy, host), now), now)
+        return True
+
     def clock_stepped(self, step: float, now: float) -> None:
         """The wall clock jumped by `step` seconds (negative: back) while the monotonic
         clock did not. `every` runs keep their distance in real time (their due times

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.support.gitremotes import REMOTES, Project, git
+from tests.support.gitremotes import REMOTES, SYNC, Project, git
 from tests.support.project import opsagent
 
 MERGE = """\
@@ -39,12 +39,12 @@ def test_a_clean_divergence_is_merged_verified_and_pushed_everywhere(tmp_path: P
     _, one, two = diverged(p, {"a.txt": "a\n", "CHANGELOG.md": "# changes\n- a\n"},
                            {"b.txt": "b\n", "CHANGELOG.md": "# changes\n- b\n"})
     code, ops = p.run("plan")
-    api = ops["sync api"]
+    api = ops[SYNC]
     assert code == 0 and api["status"] == "changed", api
     assert "would merge main: the merge is clean" in api["diff"]
     assert p.heads()["public"]["main"] == one and p.heads()["internal"]["main"] == two
     code, ops = p.run()
-    api = ops["sync api"]
+    api = ops[SYNC]
     assert code == 0 and api["status"] == "changed", api
     assert "resolved CHANGELOG.md in main with union" in api["diff"]
     assert "verified the merge of main: 'test -f a.txt && test -f b.txt' passed" in api["diff"]
@@ -57,14 +57,14 @@ def test_a_clean_divergence_is_merged_verified_and_pushed_everywhere(tmp_path: P
     changelog = git("-C", str(tmp_path / "public" / "api.git"), "show", f"{merged}:CHANGELOG.md")
     assert "- a" in changelog and "- b" in changelog
     code, ops = p.run()
-    assert code == 0 and ops["sync api"]["status"] == "ok"  # the second run changes nothing
+    assert code == 0 and ops[SYNC]["status"] == "ok"  # the second run changes nothing
 
 
 def test_a_failed_verify_or_a_conflict_pushes_nothing_and_names_the_files(tmp_path: Path) -> None:
     p = Project(tmp_path, extra=MERGE.format(verify="echo tests broke; exit 3"))
     _, one, two = diverged(p, {"a.txt": "a\n"}, {"b.txt": "b\n"})
     code, ops = p.run()
-    api = ops["sync api"]
+    api = ops[SYNC]
     assert code == 2 and api["status"] == "failed"
     assert "verify failed main: 'echo tests broke; exit 3' exited 3: nothing pushed" in api["error"]
     assert "tests broke" in api["error"]
@@ -75,7 +75,7 @@ def test_a_failed_verify_or_a_conflict_pushes_nothing_and_names_the_files(tmp_pa
     _, one, two = diverged(p2, {"app.txt": "ours\n", "deps.lock": "v1\n"},
                            {"app.txt": "theirs\n", "deps.lock": "v2\n"})
     code, ops = p2.run()
-    api = ops["sync api"]
+    api = ops[SYNC]
     assert code == 2 and api["status"] == "failed"
     assert "conflict main: app.txt: nothing pushed" in api["error"]  # deps.lock: settled
     assert "++=======" in api["error"] and "+ theirs" in api["error"]  # its hunk
@@ -121,7 +121,7 @@ def test_priority_resolution_and_a_conflict_a_person_resolved_once(tmp_path: Pat
     git("cherry-pick", two, cwd=p.clone)
     p.push("internal", git("rev-parse", "HEAD", cwd=p.clone), "release/1")
     code, ops = p.run()
-    api = ops["sync api"]
+    api = ops[SYNC]
     assert code == 0, (api["diff"], api.get("error"))
     assert "learned the resolution of merge" in api["diff"]
     assert "resolved app.txt in release/1 with rerere" in api["diff"]

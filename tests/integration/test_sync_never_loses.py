@@ -32,7 +32,7 @@ def test_no_commit_is_ever_lost(tmp_path: Path, seed: int) -> None:
     held: set[str] = set()  # every commit any remote held
     states: set[str] = set()
     sync = host_program(tmp_path)
-    job = {**JOB, "repo": "r", "workdir": str(tmp_path / "work"),
+    job = {**JOB, "repos": ["r"], "workdir": str(tmp_path / "work"),
            "remotes": [{"name": r, "url": str(tmp_path / r / "{repo}.git"), "push_only": r == "c"}
                        for r in REMOTES]}
     for step in range(25):
@@ -91,7 +91,7 @@ def test_a_push_that_raced_a_developer_is_refused_not_overwritten(tmp_path: Path
     git("init", "-q", str(work))
     one = git("-C", str(work), "commit-tree", "-m", "one", _empty_tree(work))
     racer = git("-C", str(work), "commit-tree", "-m", "racer", "-p", one, _empty_tree(work))
-    job = {**JOB, "repo": "r", "workdir": str(tmp_path / "work"), "run": "first",
+    job = {**JOB, "repos": ["r"], "workdir": str(tmp_path / "work"), "run": "first",
            "deletions": "propagate",
            "remotes": [{"name": r, "url": str(tmp_path / r / "{repo}.git"), "push_only": False}
                        for r in ("a", "b")]}

@@ -9,7 +9,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.support.gitremotes import ENV, JOB, REMOTES, Project, git, host_program
+from tests.support.gitremotes import ENV, JOB, REMOTES, SYNC, Project, git, host_program
 
 
 def test_tags_are_pushed_and_a_tag_that_differs_is_reported_or_set_by_priority(
@@ -25,7 +25,7 @@ def test_tags_are_pushed_and_a_tag_that_differs_is_reported_or_set_by_priority(
         cwd=p.clone)
     git("push", "-q", str(tmp_path / "public" / "api.git"), f"{one}:refs/tags/v2", cwd=p.clone)
     code, ops = p.run()
-    api = ops["sync api"]
+    api = ops[SYNC]
     assert code == 2 and api["status"] == "failed"
     assert f"tag conflict v2: public {one[:10]}, internal {stray[:10]}" in api["error"]
     assert "pushed tag v1 on internal" in api["diff"] and "pushed tag v1 on dr" in api["diff"]
@@ -37,7 +37,7 @@ def test_tags_are_pushed_and_a_tag_that_differs_is_reported_or_set_by_priority(
     with (tmp_path / "p.yml").open("a") as policy:
         policy.write("  tags: {on_conflict: priority}\n")
     code, ops = p.run()
-    api = ops["sync api"]
+    api = ops[SYNC]
     assert code == 0, api
     assert f"moved tag v2 on internal: {stray[:10]}..{one[:10]}" in api["diff"]
     for remote in REMOTES:
@@ -59,7 +59,7 @@ def test_a_branch_a_remote_refused_is_put_back_on_the_remotes_it_reached(tmp_pat
     hook.write_text("#!/bin/sh\necho 'internal is read-only today' >&2\nexit 1\n")
     hook.chmod(0o755)
     code, ops = p.run()
-    api = ops["sync api"]
+    api = ops[SYNC]
     assert code == 2 and api["status"] == "failed"
     assert "push to internal failed, nothing changed there" in api["error"]
     assert f"rolled back main on dr: {two[:10]}..{one[:10]}" in api["diff"]
@@ -85,7 +85,7 @@ def test_a_fetch_the_network_broke_is_retried(tmp_path: Path) -> None:
         "echo \"ssh: connect to host h1 port 22: Connection refused\" >&2; exit 128; fi\n"
         "exec /usr/bin/git \"$@\"\n")
     wrapper.chmod(0o755)
-    job = {**JOB, "repo": "r", "workdir": str(tmp_path / "work"), "run": "20261203T000000Z",
+    job = {**JOB, "repos": ["r"], "workdir": str(tmp_path / "work"), "run": "20261203T000000Z",
            "retries": 2, "retry_wait": 0,
            "remotes": [{"name": r, "url": str(tmp_path / r / "{repo}.git"), "push_only": False}
                        for r in ("a", "b")]}
@@ -102,7 +102,7 @@ def test_old_snapshots_are_pruned_but_never_the_newest(tmp_path: Path) -> None:
         git("init", "-q", "--bare", str(tmp_path / remote / "r.git"))
     clone = tmp_path / "clone"
     git("init", "-q", str(clone))
-    job = {**JOB, "repo": "r", "workdir": str(tmp_path / "work"), "keep_snapshots": 86400,
+    job = {**JOB, "repos": ["r"], "workdir": str(tmp_path / "work"), "keep_snapshots": 86400,
            "remotes": [{"name": r, "url": str(tmp_path / r / "{repo}.git"), "push_only": False}
                        for r in ("a", "b")]}
     sync = host_program(tmp_path)

@@ -27,12 +27,13 @@ spec:
   deletions: {deletions}
 {extra}"""
 REMOTES = ("public", "internal", "dr")
+SYNC = "sync repositories"  # the one operation of a sync policy's run
 MERGE: dict[str, object] = {"match": "main", "strategy": "merge", "verify": None, "timeout": 60,
                             "resolve": [], "options": []}
 JOB = {"check": False, "deletions": "keep",
        "rules": [MERGE, {"match": "*", "strategy": "ff-only"}],
        "tags": {"sync": True, "on_conflict": "report"}, "committer": ["t", "t@t"],
-       "retries": 0, "retry_wait": 0, "keep_snapshots": 86400}  # the host program's job
+       "retries": 0, "retry_wait": 0, "keep_snapshots": 86400, "concurrency": 2}  # its job
 ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
        "GIT_COMMITTER_EMAIL": "t@t", "PATH": "/usr/bin:/bin", "HOME": "/tmp"}
 

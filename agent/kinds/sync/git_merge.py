@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import tempfile
 
-from agent.kinds.sync.git_repo import Data, Git, notice, short
+from agent.kinds.sync.git_repo import Data, Git, notice, say, short
 
 PRIORITY = "opsagent-priority"  # the merge driver that keeps the priority remote's version
 LEARN = 20  # merge commits replayed for rerere per run, newest first
@@ -81,7 +81,7 @@ def learn(git: Git, job: Data, new: list[str], old: list[str]) -> None:
                 scratch.git_here("rerere")
                 scratch.git_here("checkout", commit, "--", ".")
                 scratch.git_here("rerere")
-                print(f"learned the resolution of merge {short(commit)} (rerere)")
+                say(f"learned the resolution of merge {short(commit)} (rerere)")
             scratch.git_here("reset", "--quiet", "--hard")
 
 
@@ -109,10 +109,10 @@ def merge(git: Git, job: Data, rule: Data, branch: str, heads: list[str]
                 scratch.git_here("merge", "--abort")
                 return "conflict", "", left
             for path in resolved_by_rules(git, rule, result, other):
-                print(f"resolved {path} in {branch} with {path_rule(rule, path)['with']}")
+                say(f"resolved {path} in {branch} with {path_rule(rule, path)['with']}")
             result = scratch.git_here("rev-parse", "HEAD").stdout.strip()
         if job["check"]:
-            print(f"would merge {branch}: the merge is clean ({short(result)}); verify is not "
+            say(f"would merge {branch}: the merge is clean ({short(result)}); verify is not "
                   "run in check mode")
             return "would merge", result, []
         if rule.get("verify") and not verified(scratch, rule, branch):
@@ -125,7 +125,7 @@ def settled(scratch: Scratch, branch: str, output: str) -> list[str]:
     []), else report the files and hunks left and return the files."""
     for line in output.splitlines():
         if line.startswith(("Resolved '", "Staged '")) and "previous resolution" in line:
-            print(f"resolved {line.split(chr(39))[1]} in {branch} with rerere "
+            say(f"resolved {line.split(chr(39))[1]} in {branch} with rerere "
                   "(as a person resolved it before)")
     left = scratch.git_here("diff", "--name-only", "--diff-filter=U").stdout.split()
     if not left and scratch.git_here("commit", "--no-edit", "--quiet").returncode == 0:
@@ -173,5 +173,5 @@ def verified(scratch: Scratch, rule: Data, branch: str) -> bool:
         notice(f"verify failed {branch}: {rule['verify']!r} exited {done.returncode}: nothing "
                "pushed" + "".join(f"\n  {line}" for line in tail))
         return False
-    print(f"verified the merge of {branch}: {rule['verify']!r} passed")
+    say(f"verified the merge of {branch}: {rule['verify']!r} passed")
     return True

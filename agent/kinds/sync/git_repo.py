@@ -1,4 +1,6 @@
-"""The sync host program's first part: git in the work mirror, retries, the notices.
+"""The sync host program's first part: git in the work mirror, retries, and each
+repository's output (its lines, and the notices that need a person), kept per thread
+since repositories are synced side by side.
 
 The program's parts (git_repo.py, git_merge.py, git_tags.py, git_sync.py) are joined into
 one text by plan.program() and run with python3 on the host: standard library and git only.
@@ -7,14 +9,13 @@ one text by plan.program() and run with python3 on the host: standard library an
 from __future__ import annotations
 
 import subprocess
-import sys
+import threading
 import time
 from typing import Any
 
 REMOTES = "refs/opsagent/remotes"  # + REMOTE/BRANCH: the heads fetched from each remote
 TAGS = "refs/opsagent/tags"  # + REMOTE/TAG: the tags fetched from each remote
 Data = dict[str, Any]
-NOTICES: list[str] = []  # the lines that need a person: written to stderr at the end
 # what git says when the network, not the request, failed: worth another try
 TRANSIENT = ("Could not resolve host", "Connection refused", "Connection timed out",
              "Connection reset", "Connection closed", "early EOF", "hung up unexpectedly",
@@ -22,8 +23,24 @@ TRANSIENT = ("Could not resolve host", "Connection refused", "Connection timed o
              "kex_exchange_identification", "timed out")
 
 
+class Output(threading.local):
+    """What the repository this thread syncs has to say."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []  # what it did (stdout)
+        self.notices: list[str] = []  # what needs a person (stderr)
+        self.summary: Data = {}  # the SUMMARY observe reads
+
+
+OUT = Output()
+
+
+def say(line: str) -> None:
+    OUT.lines.append(line)
+
+
 def notice(line: str) -> None:
-    NOTICES.append(line)
+    OUT.notices.append(line)
 
 
 class Git:
@@ -46,8 +63,7 @@ class Git:
             done = self.run(*args)
             if done.returncode == 0 or attempt == self.retries or not transient(done):
                 return done
-            print(f"retrying git {args[0]} in {wait:g}s: {first_line(done.stderr)}")
-            sys.stdout.flush()
+            say(f"retrying git {args[0]} in {wait:g}s: {first_line(done.stderr)}")
             time.sleep(wait)
             wait *= 2
         return done

@@ -1,12 +1,15 @@
 """The sync host program's last part: one repository's branches and tags kept in step.
 
-argv[1] is JSON: {repo, workdir, remotes: [{name, url, push_only}], rules: [{match,
-strategy, verify, timeout, resolve, options}], tags: {sync, on_conflict}, deletions,
-committer, retries, retry_wait, check, run}. The key for SSH remotes, if any, arrives in
-the environment (OPSAGENT_SYNC_SSH_KEY), never on a command line.
+argv[1] is JSON: {repos, concurrency, workdir, remotes: [{name, url, push_only}], rules:
+[{match, strategy, verify, timeout, resolve, options}], tags: {sync, on_conflict},
+deletions, committer, retries, retry_wait, keep_snapshots, check, run; rollback: a run to
+put back instead}. The key for SSH remotes, if any, arrives in the environment
+(OPSAGENT_SYNC_SSH_KEY), never on a command line. The repositories are synced side by
+side (concurrency at a time), over one SSH connection per server (ssh's ControlMaster).
 
 In a bare work mirror (WORKDIR/REPO.git) each remote's branches are fetched under
-refs/opsagent/remotes/REMOTE/ (its tags under refs/opsagent/tags/REMOTE/). For each
+refs/opsagent/remotes/REMOTE/ (its tags under refs/opsagent/tags/REMOTE/); a remote whose
+ls-remote shows the refs last fetched is not fetched again. For each
 branch: in step; behind somewhere (fast-forward those remotes); diverged (ff-only:
 reported, never forced; merge: merged in a scratch worktree, verified, then pushed);
 rewritten or deleted on a remote (not propagated; the commits it dropped are kept under
@@ -18,9 +21,10 @@ branch whose push failed on one remote is put back on the others, so it moves on
 remote or on none. Last, every commit any remote held is checked to be still reachable
 from a remote's head or a kept or backup ref: if not, the run fails saying so.
 
-Prints one line per change, then `SUMMARY {json}`. Exit 0: every branch in step; 2:
-done, but a remote could not be reached (degraded); 1: a branch needs a person, a push
-failed, or a commit would be lost.
+Prints, per repository, one line per change (`REPO: ...`), then `SUMMARY {json}`; the
+notices that need a person go to stderr. Exit 0: every branch in step; 2: done, but a
+remote could not be reached (degraded); 1: a branch needs a person, a push failed, or a
+commit would be lost (the worst of the repositories).
 """
 
 from __future__ import annotations
@@ -29,14 +33,16 @@ import fnmatch
 import json
 import os
 import shlex
+import stat
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from agent.kinds.sync.git_merge import learn, merge
 from agent.kinds.sync.git_repo import (
-    NOTICES,
+    OUT,
     REMOTES,
     TAGS,
     Data,
@@ -44,6 +50,7 @@ from agent.kinds.sync.git_repo import (
     first_line,
     last_line,
     notice,
+    say,
     short,
 )
 from agent.kinds.sync.git_tags import Updates, plan_tags
@@ -57,7 +64,7 @@ def main(job: Data) -> int:
     key = os.environ.get("OPSAGENT_SYNC_SSH_KEY")
     with tempfile.TemporaryDirectory(prefix="opsagent-sync-") as tmp:
         ssh = ["ssh", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=10",
-               "-o", "ServerAliveCountMax=3"]
+               "-o", "ServerAliveCountMax=3", *multiplexed()]
         if key:
             path = os.path.join(tmp, "key")
             with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
@@ -67,7 +74,45 @@ def main(job: Data) -> int:
             ssh += ["-o", f"UserKnownHostsFile={job['known_hosts']}",
                     "-o", "StrictHostKeyChecking=yes"]
         env["GIT_SSH_COMMAND"] = " ".join(shlex.quote(part) for part in ssh)
-        return rollback(job, env) if job.get("rollback") else sync(job, env)
+        os.makedirs(job["workdir"], mode=0o700, exist_ok=True)
+        with ThreadPoolExecutor(max_workers=job["concurrency"]) as pool:
+            done = list(pool.map(lambda repo: one({**job, "repo": repo}, env), job["repos"]))
+    for repo, (code, lines, notices, summary) in zip(job["repos"], done, strict=True):
+        sys.stdout.write("".join(f"{repo}: {line}\n" for line in lines))
+        sys.stdout.write("SUMMARY " + json.dumps({**summary, "repository": repo, "code": code},
+                                                 sort_keys=True) + "\n")
+        sys.stderr.write("".join(f"{repo}: {line}\n" for line in notices))
+    codes = {code for code, _, _, _ in done}
+    return 1 if 1 in codes else (2 if 2 in codes else 0)
+
+
+def one(job: Data, env: dict[str, str]) -> tuple[int, list[str], list[str], Data]:
+    """Sync (or roll back) one repository in this thread: its exit code, lines, notices
+    and summary. A fault in one repository is its own failure, not the others'."""
+    OUT.lines, OUT.notices, OUT.summary = [], [], {}
+    began = time.monotonic()
+    try:
+        code = rollback(job, env) if job.get("rollback") else sync(job, env)
+    except Exception as e:  # noqa: BLE001 (reported as this repository's failure)
+        notice(f"failed: {type(e).__name__}: {e}")
+        code = 1
+    return code, OUT.lines, OUT.notices, {**OUT.summary,
+                                          "seconds": round(time.monotonic() - began, 3)}
+
+
+def multiplexed() -> list[str]:
+    """ssh options that share one connection per server among the run's git commands, in
+    a folder of this user's own (else none)."""
+    folder = os.path.join(tempfile.gettempdir(), f"opsagent-sync-ssh-{os.getuid()}")
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        st = os.lstat(folder)
+    except OSError:
+        return []
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        return []  # not ours alone: someone could listen on the socket
+    return ["-o", "ControlMaster=auto", "-o", f"ControlPath={folder}/%C",
+            "-o", "ControlPersist=60"]
 
 
 def rollback(job: Data, env: dict[str, str]) -> int:
@@ -77,7 +122,6 @@ def rollback(job: Data, env: dict[str, str]) -> int:
     if not os.path.isdir(mirror):
         notice(f"no work mirror {mirror}: is {job['repo']} one of the policy's repositories, "
                "synced on this host?")
-        sys.stderr.write(NOTICES[-1] + "\n")
         return 1
     git = Git(mirror, env, job["retries"], job["retry_wait"])
     urls = urls_of(job)
@@ -100,23 +144,21 @@ def rollback(job: Data, env: dict[str, str]) -> int:
             continue
         updates.setdefault(remote, []).append((ref, left, old))
     if not wanted:
-        print(f"run {job['rollback']} changed no head of {job['repo']}: nothing to put back")
+        say(f"run {job['rollback']} changed no head of {job['repo']}: nothing to put back")
     states: dict[str, str] = {}
     count, failed = push(git, job, urls, updates, states, all_or_none=False)
     summary = {"branches": states, "down": {}, "pushed": count, "lost": 0}
     report(summary)
-    return 1 if failed or NOTICES else 0
+    return 1 if failed or OUT.notices else 0
 
 
 def sync(job: Data, env: dict[str, str]) -> int:
-    os.makedirs(job["workdir"], mode=0o700, exist_ok=True)
     mirror = mirror_of(job)
     if not os.path.isdir(mirror):
         made = subprocess.run(["git", "init", "--bare", "--quiet", mirror], env=env,
                               capture_output=True, text=True, check=False)
         if made.returncode != 0:
             notice(f"cannot make the work mirror {mirror}: {made.stderr.strip()}")
-            sys.stderr.write(NOTICES[-1] + "\n")
             return 1
     git = Git(mirror, env, job["retries"], job["retry_wait"])
     urls = urls_of(job)
@@ -126,9 +168,15 @@ def sync(job: Data, env: dict[str, str]) -> int:
     was_tags = {name: git.refs(f"{TAGS}/{name}") for name in urls}
     down: dict[str, str] = {}
     for name, url in urls.items():
+        listed = git.remote("ls-remote", "--heads", *(["--tags"] if with_tags else []), url)
+        fetched = {f"refs/heads/{b}": sha for b, sha in was[name].items()} | {
+            f"refs/tags/{t}": sha for t, sha in was_tags[name].items()}
+        if listed.returncode == 0 and listed_refs(listed.stdout) == fetched:
+            continue  # nothing new there since the last fetch
         specs = [f"+refs/heads/*:{REMOTES}/{name}/*"]
         specs += [f"+refs/tags/*:{TAGS}/{name}/*"] if with_tags else []
-        done = git.remote("fetch", "--prune", "--no-tags", "--quiet", url, *specs)
+        done = listed if listed.returncode else git.remote(
+            "fetch", "--prune", "--no-tags", "--quiet", url, *specs)
         if done.returncode != 0:
             down[name] = first_line(done.stderr)
             notice(f"unreachable {name}: {down[name]}")
@@ -201,6 +249,12 @@ def remember(job: Data, summary: Data, in_step: bool) -> None:
     summary.update(outcomes=outcomes, last_success=stats.get("last_success"))
 
 
+def listed_refs(stdout: str) -> dict[str, str]:
+    """ls-remote's refs (without the peeled ^{} lines of annotated tags)."""
+    return {name: sha for sha, name in (line.split() for line in stdout.splitlines()
+                                        if line.strip()) if not name.endswith("^{}")}
+
+
 def keep_dropped(git: Git, job: Data, up: list[str], was: dict[str, dict[str, str]],
                  now: dict[str, dict[str, str]], was_tags: dict[str, dict[str, str]],
                  now_tags: dict[str, dict[str, str]]) -> None:
@@ -235,10 +289,8 @@ def shown(ref: str) -> str:
 
 
 def report(summary: Data) -> None:
-    """The SUMMARY line (what observe reads), and on stderr the lines that need a person
-    (what the error or warning says)."""
-    print("SUMMARY " + json.dumps(summary, sort_keys=True))
-    sys.stderr.write("".join(f"{line}\n" for line in NOTICES))
+    """What observe reads (main prints it as the repository's SUMMARY line)."""
+    OUT.summary = summary
 
 
 def plan_branch(git: Git, job: Data, rule: Data, branch: str, up: list[str],
@@ -257,7 +309,7 @@ def plan_branch(git: Git, job: Data, rule: Data, branch: str, up: list[str],
         return "rewritten"
     deleted = [r for r in up if was[r].get(branch) and not heads[r]]
     if deleted and job["deletions"] == "keep":
-        print(f"kept {branch}: deleted on {', '.join(deleted)}, kept on the others")
+        say(f"kept {branch}: deleted on {', '.join(deleted)}, kept on the others")
     elif deleted:
         return delete_branch(git, branch, up, deleted, was, heads, updates)
     candidates = list(dict.fromkeys(h for r in sources if r in up for h in [heads[r]] if h))
@@ -319,11 +371,11 @@ def push(git: Git, job: Data, urls: dict[str, str], updates: Updates,
         return 0, False
     for remote, changes in updates.items():
         for ref, old, new in changes:
-            print(f"{'would ' + verb(git, ref, old, new) if job['check'] else past(git, ref, old, new)}"
+            say(f"{'would ' + verb(git, ref, old, new) if job['check'] else past(git, ref, old, new)}"
                   f" {shown(ref)} on {remote}: {span(old, new)}")
     if job["check"]:
         return 0, False
-    print(f"replaced heads are saved as run {job['run']} (opsagent sync rollback POLICY "
+    say(f"replaced heads are saved as run {job['run']} (opsagent sync rollback POLICY "
           f"--run {job['run']} puts them back)")
     snapshot(git, job, updates)
     done = {remote: push_one(git, job, urls[remote], remote, changes, states)
@@ -336,7 +388,7 @@ def push(git: Git, job: Data, urls: dict[str, str], updates: Updates,
         if not changes:
             continue
         for ref, new, old in changes:
-            print(f"rolled back {shown(ref)} on {remote}: {span(new, old)} (its push failed "
+            say(f"rolled back {shown(ref)} on {remote}: {span(new, old)} (its push failed "
                   "elsewhere: it moves on every remote or on none)")
         if not push_one(git, job, urls[remote], remote, changes, states):
             notice(f"could not roll back {remote}: run opsagent sync rollback POLICY --run "
@@ -385,8 +437,7 @@ def push_one(git: Git, job: Data, url: str, remote: str, changes: list[tuple[str
             failed(states, ref)
         return False
     check = git.remote("ls-remote", url, *(ref for ref, _, _ in changes))
-    there = {name: sha for sha, name in
-             (line.split() for line in check.stdout.splitlines() if line.strip())}
+    there = listed_refs(check.stdout)
     ok = check.returncode == 0
     for ref, _, new in changes:
         if check.returncode != 0 or there.get(ref, "") != new:
@@ -420,7 +471,7 @@ def prune(git: Git, job: Data) -> None:
         bundle = os.path.join(job["workdir"], "bundles", job["repo"], f"{run}.bundle")
         if os.path.exists(bundle):
             os.unlink(bundle)
-    print(f"pruned the snapshots of {len(old)} run(s) older than {job['keep_snapshots']}s")
+    say(f"pruned the snapshots of {len(old)} run(s) older than {job['keep_snapshots']}s")
 
 
 def check_nothing_lost(git: Git, before: list[str]) -> int:

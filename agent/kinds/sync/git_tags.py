@@ -5,7 +5,7 @@ pushed there again."""
 
 from __future__ import annotations
 
-from agent.kinds.sync.git_repo import Data, notice, short
+from agent.kinds.sync.git_repo import Data, notice, say, short
 
 Updates = dict[str, list[tuple[str, str, str]]]  # remote: [(ref, old, new)]
 
@@ -39,7 +39,7 @@ def plan_tags(job: Data, up: list[str], sources: list[str], was: dict[str, dict[
             if state != "conflict":
                 state = "moved" if values[r] else "pushed"
         if deleted:
-            print(f"kept tag {tag}: deleted on {', '.join(deleted)}, kept on the others")
+            say(f"kept tag {tag}: deleted on {', '.join(deleted)}, kept on the others")
             state = "kept" if state == "in sync" else state
         states[tag] = state
     return states

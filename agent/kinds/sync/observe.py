@@ -11,7 +11,7 @@ from typing import Any
 from agent.core.results import OpResult, Status
 from agent.core.steps import Observation
 from agent.kinds.contract import Finding
-from agent.kinds.sync.plan import REPO
+from agent.kinds.sync.plan import ID
 from agent.kinds.sync.spec import SyncSpec
 
 SUMMARY = "SUMMARY "
@@ -25,36 +25,37 @@ def observe(spec: SyncSpec, ops: list[OpResult]) -> Observation | None:
     now = time.time()
     repositories: dict[str, Any] = {}
     for op in ops:
-        if not op.id.startswith(REPO) or op.status is Status.SKIPPED:
+        if op.id != ID or op.status is Status.SKIPPED:
             continue
-        summary = summary_of(op.stdout)
-        states: dict[str, int] = {}
-        for state in summary.get("branches", {}).values():
-            states[state] = states.get(state, 0) + 1
-        ok = op.status is not Status.FAILED
-        facts: dict[str, Any] = {"ok": int(ok), "degraded": int(bool(summary.get("down"))),
-                                 "branches": states, "pushed": summary.get("pushed", 0),
-                                 "lost": summary.get("lost", 0), "at": now,
-                                 "seconds": op.duration,
-                                 "outcomes": summary.get("outcomes", {}),
-                                 "conflicts": summary.get("conflicts", {})}
-        if summary.get("last_success"):
-            facts["last_success"] = summary["last_success"]
-        if spec.interval:
-            facts["interval"] = spec.interval
-        repositories[op.id.removeprefix(REPO)] = facts
+        for summary in summaries(op.stdout):
+            states: dict[str, int] = {}
+            for state in summary.get("branches", {}).values():
+                states[state] = states.get(state, 0) + 1
+            facts: dict[str, Any] = {
+                "ok": int(summary.get("code") != 1), "degraded": int(bool(summary.get("down"))),
+                "branches": states, "pushed": summary.get("pushed", 0),
+                "lost": summary.get("lost", 0), "at": now, "seconds": summary.get("seconds", 0),
+                "outcomes": summary.get("outcomes", {}), "conflicts": summary.get("conflicts", {})}
+            if summary.get("last_success"):
+                facts["last_success"] = summary["last_success"]
+            if spec.interval:
+                facts["interval"] = spec.interval
+            repositories[str(summary.get("repository"))] = facts
     return Observation({"repositories": repositories})
 
 
-def summary_of(stdout: str) -> dict[str, Any]:
-    for line in reversed(stdout.splitlines()):
+def summaries(stdout: str) -> list[dict[str, Any]]:
+    """Each repository's SUMMARY line, in order."""
+    found = []
+    for line in stdout.splitlines():
         if line.startswith(SUMMARY):
             try:
-                found = json.loads(line[len(SUMMARY):])
+                data = json.loads(line[len(SUMMARY):])
             except ValueError:
-                return {}
-            return found if isinstance(found, dict) else {}
-    return {}
+                continue
+            if isinstance(data, dict) and isinstance(data.get("repository"), str):
+                found.append(data)
+    return found
 
 
 def findings(rows: list[tuple[str, str, dict[str, Any]]]) -> list[Finding]:

@@ -171,6 +171,9 @@ class SyncSpec(BaseModel):
         "A branch deleted on one remote: keep (it stays on the others and is reported) or "
         "propagate (deleted on the others too, where it did not move since the last run). "
         "Its commits stay in the work mirror either way."))
+    concurrency: int = Field(4, ge=1, le=64, examples=[8], description="Repositories synced "
+                             "at the same time (each remote server is reached over one SSH "
+                             "connection, shared).")
     tags: Tags = Field(default_factory=Tags, examples=[{"on_conflict": "priority"}],
                        description="Tags kept in step too: those a remote lacks are pushed.")
     committer: Committer = Field(default_factory=Committer, examples=[

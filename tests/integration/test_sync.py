@@ -78,6 +78,7 @@ def test_a_rewritten_or_deleted_branch_is_not_propagated_and_its_commits_are_kep
     assert p.run()[0] == 0
     p.push("internal", one)  # history rewritten: two dropped there
     git("push", "-q", str(tmp_path / "public" / "api.git"), ":refs/heads/old", cwd=p.clone)
+    assert p.run("plan")[0] == 2  # says so, and leaves the apply to see it too
     code, ops = p.run()
     assert code == 2
     api = ops[SYNC]

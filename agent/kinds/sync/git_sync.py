@@ -32,6 +32,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import re
 import shlex
 import stat
 import subprocess
@@ -55,6 +56,8 @@ from agent.kinds.sync.git_repo import (
 )
 from agent.kinds.sync.git_tags import Updates, plan_tags
 
+CHECK = "refs/opsagent/check"  # what check mode fetched (dropped at its end)
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)*$")  # as the spec's
 NEEDS_A_PERSON = ("diverged", "rewritten", "failed", "conflict", "verify failed")
 
 
@@ -64,7 +67,7 @@ def main(job: Data) -> int:
     key = os.environ.get("OPSAGENT_SYNC_SSH_KEY")
     with tempfile.TemporaryDirectory(prefix="opsagent-sync-") as tmp:
         ssh = ["ssh", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=10",
-               "-o", "ServerAliveCountMax=3", *multiplexed()]
+               "-o", "ServerAliveCountMax=3", "-o", "ConnectTimeout=15", *multiplexed()]
         if key:
             path = os.path.join(tmp, "key")
             with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
@@ -75,15 +78,42 @@ def main(job: Data) -> int:
                     "-o", "StrictHostKeyChecking=yes"]
         env["GIT_SSH_COMMAND"] = " ".join(shlex.quote(part) for part in ssh)
         os.makedirs(job["workdir"], mode=0o700, exist_ok=True)
+        repos, found = list(job["repos"]), True
+        if job.get("discover"):
+            found = discover(job, ssh, env, repos)
         with ThreadPoolExecutor(max_workers=job["concurrency"]) as pool:
-            done = list(pool.map(lambda repo: one({**job, "repo": repo}, env), job["repos"]))
-    for repo, (code, lines, notices, summary) in zip(job["repos"], done, strict=True):
+            done = list(pool.map(lambda repo: one({**job, "repo": repo}, env), repos))
+    for repo, (code, lines, notices, summary) in zip(repos, done, strict=True):
         sys.stdout.write("".join(f"{repo}: {line}\n" for line in lines))
         sys.stdout.write("SUMMARY " + json.dumps({**summary, "repository": repo, "code": code},
                                                  sort_keys=True) + "\n")
         sys.stderr.write("".join(f"{repo}: {line}\n" for line in notices))
-    codes = {code for code, _, _, _ in done}
+    codes = {code for code, _, _, _ in done} | (set() if found else {2})
     return 1 if 1 in codes else (2 if 2 in codes else 0)
+
+
+def discover(job: Data, ssh: list[str], env: dict[str, str], repos: list[str]) -> bool:
+    """Add to repos the ones the gitolite remote lists (`info`) that match; False (and
+    said on stderr: degraded) when it cannot be asked."""
+    rule = job["discover"]
+    url = next(r["url"] for r in job["remotes"] if r["name"] == rule["remote"])
+    where = re.match(r"^ssh://([^/:]+)(?::(\d+))?/", url)
+    assert where is not None  # the spec checked the URL
+    port = ["-p", where[2]] if where[2] else []
+    done = subprocess.run([*ssh, *port, where[1], "info"], env=env, capture_output=True,
+                          text=True, check=False, timeout=120)
+    if done.returncode != 0:
+        sys.stderr.write(f"discover: cannot list the repositories of {rule['remote']}: "
+                         f"{last_line(done.stderr)} (syncing the listed ones only)\n")
+        return False
+    names = [m[1] for m in (re.match(r"^\s*R\S*(?:\s+W\S*)?\s*\t(\S+)$", line)
+                            for line in done.stdout.splitlines()) if m]
+    found = [n for n in names if NAME.match(n) and ".." not in n
+             and any(fnmatch.fnmatchcase(n, p) for p in rule["match"])
+             and not any(fnmatch.fnmatchcase(n, p) for p in rule["exclude"])]
+    repos += [n for n in found if n not in repos]
+    print(f"discover: {len(found)} repositories on {rule['remote']}: {', '.join(found)}")
+    return True
 
 
 def one(job: Data, env: dict[str, str]) -> tuple[int, list[str], list[str], Data]:
@@ -166,24 +196,30 @@ def sync(job: Data, env: dict[str, str]) -> int:
     with_tags = job["tags"]["sync"]
     was = {name: git.refs(f"{REMOTES}/{name}") for name in urls}
     was_tags = {name: git.refs(f"{TAGS}/{name}") for name in urls}
+    # check mode fetches beside the refs a real run compares with, and drops them after
+    into = f"{CHECK}/remotes" if job["check"] else REMOTES
+    tags_into = f"{CHECK}/tags" if job["check"] else TAGS
     down: dict[str, str] = {}
+    now, now_tags = dict(was), dict(was_tags)
     for name, url in urls.items():
         listed = git.remote("ls-remote", "--heads", *(["--tags"] if with_tags else []), url)
         fetched = {f"refs/heads/{b}": sha for b, sha in was[name].items()} | {
-            f"refs/tags/{t}": sha for t, sha in was_tags[name].items()}
+            f"refs/tags/{t}": sha for t, sha in was_tags[name].items() if with_tags}
         if listed.returncode == 0 and listed_refs(listed.stdout) == fetched:
             continue  # nothing new there since the last fetch
-        specs = [f"+refs/heads/*:{REMOTES}/{name}/*"]
-        specs += [f"+refs/tags/*:{TAGS}/{name}/*"] if with_tags else []
+        specs = [f"+refs/heads/*:{into}/{name}/*"]
+        specs += [f"+refs/tags/*:{tags_into}/{name}/*"] if with_tags else []
         done = listed if listed.returncode else git.remote(
             "fetch", "--prune", "--no-tags", "--quiet", url, *specs)
         if done.returncode != 0:
             down[name] = first_line(done.stderr)
             notice(f"unreachable {name}: {down[name]}")
-    now = {name: git.refs(f"{REMOTES}/{name}") for name in urls}
-    now_tags = {name: git.refs(f"{TAGS}/{name}") for name in urls}
+            continue
+        now[name] = git.refs(f"{into}/{name}")
+        now_tags[name] = git.refs(f"{tags_into}/{name}") if with_tags else {}
     up = [name for name in urls if name not in down]
-    keep_dropped(git, job, up, was, now, was_tags, now_tags)
+    if not job["check"]:
+        keep_dropped(git, job, up, was, now, was_tags, now_tags)
     if any(r["strategy"] == "merge" for r in job["rules"]):
         learn(git, job, [h for r in up for h in now[r].values()],
               [h for r in up for h in was[r].values()])
@@ -199,9 +235,10 @@ def sync(job: Data, env: dict[str, str]) -> int:
                                      conflicts)
     tags = plan_tags(job, up, sources, was_tags, now_tags, updates) if with_tags else {}
     pushed, failed = push(git, job, urls, updates, states)
-    lost = check_nothing_lost(git, [sha for refs in (*was.values(), *now.values(),
-                                                     *was_tags.values(), *now_tags.values())
-                                    for sha in refs.values()])
+    lost = 0 if job["check"] else check_nothing_lost(
+        git, [sha for refs in (*was.values(), *now.values(), *was_tags.values(),
+                               *now_tags.values()) for sha in refs.values()])
+    git.update_refs({f"{CHECK}/{name}": "" for name in git.refs(CHECK)})
     if lost:
         notice(f"LOST {lost} commit(s): not reachable from any remote head or kept ref")
     elif not job["check"]:

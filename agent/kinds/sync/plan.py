@@ -84,5 +84,6 @@ def _argv(spec: SyncSpec, repos: list[str], run: str, check: bool, of_run: str =
            "rules": [b.model_dump(by_alias=True) for b in spec.branches],
            "tags": spec.tags.model_dump(), "committer": [spec.committer.name, spec.committer.email],
            "retries": spec.retries, "retry_wait": spec.retry_wait,
-           "keep_snapshots": spec.keep_snapshots}
+           "keep_snapshots": spec.keep_snapshots,
+           "discover": spec.discover.model_dump() if spec.discover else None}
     return ("python3", "-c", LAUNCH, json.dumps(job, sort_keys=True))

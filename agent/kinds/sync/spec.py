@@ -136,6 +136,21 @@ class Tags(BaseModel):
         "to the first source remote's, the old one saved as for a branch).")
 
 
+class Discover(BaseModel):
+    """Repositories found at run time on a gitolite server (`ssh git@host info`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    remote: str = Field(examples=["public"], description="The remote (an ssh:// URL whose "
+                        "{repo} is the whole path, as gitolite's are) to ask.")
+    match: list[str] = Field(default_factory=lambda: ["*"], examples=[["team/*"]],
+                             description="Only the repositories whose names match one of "
+                             "these shell patterns.")
+    exclude: list[str] = Field(default_factory=lambda: ["gitolite-admin"],
+                               examples=[["gitolite-admin", "attic/*"]], description="Never "
+                               "these (gitolite's own admin repository, by default).")
+
+
 class Committer(BaseModel):
     """Who the merges are by."""
 
@@ -159,9 +174,13 @@ class SyncSpec(BaseModel):
         {"name": "public", "url": "ssh://git@h1/srv/git/public/{repo}.git"},
         {"name": "internal", "url": "ssh://git@h2/srv/git/internal/{repo}.git"}]],
         description="The copies: at least two, one of them not push_only.")
-    repositories: list[Repository] = Field(min_length=1, examples=[["api", "web", "infra"]],
-                                    description="The repositories' names, put into each "
-                                    "remote's {repo}.")
+    repositories: list[Repository] = Field(default_factory=list,
+                                           examples=[["api", "web", "infra"]],
+                                           description="The repositories' names, put into "
+                                           "each remote's {repo}.")
+    discover: Discover | None = Field(None, examples=[{"remote": "public"}], description=(
+        "Also sync the repositories a gitolite remote lists (its `info` command over SSH), "
+        "found on the host at each run."))
     branches: list[Branches] = Field(default_factory=lambda: [Branches(match="*")],
                                      examples=[[{"match": "main"}, {"match": "*"}]],
                                      description="Which branches are kept in step, and how; "
@@ -224,5 +243,17 @@ class SyncSpec(BaseModel):
         if all(r.push_only for r in self.remotes):
             raise invalid(("remotes",), "sync", "every remote is push_only: at least one must be a "
                         "source", None)
+        if not self.repositories and self.discover is None:
+            raise invalid(("repositories",), "sync", "no repositories: list them, or discover "
+                          "them from a gitolite remote", None)
+        if self.discover is not None:
+            remote = next((r for r in self.remotes if r.name == self.discover.remote), None)
+            if remote is None:
+                raise invalid(("discover", "remote"), "sync", f"{self.discover.remote!r} is "
+                              f"not one of the remotes ({', '.join(names)})", None)
+            if not re.match(r"^ssh://[^/]+/\{repo\}(\.git)?$", remote.url):
+                raise invalid(("discover", "remote"), "sync", f"remote {remote.name}'s URL "
+                              "must be ssh://USER@HOST[:PORT]/{repo}.git (gitolite's) to be "
+                              "asked for its repositories", None)
         return self
 

@@ -1,8 +1,8 @@
 """The sync kind across real hosts: h3 keeps the repositories of h1 (bare repositories of a
 `git` user) and h2 (gitolite3, whose `info` lists them: discover) in step over SSH with
-the policy's key. A divergence is merged and verified on h3, a conflict pushes nothing
-and is reported, a rollback puts both servers back, and a remote cut off degrades the
-run while the rest still syncs."""
+the policy's key. A divergence is merged and verified on h3, a conflict or a failed
+verify pushes nothing and is reported, a rollback puts both servers back, and a remote
+cut off degrades the run while the rest still syncs."""
 
 from __future__ import annotations
 
@@ -64,10 +64,10 @@ class Forges:
                               check=True, timeout=120)
         return done.stdout.strip()
 
-    def change(self, files: dict[str, str], on: str = "") -> str:
+    def change(self, files: dict[str, str], on: str = "", repo: str = "api") -> str:
         if on:
             for url in self.urls.values():  # the merges made on h3 too
-                self.git("fetch", "-q", url.format("api"), "+refs/heads/*:refs/seen/*",
+                self.git("fetch", "-q", url.format(repo), f"+refs/heads/*:refs/seen/{repo}/*",
                          cwd=self.clone)
             self.git("checkout", "-q", "--detach", on, cwd=self.clone)
         for name, text in files.items():
@@ -168,3 +168,11 @@ def test_discover_merge_conflict_cut_off_and_rollback_across_servers(
     assert forges.head("public", "web") == base  # h1 was away: nothing there
     code, op = forges.apply()
     assert forges.head("public", "web") == web  # back: synced
+
+    left = forges.change({"c.txt": "c\n"}, on=web, repo="web")
+    right = forges.change({"d.txt": "d\n"}, on=web, repo="web")
+    forges.push("public", left, repo="web")
+    forges.push("internal", right, repo="web")
+    code, op = forges.apply()
+    assert "web: verify failed main: 'test -f a.txt && test -f b.txt' exited 1" in op["error"]
+    assert (forges.head("public", "web"), forges.head("internal", "web")) == (left, right)

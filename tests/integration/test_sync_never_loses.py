@@ -1,7 +1,7 @@
-"""Over seeded random histories (commits, force-pushes, deletions, new branches and
-divergences on random remotes, a sync after each, main merged where it diverged), no
-commit any remote ever held becomes unreachable: each stays on some remote or under the
-work mirror's kept and backup refs."""
+"""Over seeded random histories (commits, force-pushes, deletions, new branches,
+divergences and tag moves on random remotes, a sync after each, main merged where it
+diverged), no commit any remote ever held becomes unreachable: each stays on some remote
+or under the work mirror's kept and backup refs."""
 
 from __future__ import annotations
 
@@ -18,19 +18,22 @@ REMOTES = ("a", "b", "c")
 
 
 def heads(repo: Path) -> dict[str, str]:
-    listed = git("ls-remote", "--heads", str(repo))
-    return {name: sha for sha, name in (line.split() for line in listed.splitlines())}
+    listed = git("ls-remote", "--heads", "--tags", str(repo))
+    return {name: sha for sha, name in (line.split() for line in listed.splitlines())
+            if not name.endswith("^{}")}
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_no_commit_is_ever_lost(tmp_path: Path, seed: int) -> None:
     rng = random.Random(seed)
+    tagger = random.Random(seed + 100)  # its own: the branch moves stay as they were
     for remote in REMOTES:
         git("init", "-q", "--bare", str(tmp_path / remote / "r.git"))
     work = tmp_path / "clone"
     git("init", "-q", str(work))
     held: set[str] = set()  # every commit any remote held
     states: set[str] = set()
+    tags: set[str] = set()
     sync = host_program(tmp_path)
     job = {**JOB, "repos": ["r"], "workdir": str(tmp_path / "work"),
            "remotes": [{"name": r, "url": str(tmp_path / r / "{repo}.git"), "push_only": r == "c"}
@@ -62,6 +65,10 @@ def test_no_commit_is_ever_lost(tmp_path: Path, seed: int) -> None:
                 args += ["-p", base]
             sha = git("-C", str(work), *args)
             git("-C", str(work), "push", "-q", "--force", str(target), f"{sha}:refs/heads/{branch}")
+        if held and tagger.random() < 0.3:  # a tag set or moved on one remote
+            tagged = tagger.choice(sorted(held))
+            git("-C", str(work), "push", "-q", "--force", str(tmp_path / tagger.choice(REMOTES) /
+                "r.git"), f"{tagged}:refs/tags/{tagger.choice(['v1', 'v2'])}")
         for r in REMOTES:
             held |= set(heads(tmp_path / r / "r.git").values())
         job["run"] = f"run{step}"
@@ -73,10 +80,13 @@ def test_no_commit_is_ever_lost(tmp_path: Path, seed: int) -> None:
         reachable = set(git("-C", str(tmp_path / "work" / "r.git"), "rev-list",
                             "--all").splitlines())
         assert held <= reachable, f"step {step}: {sorted(held - reachable)} lost"
-        states.update(json.loads(done.stdout.split("SUMMARY ")[1])["branches"].values())
+        summary = json.loads(done.stdout.split("SUMMARY ")[1])
+        states.update(summary["branches"].values())
+        tags.update(summary["tags"].values())
     assert {"fast-forward", "diverged", "rewritten"} <= states  # the histories did all that
     merges = git("-C", str(tmp_path / "a" / "r.git"), "rev-list", "--merges", "--count", "--all")
     assert int(merges) > 0  # and the sync merged divergences
+    assert tags & {"pushed", "moved", "conflict"}  # and tags were spread or clashed
 
 
 def _empty_tree(work: Path) -> str:

@@ -1,15 +1,15 @@
 """The `sync` kind: one project's git repositories kept in step across several remotes.
 
 The target host keeps a bare work mirror of each repository and, on each run, fetches
-every remote, fast-forwards the remotes that are behind (one atomic push per remote,
-leased on the heads it fetched), reports branches that diverged or were rewritten or
-deleted somewhere, saves every head it replaces (refs/opsagent/backup/RUN/...) and every
-commit a remote dropped (refs/opsagent/kept/RUN/...), asks each remote again after a
-push, and fails loudly if any commit a remote held is reachable from nothing.
+the remotes whose refs changed, fast-forwards the remotes that are behind, merges (and
+verifies) diverged branches whose rule says merge, reports the rest, saves every ref it
+replaces (refs/opsagent/backup/RUN/...) and every commit a remote dropped
+(refs/opsagent/kept/RUN/...), pushes leased, asks each remote again after a push, and
+fails loudly if any commit a remote held is reachable from nothing.
 
-The folder: spec.py (the policy's fields), git_sync.py (the program run on the host),
-plan.py (one command per repository), observe.py and metrics.py, actions.py (sync
-rollback).
+The folder: spec.py (the policy's fields), git_*.py (the program run on the host, joined
+by plan.program()), plan.py (one command for all repositories), observe.py (facts and
+findings) and metrics.py, actions.py (sync rollback).
 """
 
 from __future__ import annotations

@@ -1,13 +1,15 @@
-"""The sync host program's first part: git in the work mirror, retries, and each
-repository's output (its lines, and the notices that need a person), kept per thread
-since repositories are synced side by side.
+"""The sync host program's first part: git in the work mirror, retries, where refs are
+kept and how they are named, and each repository's output (its lines, and the notices
+that need a person), kept per thread since repositories are synced side by side.
 
-The program's parts (git_repo.py, git_merge.py, git_tags.py, git_sync.py) are joined into
-one text by plan.program() and run with python3 on the host: standard library and git only.
+The program's parts (git_repo.py, git_merge.py, git_tags.py, git_branches.py,
+git_push.py, git_sync.py) are joined into one text by plan.program() and run with
+python3 on the host: standard library and git only.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
@@ -104,3 +106,29 @@ def first_line(text: str) -> str:
 def last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else "no output"
+
+
+def listed_refs(stdout: str) -> dict[str, str]:
+    """ls-remote's refs (without the peeled ^{} lines of annotated tags)."""
+    return {name: sha for sha, name in (line.split() for line in stdout.splitlines()
+                                        if line.strip()) if not name.endswith("^{}")}
+
+
+def mirror_of(job: Data) -> str:
+    return os.path.join(str(job["workdir"]), f"{job['repo']}.git")
+
+
+def urls_of(job: Data) -> dict[str, str]:
+    return {r["name"]: r["url"].replace("{repo}", job["repo"]) for r in job["remotes"]}
+
+
+def tracking(remote: str, ref: str) -> str:
+    """Where the mirror keeps remote's ref as last fetched."""
+    if ref.startswith("refs/tags/"):
+        return f"{TAGS}/{remote}/{ref.removeprefix('refs/tags/')}"
+    return f"{REMOTES}/{remote}/{ref.removeprefix('refs/heads/')}"
+
+
+def shown(ref: str) -> str:
+    return f"tag {ref[len('refs/tags/'):]}" if ref.startswith("refs/tags/") else (
+        ref.removeprefix("refs/heads/"))

@@ -41,7 +41,9 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from agent.kinds.sync.git_merge import learn, merge
+from agent.kinds.sync.git_branches import check_nothing_lost, keep_dropped, plan_branch
+from agent.kinds.sync.git_merge import learn
+from agent.kinds.sync.git_push import prune, push
 from agent.kinds.sync.git_repo import (
     OUT,
     REMOTES,
@@ -50,9 +52,14 @@ from agent.kinds.sync.git_repo import (
     Git,
     first_line,
     last_line,
+    listed_refs,
+    mirror_of,
     notice,
     say,
     short,
+    shown,
+    tracking,
+    urls_of,
 )
 from agent.kinds.sync.git_tags import Updates, plan_tags
 
@@ -286,256 +293,9 @@ def remember(job: Data, summary: Data, in_step: bool) -> None:
     summary.update(outcomes=outcomes, last_success=stats.get("last_success"))
 
 
-def listed_refs(stdout: str) -> dict[str, str]:
-    """ls-remote's refs (without the peeled ^{} lines of annotated tags)."""
-    return {name: sha for sha, name in (line.split() for line in stdout.splitlines()
-                                        if line.strip()) if not name.endswith("^{}")}
-
-
-def keep_dropped(git: Git, job: Data, up: list[str], was: dict[str, dict[str, str]],
-                 now: dict[str, dict[str, str]], was_tags: dict[str, dict[str, str]],
-                 now_tags: dict[str, dict[str, str]]) -> None:
-    """What a remote dropped (a branch deleted or rewritten, a tag deleted or moved) stays
-    reachable in the work mirror, under refs/opsagent/kept/RUN/REMOTE/."""
-    kept = {f"refs/opsagent/kept/{job['run']}/{r}/heads/{b}": old
-            for r in up for b, old in was[r].items()
-            if b not in now[r] or not git.is_ancestor(old, now[r][b])}
-    kept |= {f"refs/opsagent/kept/{job['run']}/{r}/tags/{t}": old
-             for r in up for t, old in was_tags[r].items() if now_tags[r].get(t) != old}
-    git.update_refs(kept)
-
-
-def mirror_of(job: Data) -> str:
-    return os.path.join(str(job["workdir"]), f"{job['repo']}.git")
-
-
-def urls_of(job: Data) -> dict[str, str]:
-    return {r["name"]: r["url"].replace("{repo}", job["repo"]) for r in job["remotes"]}
-
-
-def tracking(remote: str, ref: str) -> str:
-    """Where the mirror keeps remote's ref as last fetched."""
-    if ref.startswith("refs/tags/"):
-        return f"{TAGS}/{remote}/{ref.removeprefix('refs/tags/')}"
-    return f"{REMOTES}/{remote}/{ref.removeprefix('refs/heads/')}"
-
-
-def shown(ref: str) -> str:
-    return f"tag {ref[len('refs/tags/'):]}" if ref.startswith("refs/tags/") else (
-        ref.removeprefix("refs/heads/"))
-
-
 def report(summary: Data) -> None:
     """What observe reads (main prints it as the repository's SUMMARY line)."""
     OUT.summary = summary
-
-
-def plan_branch(git: Git, job: Data, rule: Data, branch: str, up: list[str],
-                sources: list[str], was: dict[str, dict[str, str]],
-                now: dict[str, dict[str, str]], updates: Updates, conflicts: dict[str, Data]
-                ) -> str:
-    """The branch's state; the pushes it needs are added to updates, and a branch that
-    needs a person to conflicts (with each remote's head and the conflicting files)."""
-    heads = {r: now[r].get(branch) for r in up}
-    rewritten = [r for r in up if was[r].get(branch) and heads[r]
-                 and not git.is_ancestor(was[r][branch], heads[r] or "")]
-    if rewritten:
-        for r in rewritten:
-            notice(f"rewritten {branch} on {r}: {short(was[r][branch])} was replaced by "
-                   f"{short(heads[r] or '')}, not propagated (the old commits are kept)")
-        return "rewritten"
-    deleted = [r for r in up if was[r].get(branch) and not heads[r]]
-    if deleted and job["deletions"] == "keep":
-        say(f"kept {branch}: deleted on {', '.join(deleted)}, kept on the others")
-    elif deleted:
-        return delete_branch(git, branch, up, deleted, was, heads, updates)
-    candidates = list(dict.fromkeys(h for r in sources if r in up for h in [heads[r]] if h))
-    if not candidates:
-        return "in sync" if not deleted else "deleted"
-    target = next((c for c in candidates if all(git.is_ancestor(o, c) for o in candidates)),
-                  None)
-    state = "in sync"
-    if target is None and rule["strategy"] == "merge":
-        state, merged, files = merge(git, job, rule, branch, candidates)
-        if not merged:
-            conflicts[branch] = {"state": state, "files": files,
-                                 "heads": {r: h for r, h in heads.items() if h}}
-            return state
-        target = merged
-    elif target is None:
-        shown_heads = ", ".join(f"{r} {short(heads[r] or '')}" for r in up if heads[r])
-        notice(f"diverged {branch}: {shown_heads} (ff-only: nothing pushed)")
-        conflicts[branch] = {"state": "diverged", "files": [],
-                             "heads": {r: h for r, h in heads.items() if h}}
-        return "diverged"
-    for r in up:
-        old = heads[r]
-        if r in deleted or old == target:
-            continue
-        if old and not git.is_ancestor(old, target):
-            notice(f"diverged {branch}: {r} has {short(old)}, not behind {short(target)} "
-                   "(nothing pushed there)")
-            state = "diverged"
-            continue
-        updates[r].append((f"refs/heads/{branch}", old or "", target))
-        if state == "in sync":
-            state = "fast-forward"
-    return state
-
-
-def delete_branch(git: Git, branch: str, up: list[str], deleted: list[str],
-                  was: dict[str, dict[str, str]], heads: dict[str, str | None],
-                  updates: Updates) -> str:
-    """deletions: propagate: delete it where it did not move since the last run."""
-    moved = [r for r in up if heads[r] and heads[r] != was[r].get(branch)]
-    if moved:
-        notice(f"diverged {branch}: deleted on {', '.join(deleted)} but changed on "
-               f"{', '.join(moved)}, not propagated")
-        return "diverged"
-    for r in up:
-        if heads[r]:
-            updates[r].append((f"refs/heads/{branch}", heads[r] or "", ""))
-    return "deleted"
-
-
-def push(git: Git, job: Data, urls: dict[str, str], updates: Updates,
-         states: dict[str, str], all_or_none: bool = True) -> tuple[int, bool]:
-    """Each remote's updates in one atomic push, leased on the refs fetched, after saving
-    what it replaces under this run's backup refs (and what only they hold in a bundle).
-    all_or_none: a ref whose push failed on one remote is put back on the remotes it
-    reached (a rollback puts back what it can instead). (pushed, any failed)."""
-    if not any(updates.values()):
-        return 0, False
-    for remote, changes in updates.items():
-        for ref, old, new in changes:
-            say(f"{'would ' + verb(git, ref, old, new) if job['check'] else past(git, ref, old, new)}"
-                  f" {shown(ref)} on {remote}: {span(old, new)}")
-    if job["check"]:
-        return 0, False
-    say(f"replaced heads are saved as run {job['run']} (opsagent sync rollback POLICY "
-          f"--run {job['run']} puts them back)")
-    snapshot(git, job, updates)
-    done = {remote: push_one(git, job, urls[remote], remote, changes, states)
-            for remote, changes in updates.items() if changes}
-    refused = {ref for remote, ok in done.items() if not ok and all_or_none
-               for ref, _, _ in updates[remote]}
-    undo = {remote: [(ref, new, old) for ref, old, new in updates[remote] if ref in refused]
-            for remote, ok in done.items() if ok}
-    for remote, changes in undo.items():
-        if not changes:
-            continue
-        for ref, new, old in changes:
-            say(f"rolled back {shown(ref)} on {remote}: {span(new, old)} (its push failed "
-                  "elsewhere: it moves on every remote or on none)")
-        if not push_one(git, job, urls[remote], remote, changes, states):
-            notice(f"could not roll back {remote}: run opsagent sync rollback POLICY --run "
-                   f"{job['run']}")
-    pushed = sum(len(updates[r]) - len(undo.get(r, [])) for r, ok in done.items() if ok)
-    return pushed, not all(done.values())
-
-
-def snapshot(git: Git, job: Data, updates: Updates) -> None:
-    """Save the refs the pushes replace (backup/) and leave (pushed/, what a rollback
-    expects there); bundle the commits only the replaced refs hold."""
-    saved = {f"refs/opsagent/backup/{job['run']}/{r}/{ref[5:]}": old
-             for r, changes in updates.items() for ref, old, _ in changes if old}
-    git.update_refs(saved)
-    git.update_refs({f"refs/opsagent/pushed/{job['run']}/{r}/{ref[5:]}": new
-                     for r, changes in updates.items() for ref, _, new in changes if new})
-    news = [f"^{new}" for changes in updates.values() for _, _, new in changes if new]
-    only = git.run("rev-list", "--count", *saved, *news).stdout.strip()
-    if not saved or only in ("", "0"):
-        return  # fast-forwards only: every replaced commit stays on the remotes
-    folder = os.path.join(job["workdir"], "bundles", job["repo"])
-    os.makedirs(folder, mode=0o700, exist_ok=True)
-    made = git.run("bundle", "create", "--quiet", os.path.join(folder, f"{job['run']}.bundle"),
-                   *saved, *news)
-    if made.returncode != 0:
-        notice(f"could not bundle the replaced heads: {last_line(made.stderr)} (they stay "
-               f"under refs/opsagent/backup/{job['run']})")
-
-
-def push_one(git: Git, job: Data, url: str, remote: str, changes: list[tuple[str, str, str]],
-             states: dict[str, str]) -> bool:
-    """One remote's changes in one atomic push leased on their old values, then checked
-    with ls-remote; the mirror's tracking refs follow what is there."""
-    args = ["push", "--atomic", "--porcelain", url]
-    args += [f"--force-with-lease={ref}:{old}" for ref, old, _ in changes]
-    args += [f"{new}:{ref}" if new else f":{ref}" for ref, _, new in changes]
-    done = git.remote(*args)
-    if done.returncode != 0:
-        refused = [line.split("\t", 1)[1].replace("\t", " ") for line in done.stdout.splitlines()
-                   if line.startswith("!\t") and "\t" in line[2:]]
-        notice(f"push to {remote} failed, nothing changed there: "
-               f"{'; '.join(refused) or last_line(done.stderr or done.stdout)}"
-               + (" (it moved since the fetch: the lease refused it)"
-                  if any("stale info" in r for r in refused) else ""))
-        for ref, _, _ in changes:
-            failed(states, ref)
-        return False
-    check = git.remote("ls-remote", url, *(ref for ref, _, _ in changes))
-    there = listed_refs(check.stdout)
-    ok = check.returncode == 0
-    for ref, _, new in changes:
-        if check.returncode != 0 or there.get(ref, "") != new:
-            ok = failed(states, ref)
-            notice(f"after the push, {remote} has {shown(ref)} at "
-                   f"{short(there.get(ref, '')) or 'nothing'}, not {short(new) or 'nothing'}")
-        git.update_refs({tracking(remote, ref): there.get(ref, "")})
-        git.update_refs({f"refs/opsagent/pushed/{job['run']}/{remote}/{ref[5:]}": there.get(ref, "")})
-    return ok
-
-
-def failed(states: dict[str, str], ref: str) -> bool:
-    """Mark a branch whose push failed (a tag's failure is in the notices); False."""
-    if ref.startswith("refs/heads/"):
-        states[shown(ref)] = "failed"
-    return False
-
-
-def prune(git: Git, job: Data) -> None:
-    """Drop the saved refs and bundles of runs older than keep_snapshots, never the
-    newest run's (run names are their UTC start times)."""
-    saved = [f"refs/opsagent/{kind}/{name}" for kind in ("backup", "kept", "pushed")
-             for name in git.refs(f"refs/opsagent/{kind}")]
-    runs = sorted({name.split("/")[3] for name in saved})
-    limit = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() - job["keep_snapshots"]))
-    old = [run for run in runs[:-1] if run < limit]
-    if not old:
-        return
-    git.update_refs({name: "" for name in saved if name.split("/")[3] in old})
-    for run in old:
-        bundle = os.path.join(job["workdir"], "bundles", job["repo"], f"{run}.bundle")
-        if os.path.exists(bundle):
-            os.unlink(bundle)
-    say(f"pruned the snapshots of {len(old)} run(s) older than {job['keep_snapshots']}s")
-
-
-def check_nothing_lost(git: Git, before: list[str]) -> int:
-    """How many commits reachable from the heads before are reachable from no ref now."""
-    if not before:
-        return 0
-    refs = git.refs("refs/opsagent")
-    stdin = "".join(f"{sha}\n" for sha in dict.fromkeys(before))
-    stdin += "".join(f"^{sha}\n" for sha in dict.fromkeys(refs.values()))
-    done = git.run("rev-list", "--count", "--stdin", stdin=stdin)
-    return int(done.stdout.strip() or 0) if done.returncode == 0 else len(before)
-
-
-def verb(git: Git, ref: str, old: str, new: str) -> str:
-    if ref.startswith("refs/tags/"):
-        return "delete" if not new else ("move" if old else "push")
-    return "delete" if not new else (
-        "fast-forward" if not old or git.is_ancestor(old, new) else "put back")
-
-
-def past(git: Git, ref: str, old: str, new: str) -> str:
-    return {"delete": "deleted", "fast-forward": "fast-forwarded", "put back": "put back",
-            "move": "moved", "push": "pushed"}[verb(git, ref, old, new)]
-
-
-def span(old: str, new: str) -> str:
-    return f"{short(old)}..{short(new)}" if old and new else short(old or new)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ PROGRAM = "OPSAGENT_SYNC_PROGRAM"
 LAUNCH = f"import os; exec(compile(os.environ.pop({PROGRAM!r}), 'git_sync.py', 'exec'))"
 CHANGED = (r"^[^:\s]+: (would )?(fast-forward(ed)?|delete(d)?|put back|push(ed)?|move(d)?|"
            r"rolled back|merge) ")
-PARTS = ("git_repo.py", "git_merge.py", "git_tags.py", "git_sync.py")
+PARTS = ("git_repo.py", "git_merge.py", "git_tags.py", "git_branches.py", "git_push.py",
+         "git_sync.py")
 _OWN = "from agent.kinds.sync."
 
 

@@ -81,6 +81,8 @@ class Command:
     secrets: whether the sequence's secret environment is passed to it (borg yes,
     hooks no).
     listing: its output is what it did (e.g. prune --list): shown as its diff.
+    quiet: a regex of output lines that are for the kind to read back (a summary), not
+    shown in the diff.
     id: a stable name the kind finds its result by (OpResult.id; default: name), so
     observe never depends on display titles.
     """
@@ -103,6 +105,7 @@ class Command:
     permanent: str | None = None  # output that makes a failure not worth retrying
     secrets: bool = False
     listing: bool = False
+    quiet: str | None = None
     id: str = ""
 
     @property

@@ -8,6 +8,7 @@ masked with the sequence's secrets before it leaves this module.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict
 from functools import cache
 from pathlib import Path
@@ -66,9 +67,13 @@ def run(host: Any, planned: PlannedStep, check: bool) -> list[OpResult]:
 
 
 def _keyed(sequence: Sequence, results: list[OpResult]) -> list[OpResult]:
-    """Each result with its command's stable id (one result per command, in order)."""
+    """Each result with its command's stable id (one result per command, in order), its
+    diff without the lines the command says are quiet."""
     for command, result in zip(sequence.commands, results, strict=True):
         result.id = command.key
+        if command.quiet:
+            result.diff = "\n".join(line for line in result.diff.splitlines()
+                                    if not re.match(command.quiet, line))
     return results
 
 

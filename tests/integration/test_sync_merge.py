@@ -42,6 +42,7 @@ def test_a_clean_divergence_is_merged_verified_and_pushed_everywhere(tmp_path: P
     api = ops[SYNC]
     assert code == 0 and api["status"] == "changed", api
     assert "would merge main: the merge is clean" in api["diff"]
+    assert "SUMMARY" not in api["diff"] and "SUMMARY" in api["stdout"]  # for observe only
     assert p.heads()["public"]["main"] == one and p.heads()["internal"]["main"] == two
     code, ops = p.run()
     api = ops[SYNC]

@@ -1,7 +1,8 @@
 """The sync kind's tags, and its faults kept small: a tag a remote lacks is pushed, one that
 differs is reported or set by priority (the old one saved and bundled); a branch whose
 push a remote refused is put back on the remotes it reached; a fetch the network broke is
-retried; old snapshots are pruned, never the newest."""
+retried; old snapshots are pruned, never the newest; a gitolite remote that cannot be
+asked for its repositories degrades the run."""
 
 from __future__ import annotations
 
@@ -117,3 +118,24 @@ def test_old_snapshots_are_pruned_but_never_the_newest(tmp_path: Path) -> None:
     saved = git("for-each-ref", "--format=%(refname)", "refs/opsagent/pushed/",
                 cwd=tmp_path / "work" / "r.git").splitlines()
     assert saved == [f"refs/opsagent/pushed/{runs[-1]}/b/heads/main"]  # old, but the newest
+
+
+def test_a_gitolite_remote_that_cannot_be_asked_degrades_and_the_listed_ones_sync(
+        tmp_path: Path) -> None:
+    for remote in ("a", "b"):
+        git("init", "-q", "--bare", str(tmp_path / remote / "r.git"))
+    clone = tmp_path / "clone"
+    git("init", "-q", str(clone))
+    git("commit", "-q", "--allow-empty", "-m", "one", cwd=clone)
+    git("push", "-q", str(tmp_path / "a" / "r.git"), "HEAD:refs/heads/main", cwd=clone)
+    job = {**JOB, "repos": ["r"], "workdir": str(tmp_path / "work"), "run": "20261203T000000Z",
+           "discover": {"remote": "forge", "match": ["*"], "exclude": []},
+           "remotes": [{"name": "a", "url": str(tmp_path / "a" / "{repo}.git"), "push_only": False},
+                       {"name": "b", "url": str(tmp_path / "b" / "{repo}.git"), "push_only": False},
+                       {"name": "forge", "url": "ssh://git@127.0.0.1:1/{repo}.git",
+                        "push_only": True}]}  # nothing listens on port 1
+    done = subprocess.run([*host_program(tmp_path), json.dumps(job)], capture_output=True,
+                          text=True, env=ENV, check=False)
+    assert done.returncode == 2, done.stdout + done.stderr  # degraded, not failed
+    assert "discover: cannot list the repositories of forge: " in done.stderr
+    assert "main" in git("ls-remote", "--heads", str(tmp_path / "b" / "r.git"))

@@ -107,11 +107,15 @@ def discover(job: Data, ssh: list[str], env: dict[str, str], repos: list[str]) -
     where = re.match(r"^ssh://([^/:]+)(?::(\d+))?/", url)
     assert where is not None  # the spec checked the URL
     port = ["-p", where[2]] if where[2] else []
-    done = subprocess.run([*ssh, *port, where[1], "info"], env=env, capture_output=True,
-                          text=True, check=False, timeout=120)
-    if done.returncode != 0:
-        sys.stderr.write(f"discover: cannot list the repositories of {rule['remote']}: "
-                         f"{last_line(done.stderr)} (syncing the listed ones only)\n")
+    try:
+        done = subprocess.run([*ssh, *port, where[1], "info"], env=env, capture_output=True,
+                              text=True, check=False, timeout=120)
+        why = "" if done.returncode == 0 else last_line(done.stderr)
+    except subprocess.TimeoutExpired:
+        why = "no answer in 120 s"
+    if why:
+        sys.stderr.write(f"discover: cannot list the repositories of {rule['remote']}: {why} "
+                         "(syncing the listed ones only)\n")
         return False
     names = [m[1] for m in (re.match(r"^\s*R\S*(?:\s+W\S*)?\s*\t(\S+)$", line)
                             for line in done.stdout.splitlines()) if m]

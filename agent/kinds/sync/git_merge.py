@@ -113,7 +113,7 @@ def merge(git: Git, job: Data, rule: Data, branch: str, heads: list[str]
             result = scratch.git_here("rev-parse", "HEAD").stdout.strip()
         if job["check"]:
             say(f"would merge {branch}: the merge is clean ({short(result)}); verify is not "
-                  "run in check mode")
+                "run in check mode")
             return "would merge", result, []
         if rule.get("verify") and not verified(scratch, rule, branch):
             return "verify failed", "", []
@@ -126,7 +126,7 @@ def settled(scratch: Scratch, branch: str, output: str) -> list[str]:
     for line in output.splitlines():
         if line.startswith(("Resolved '", "Staged '")) and "previous resolution" in line:
             say(f"resolved {line.split(chr(39))[1]} in {branch} with rerere "
-                  "(as a person resolved it before)")
+                "(as a person resolved it before)")
     left = scratch.git_here("diff", "--name-only", "--diff-filter=U").stdout.split()
     if not left and scratch.git_here("commit", "--no-edit", "--quiet").returncode == 0:
         return []

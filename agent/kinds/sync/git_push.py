@@ -33,11 +33,11 @@ def push(git: Git, job: Data, urls: dict[str, str], updates: Updates,
     for remote, changes in updates.items():
         for ref, old, new in changes:
             say(f"{'would ' + verb(git, ref, old, new) if job['check'] else past(git, ref, old, new)}"
-                  f" {shown(ref)} on {remote}: {span(old, new)}")
+                f" {shown(ref)} on {remote}: {span(old, new)}")
     if job["check"]:
         return 0, False
     say(f"replaced heads are saved as run {job['run']} (opsagent sync rollback POLICY "
-          f"--run {job['run']} puts them back)")
+        f"--run {job['run']} puts them back)")
     snapshot(git, job, updates)
     done = {remote: push_one(git, job, urls[remote], remote, changes, states)
             for remote, changes in updates.items() if changes}
@@ -50,7 +50,7 @@ def push(git: Git, job: Data, urls: dict[str, str], updates: Updates,
             continue
         for ref, new, old in changes:
             say(f"rolled back {shown(ref)} on {remote}: {span(new, old)} (its push failed "
-                  "elsewhere: it moves on every remote or on none)")
+                "elsewhere: it moves on every remote or on none)")
         if not push_one(git, job, urls[remote], remote, changes, states):
             notice(f"could not roll back {remote}: run opsagent sync rollback POLICY --run "
                    f"{job['run']}")

@@ -4,6 +4,7 @@ the compliance series, the alert rules load, and every dashboard query evaluates
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import urllib.parse
@@ -80,7 +81,10 @@ def test_prometheus_scrapes_the_daemon_and_promql_finds_compliance(
                              "policy": "tick"}
     assert prom.query('up{job="opsagent"}')[0]["value"][1] == "1"
     groups = prom.api("rules")["data"]["groups"]
-    assert [g["name"] for g in groups] == ["opsagent"] and len(groups[0]["rules"]) == 9
+    rules_file = (CONTRIB / "prometheus" / "opsagent-rules.yml").read_text()
+    shipped = re.findall(r"^\s*- alert: (\w+)$", rules_file, re.M)
+    assert [g["name"] for g in groups] == ["opsagent"] and len(shipped) == 12
+    assert [r["name"] for r in groups[0]["rules"]] == shipped
     assert all(r["health"] == "ok" for r in groups[0]["rules"]), groups[0]["rules"]
     for expr in dashboard_exprs():
         prom.query(expr.replace("$__rate_interval", "1m").replace("$instance", ".*"))

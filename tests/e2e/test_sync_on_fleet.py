@@ -2,7 +2,8 @@
 `git` user) and h2 (gitolite3, whose `info` lists them: discover) in step over SSH with
 the policy's key. A divergence is merged and verified on h3, a conflict or a failed
 verify pushes nothing and is reported, a rollback puts both servers back, and a remote
-cut off degrades the run while the rest still syncs."""
+cut off degrades the run while the rest still syncs. A developer's push that races the
+sync, and a server cut off between the sync's fetch and its push, move no branch anywhere."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import json
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,10 @@ from tests.fleet import Fleet, faults
 
 pytestmark = pytest.mark.fleet
 SYNC = "sync repositories"
+CHECKS = "test -f a.txt && test -f b.txt"
+# while /srv/hold exists on h3 the verify says so and waits: the window between the
+# sync's fetch and its push, in which the tests race it or cut a server off
+VERIFY = CHECKS + " && if [ -e /srv/hold ]; then touch /srv/verifying; sleep 6; fi"
 POLICY = """\
 apiVersion: opsagent/v1
 kind: sync
@@ -32,7 +39,7 @@ spec:
     - {{name: internal, url: "ssh://gitolite3@{h2}/{{repo}}.git"}}
   discover: {{remote: internal, exclude: [gitolite-admin, testing]}}
   branches:
-    - {{match: main, strategy: merge, verify: "test -f a.txt && test -f b.txt"}}
+    - {{match: main, strategy: merge, verify: "{verify}"}}
     - {{match: "*"}}
   retries: 0
   ssh_key: {{file: {key}}}
@@ -50,7 +57,8 @@ class Forges:
                      "internal": f"ssh://gitolite3@{fleet.host('h2').address}/{{}}.git"}
         (root / "policies").mkdir()
         (root / "policies" / "sync.yml").write_text(POLICY.format(
-            h1=fleet.host("h1").address, h2=fleet.host("h2").address, key=self.key))
+            h1=fleet.host("h1").address, h2=fleet.host("h2").address, key=self.key,
+            verify=VERIFY))
         self.clone = root / "clone"
         self.git("init", "-q", "-b", "main", str(self.clone))
 
@@ -133,7 +141,7 @@ def test_discover_merge_conflict_cut_off_and_rollback_across_servers(
     forges.push("internal", two)
     code, op = forges.apply()
     assert code == 0, op
-    assert "verified the merge of main: 'test -f a.txt && test -f b.txt' passed" in op["diff"]
+    assert f"verified the merge of main: '{VERIFY}' passed" in op["diff"]
     merged = forges.head("public")
     assert forges.head("internal") == merged not in (one, two)
     run = re.search(r"saved as run (\S+)", op["diff"])
@@ -174,5 +182,56 @@ def test_discover_merge_conflict_cut_off_and_rollback_across_servers(
     forges.push("public", left, repo="web")
     forges.push("internal", right, repo="web")
     code, op = forges.apply()
-    assert "web: verify failed main: 'test -f a.txt && test -f b.txt' exited 1" in op["error"]
+    assert f"web: verify failed main: '{VERIFY}' exited 1" in op["error"]
     assert (forges.head("public", "web"), forges.head("internal", "web")) == (left, right)
+
+
+def test_a_raced_push_and_a_server_cut_off_before_the_push_move_no_branch(
+        forges: Forges, fleet: Fleet) -> None:
+    base = forges.change({"app.txt": "app\n"})
+    forges.push("public", base)
+    assert forges.apply()[0] == 0 and forges.head("internal") == base
+    h3 = fleet.host("h3")
+
+    def held(during: Any) -> tuple[int, dict[str, Any]]:
+        """An apply whose verify waits while `during` runs; its result."""
+        (h3.path("/srv/verifying")).unlink(missing_ok=True)
+        h3.path("/srv/hold").write_text("")
+        with ThreadPoolExecutor(1) as pool:
+            applied = pool.submit(forges.apply)
+            deadline = time.monotonic() + 120
+            while not h3.path("/srv/verifying").exists():
+                assert time.monotonic() < deadline and not applied.done(), "no verify began"
+                time.sleep(0.1)
+            during()
+            h3.path("/srv/hold").unlink()
+            return applied.result()
+
+    one = forges.change({"a.txt": "a\n"}, on=base)
+    two = forges.change({"b.txt": "b\n"}, on=base)
+    forges.push("public", one)
+    forges.push("internal", two)
+    developer = forges.change({"a.txt": "a developer's\n"}, on=one)
+    code, op = held(lambda: forges.push("public", developer))
+    assert code == 2 and "push to public failed, nothing changed there" in op["error"], op
+    assert "rolled back main on internal" in op["diff"]
+    assert (forges.head("public"), forges.head("internal")) == (developer, two)  # both kept
+    code, op = forges.apply()
+    merged = forges.head("public")
+    assert code == 0 and forges.head("internal") == merged
+    forges.git("fetch", "-q", forges.urls["public"].format("api"), "main", cwd=forges.clone)
+    forges.git("merge-base", "--is-ancestor", developer, merged, cwd=forges.clone)
+
+    three = forges.change({"a.txt": "a3\n"}, on=merged)
+    four = forges.change({"b.txt": "b4\n"}, on=merged)
+    forges.push("public", three)
+    forges.push("internal", four)
+    try:
+        code, op = held(lambda: faults.cut(fleet, "h1"))  # fetched, then h1 goes away
+        assert forges.head("internal") == four  # the merge is on neither
+    finally:
+        faults.restore(fleet, "h1")
+    assert code == 2 and "push to public failed" in op["error"], op
+    assert forges.head("public") == three
+    code, op = forges.apply()
+    assert code == 0 and forges.head("public") == forges.head("internal") not in (three, four)

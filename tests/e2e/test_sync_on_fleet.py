@@ -3,7 +3,8 @@
 the policy's key. A divergence is merged and verified on h3, a conflict or a failed
 verify pushes nothing and is reported, a rollback puts both servers back, and a remote
 cut off degrades the run while the rest still syncs. A developer's push that races the
-sync, and a server cut off between the sync's fetch and its push, move no branch anywhere."""
+sync, and a server cut off between the sync's fetch and its push, move no branch anywhere.
+The daemon's signed push webhook brings a push to the other server in seconds."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from typing import Any
 import pytest
 
 from tests.fleet import Fleet, faults
+from tests.integration.test_sync_webhook import SECRET, post, signed
+from tests.support.daemon import Daemon, wait_for
 
 pytestmark = pytest.mark.fleet
 SYNC = "sync repositories"
@@ -235,3 +238,36 @@ def test_a_raced_push_and_a_server_cut_off_before_the_push_move_no_branch(
     assert forges.head("public") == three
     code, op = forges.apply()
     assert code == 0 and forges.head("public") == forges.head("internal") not in (three, four)
+
+
+def test_a_signed_push_webhook_reaches_the_other_server_in_seconds(
+        forges: Forges, fleet: Fleet) -> None:
+    policy = forges.root / "policies" / "sync.yml"
+    policy.write_text(policy.read_text().replace("targets: [h3]\n",
+                                                 "targets: [h3]\nschedule: {every: 1h}\n"))
+    (forges.root / "secret").write_text(SECRET.decode())
+    (forges.root / "agent.yml").write_text(
+        f"policies: [policies]\ninventory: {fleet.inventory}\nstate_dir: state\n"
+        "log_format: json\nwebhooks: {secret: {file: secret}}\n")
+    base = forges.change({"app.txt": "app\n"})
+    forges.push("public", base)
+    daemon = Daemon(forges.root)
+    try:
+        daemon.up()
+        wait_for(lambda: daemon.count("run_finished") == 1, timeout=120, what="the first run")
+        assert forges.head("internal") == base
+        pushed = forges.change({"app.txt": "pushed\n"}, on=base)
+        forges.push("public", pushed)
+        body = json.dumps({"ref": "refs/heads/main", "after": pushed,
+                           "repository": {"name": "api", "full_name": "org/api"}}).encode()
+        assert post(daemon, "/hooks/sync/forges", body, signed(body, b"guess"))[0] == 401
+        started = time.monotonic()
+        assert post(daemon, "/hooks/sync/forges", body, signed(body))[0] == 202
+        wait_for(lambda: forges.head("internal") == pushed, timeout=60,
+                 what="the push on the other server")
+        print(f"webhook to the push on gitolite: {time.monotonic() - started:.2f} s")
+        wait_for(lambda: daemon.count("run_finished") == 2, what="the hooked run's end")
+        assert post(daemon, "/hooks/sync/forges", body, signed(body))[0] == 401  # replayed
+        assert daemon.count("run_started") == 2
+    finally:
+        assert daemon.stop() == 0

@@ -83,6 +83,8 @@ class Command:
     listing: its output is what it did (e.g. prune --list): shown as its diff.
     quiet: a regex of output lines that are for the kind to read back (a summary), not
     shown in the diff.
+    keep: characters of its output read back (the last ones); 0: the engine's default
+    (20,000), enough for a person, not for a kind that reads a line per item back.
     id: a stable name the kind finds its result by (OpResult.id; default: name), so
     observe never depends on display titles.
     """
@@ -106,6 +108,7 @@ class Command:
     secrets: bool = False
     listing: bool = False
     quiet: str | None = None
+    keep: int = 0
     id: str = ""
 
     @property

@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Any
 
-TAIL = 20000  # characters of output kept per command
+TAIL = 20000  # characters of output kept per command (the last ones), unless it says
 KEEP = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
         "SSH_AUTH_SOCK")
 Data = dict[str, Any]
@@ -43,6 +43,8 @@ def main(job: Data) -> None:
         started = time.time()
         result = step(command, env, job["check"], state)
         result["name"] = command["name"]
+        keep = command.get("keep") or TAIL
+        result["stdout"], result["stderr"] = result["stdout"][-keep:], result["stderr"][-keep:]
         result["listing"] = command["listing"]
         result["duration"] = round(time.time() - started, 3)
         if result["status"] == "failed":
@@ -156,8 +158,8 @@ def effect(command: Data, result: Data) -> str:
 
 def outcome(status: str, result: Data | None = None, note: str = "", warning: str = "") -> Data:
     result = result or {"rc": 0, "stdout": "", "stderr": ""}
-    return {"status": status, "rc": result["rc"], "stdout": result["stdout"][-TAIL:],
-            "stderr": result["stderr"][-TAIL:], "note": note, "attempts": 1,
+    return {"status": status, "rc": result["rc"], "stdout": result["stdout"],
+            "stderr": result["stderr"], "note": note, "attempts": 1,
             "warning": warning}
 
 

@@ -112,3 +112,10 @@ def test_secrets_reach_only_commands_marked_for_them(monkeypatch: pytest.MonkeyP
                 env={"PLAIN": "p"}, secret_env={"PASS": SecretRef(env="CASE_SECRET")})
     # the controller's own variable never reaches a command: only the job's environment
     assert [line["stdout"].strip() for line in lines] == ["[s3cret][p][]", "[][p][]"]
+
+
+def test_output_beyond_the_default_is_kept_only_when_the_command_asks() -> None:
+    big = ("python3", "-c", "print('x' * 30000 + 'end')")
+    default, asked = run([Command("default", big), Command("asked", big, keep=100_000)])
+    assert len(default["stdout"]) == 20000 and default["stdout"].endswith("end\n")
+    assert len(asked["stdout"]) == 30004  # all of it

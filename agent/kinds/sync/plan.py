@@ -22,6 +22,7 @@ NAME = ID = "sync repositories"  # the command's title, and the id observe finds
 KEY = "OPSAGENT_SYNC_SSH_KEY"
 PROGRAM = "OPSAGENT_SYNC_PROGRAM"
 QUIET = "^SUMMARY "  # each repository's summary: for observe, not for the diff
+KEEP = 4_000_000  # characters of output read back: every repository's SUMMARY line
 LAUNCH = f"import os; exec(compile(os.environ.pop({PROGRAM!r}), 'git_sync.py', 'exec'))"
 CHANGED = (r"^[^:\s]+: (would )?(fast-forward(ed)?|delete(d)?|put back|push(ed)?|move(d)?|"
            r"rolled back|merge) ")
@@ -53,7 +54,7 @@ def plan(spec: SyncSpec, host: HostInfo) -> list[Step | Sequence]:
     return _sequence(spec, "sync", Command(
         NAME, _argv(spec, repos, run, False), check=_argv(spec, repos, run, True),
         effect="changed", changed_if=CHANGED, warning=(2,), secrets=spec.ssh_key is not None,
-        listing=True, quiet=QUIET, id=ID))
+        listing=True, quiet=QUIET, keep=KEEP, id=ID))
 
 
 def rollback(spec: SyncSpec, repos: list[str], of_run: str) -> list[Step | Sequence]:
@@ -63,7 +64,7 @@ def rollback(spec: SyncSpec, repos: list[str], of_run: str) -> list[Step | Seque
     return _sequence(spec, "sync rollback", Command(
         f"roll back {', '.join(repos)} to before run {of_run}",
         _argv(spec, repos, run, False, of_run), effect="changed", changed_if=CHANGED,
-        secrets=spec.ssh_key is not None, listing=True, quiet=QUIET, id=ID))
+        secrets=spec.ssh_key is not None, listing=True, quiet=QUIET, keep=KEEP, id=ID))
 
 
 def _run_id() -> str:

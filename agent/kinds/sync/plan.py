@@ -16,6 +16,7 @@ from pathlib import Path
 
 from agent.core.hosts import HostInfo
 from agent.core.steps import Command, Sequence, Step
+from agent.kinds.program import join
 from agent.kinds.sync.spec import SyncSpec
 
 NAME = ID = "sync repositories"  # the command's title, and the id observe finds it by
@@ -33,19 +34,8 @@ _OWN = "from agent.kinds.sync."
 
 @cache
 def program() -> str:
-    """The host program: its parts (modules here, for mypy and tests) joined in order,
-    without the imports of each other and with one __future__ import."""
-    lines: list[str] = []
-    for i, part in enumerate(PARTS):
-        skipping = False
-        for line in Path(__file__).with_name(part).read_text(encoding="utf-8").splitlines():
-            if line.startswith(_OWN) or (i and line.startswith("from __future__ ")):
-                skipping = line.endswith("(")
-            elif skipping:
-                skipping = not line.startswith(")")
-            else:
-                lines.append(line)
-    return "\n".join(lines) + "\n"
+    """The host program: its parts (modules here, for mypy and tests) joined in order."""
+    return join(Path(__file__).parent, PARTS, _OWN)
 
 
 def plan(spec: SyncSpec, host: HostInfo) -> list[Step | Sequence]:

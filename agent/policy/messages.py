@@ -70,6 +70,8 @@ def describe(err: ErrorDetails, model: type[BaseModel] | None = None) -> str:
         return f"expected {ctx.get('expected', '')}, got {found(err['input'])}"
     if kind in ("value_error", "assertion_error"):
         return str(ctx.get("error", err["msg"]))
+    if kind == "string_too_short":
+        return "expected some text, got an empty string"
     if kind == "too_short":
         return f"expected at least {ctx.get('min_length')} item(s), got {ctx.get('actual_length')}"
     if kind == "greater_than_equal":

@@ -120,7 +120,8 @@ def host_spec(policy: Policy, host: HostInfo, renderer: Renderer, templates: Pat
         raise Problems(problems)
     spec_model = policy.kind.Spec
     context: dict[str, object] = {"templates": templates, "renderer": renderer,
-                                  "variables": renderer.variables(host)}
+                                  "variables": renderer.variables(host),
+                                  "mode": policy.envelope.mode}
     if policy.envelope.schedule is not None:
         from agent.timing import interval
 

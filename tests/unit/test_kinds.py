@@ -38,6 +38,13 @@ FACTS: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
                                        "heads": {"public": "a" * 40, "internal": "b" * 40}}}},
         "web": {"ok": 0, "degraded": 1, "branches": {"diverged": 1}, "pushed": 0, "lost": 0,
                 "at": 1.7e9}}})],
+    "security": [("baseline", "web1", {
+        "controls": {"ssh-no-root-login": {"result": "fail", "severity": "high"},
+                     "tmp-noexec": {"result": "waived", "severity": "medium",
+                                    "waiver": {"expires": "2027-03-01", "owner": "ops@example.org",
+                                               "reason": "compilers run from /tmp"}}},
+        "counts": {"pass": 0, "fail": 1, "waived": 1, "na": 0, "error": 0}, "score": 0.0,
+        "at": 1.7e9})],
     "tasks": [("files", "web1", {})],
 }
 

@@ -1,0 +1,80 @@
+"""What a security policy runs on a host: in enforce mode the fixes first (sysctl and the
+controls' tasks, as pyinfra operations), then one command that judges every control (the
+host program, host_read.py and host_check.py joined, sent once in its environment).
+
+Waivers are settled here, on the controller's clock in UTC: a waiver covering the host
+that has not reached its day goes with its control; one that has, goes as the day it
+expired, so the failure says since when.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from agent.core.hosts import HostInfo
+from agent.core.steps import Command, Sequence, Step
+from agent.kinds.program import join
+from agent.kinds.security.spec import Control, SecuritySpec, Waiver
+
+NAME = ID = "check controls"
+PROGRAM = "OPSAGENT_SECURITY_PROGRAM"
+LAUNCH = f"import os; exec(compile(os.environ.pop({PROGRAM!r}), 'host_check.py', 'exec'))"
+PARTS = ("host_read.py", "host_check.py")
+QUIET = "^(RESULT|EVIDENCE) "  # for observe; the diff shows the lines for a person
+KEEP = 8_000_000  # characters of output read back: a RESULT line per control
+SYSCTL_FILE = "/etc/sysctl.d/60-opsagent.conf"
+
+
+@cache
+def program() -> str:
+    return join(Path(__file__).parent, PARTS, "from agent.kinds.security.")
+
+
+def plan(spec: SecuritySpec, host: HostInfo, today: datetime.date | None = None
+         ) -> list[Step | Sequence]:
+    steps: list[Step | Sequence] = fixes(spec) if spec.mode == "enforce" else []
+    job = {"controls": [_job(c, spec.waivers, host, today or _today()) for c in spec.effective]}
+    argv = ("python3", "-c", LAUNCH, json.dumps(job, sort_keys=True, default=str))
+    command = Command(NAME, argv, check=argv, effect="ok", listing=True, quiet=QUIET,
+                      keep=KEEP, id=ID)
+    return [*steps, Sequence("security", (command,), {PROGRAM: program()}, {})]
+
+
+def fixes(spec: SecuritySpec) -> list[Step | Sequence]:
+    """The fixes of every control that has one, in the controls' order."""
+    steps: list[Step | Sequence] = []
+    for control in spec.effective:
+        fix = control.fix
+        if fix is None:
+            continue
+        for key, value in (fix.sysctl or {}).items():
+            steps.append(Step(f"{control.id}: sysctl {key} = {value}", "server.sysctl",
+                              {"key": key, "value": value, "persist": True,
+                               "persist_file": SYSCTL_FILE}))
+        for task in fix.tasks or []:
+            for each in task.each():
+                step = each.step()
+                steps.append(Step(f"{control.id}: {step.name}", step.operation, step.args,
+                                  step.guard, sensitive=step.sensitive, tags=step.tags,
+                                  skip=step.skip))
+    return steps
+
+
+def _job(control: Control, waivers: list[Waiver], host: HostInfo, today: datetime.date
+         ) -> dict[str, Any]:
+    assert control.check is not None  # the spec keeps only controls that have one
+    mine = [w for w in waivers if w.control == control.id and w.covers(host.name, host.groups)]
+    active = [w for w in mine if w.expires > today]
+    expired = [w.expires for w in mine if w.expires <= today]
+    waiver = max(active, key=lambda w: w.expires) if active else None
+    return {"id": control.id, "severity": control.severity, "check": control.check.reads(),
+            "waiver": waiver.model_dump(mode="json", exclude={"hosts", "control"}) if waiver
+            else None, "expired": str(max(expired)) if expired and not active else ""}
+
+
+def _today() -> datetime.date:
+    return datetime.datetime.now(datetime.UTC).date()

@@ -75,7 +75,7 @@ def test_settings_are_compared_as_written() -> None:
 
 
 def test_accounts_ports_commands_and_packages() -> None:
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"accounts": {"uid0": ["root"]}}, "pass"),
         ({"accounts": {"uid0": []}}, "fail"),  # root has UID 0
         ({"accounts": {"group_members": {"no-such-group-here": []}}}, "na"),

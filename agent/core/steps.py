@@ -59,6 +59,20 @@ class Rendered:
 
 
 @dataclass(frozen=True)
+class Login:
+    """A change that must leave the host reachable over SSH (an sshd configuration).
+
+    After the command changed something, the engine opens a new SSH connection to the
+    host, as this run reached it, and runs `confirm` over it. When that login fails,
+    `undo` runs at once over the run's own connection (sshd keeps the sessions it has)
+    and the command fails with the reason. `confirm` also tells the host that the change
+    was proven, where it waits to undo it by itself should the controller go away."""
+
+    confirm: tuple[str, ...]
+    undo: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Command:
     """A command run on the host whose output the kind reads back (e.g. `borg create --json`).
 
@@ -85,6 +99,8 @@ class Command:
     shown in the diff.
     keep: characters of its output read back (the last ones); 0: the engine's default
     (20,000), enough for a person, not for a kind that reads a line per item back.
+    login: a change that must be proven by a new SSH login, else undone (Login); the
+    command is then the last of its sequence.
     id: a stable name the kind finds its result by (OpResult.id; default: name), so
     observe never depends on display titles.
     """
@@ -109,6 +125,7 @@ class Command:
     listing: bool = False
     quiet: str | None = None
     keep: int = 0
+    login: Login | None = None
     id: str = ""
 
     @property

@@ -28,7 +28,7 @@ from agent.core.hosts import Host
 from agent.core.plans import PlannedStep, RunPlan
 from agent.core.results import HostResult, OpResult, RunResult, Status
 from agent.core.steps import Rendered, Sequence, Step
-from agent.engine import catalog, sequence
+from agent.engine import catalog, login, sequence
 from agent.engine.capture import Capture, capture
 from agent.engine.environment import explicit_environment
 from agent.engine.guards import guard_script, guarded
@@ -262,6 +262,10 @@ def _commands(host: Any, planned: PlannedStep, check: bool, result: HostResult,
     except Exception as e:  # the connection failed under the call
         ops = skipped(planned, check)
         ops[0].status, ops[0].error = Status.FAILED, f"{type(e).__name__}: {e}"
+    assert isinstance(planned.step, Sequence)
+    for command, op in zip(planned.step.commands, ops, strict=True):
+        if command.login is not None and op.status is Status.CHANGED and not check:
+            login.prove(host, command.login, op)
     for op in ops:
         result.ops.append(redact(op))
         if on_result is not None:

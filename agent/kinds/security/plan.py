@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.core.hosts import HostInfo
-from agent.core.steps import Command, Sequence, Step
+from agent.core.steps import Command, Login, Sequence, Step
 from agent.kinds.program import join
 from agent.kinds.security.spec import Control, SecuritySpec, Waiver
 
@@ -27,6 +27,10 @@ PARTS = ("host_read.py", "host_check.py")
 QUIET = "^(RESULT|EVIDENCE) "  # for observe; the diff shows the lines for a person
 KEEP = 8_000_000  # characters of output read back: a RESULT line per control
 SYSCTL_FILE = "/etc/sysctl.d/60-opsagent.conf"
+SSHD_FILE = "/etc/ssh/sshd_config.d/00-opsagent.conf"  # read first: its settings win
+SSHD_BACKUP = "/var/lib/opsagent/security/sshd-drop-in.before"
+SSHD_PENDING = "/run/opsagent-sshd.pending"
+SSHD_WAIT = 120  # seconds the host waits for the new login before undoing by itself
 
 
 @cache
@@ -34,9 +38,17 @@ def program() -> str:
     return join(Path(__file__).parent, PARTS, "from agent.kinds.security.")
 
 
+@cache
+def sshd_program() -> str:
+    return (Path(__file__).parent / "host_sshd.py").read_text(encoding="utf-8")
+
+
 def plan(spec: SecuritySpec, host: HostInfo, today: datetime.date | None = None
          ) -> list[Step | Sequence]:
-    steps: list[Step | Sequence] = fixes(spec) if spec.mode == "enforce" else []
+    steps: list[Step | Sequence] = []
+    if spec.mode == "enforce":
+        steps += fixes(spec)
+        steps += sshd_fix(spec)
     job = {"controls": [_job(c, spec.waivers, host, today or _today()) for c in spec.effective]}
     argv = ("python3", "-c", LAUNCH, json.dumps(job, sort_keys=True, default=str))
     command = Command(NAME, argv, check=argv, effect="ok", listing=True, quiet=QUIET,
@@ -62,6 +74,28 @@ def fixes(spec: SecuritySpec) -> list[Step | Sequence]:
                                   step.guard, sensitive=step.sensitive, tags=step.tags,
                                   skip=step.skip))
     return steps
+
+
+def sshd_fix(spec: SecuritySpec) -> list[Step | Sequence]:
+    """The sshd settings of every control's fix, as one drop-in, proven by a new login."""
+    settings: dict[str, tuple[str, str]] = {}  # by keyword, any case: the first control's
+    for control in spec.effective:
+        for key, value in ((control.fix.sshd or {}) if control.fix else {}).items():
+            settings.setdefault(key.lower(), (key, value))
+    if not settings:
+        return []
+
+    def argv(action: str, check: bool = False) -> tuple[str, ...]:
+        job = {"action": action, "check": check, "settings": list(settings.values()),
+               "file": SSHD_FILE, "backup": SSHD_BACKUP, "pending": SSHD_PENDING,
+               "wait": SSHD_WAIT}
+        return ("python3", "-c", sshd_program(), json.dumps(job))
+
+    command = Command("sshd drop-in", argv("apply"), check=argv("apply", True),
+                      effect="changed", changed_if="^(would )?change", listing=True,
+                      login=Login(confirm=("rm", "-f", SSHD_PENDING), undo=argv("undo")),
+                      id="sshd drop-in")
+    return [Sequence("sshd fixes", (command,))]
 
 
 def _job(control: Control, waivers: list[Waiver], host: HostInfo, today: datetime.date

@@ -1,0 +1,135 @@
+"""The security kind on real hosts: the debian-baseline profile audited over SSH finds the
+stock image's weaknesses; enforce fixes what has a fix, after which an audit passes
+every such control and a second enforce changes nothing; and sshd changes that would lock
+the controller out are each undone, leaving the host reachable with its old config."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.kinds.security.profiles import profile
+from tests.fleet import Fleet
+
+pytestmark = pytest.mark.fleet
+# the kernel's own parameters: a fleet host shares this machine's kernel, which tests
+# must never change (its /proc/sys is read-only but for the network's)
+KERNEL = ["aslr-full", "ptrace-restricted", "suid-dumpable-off", "dmesg-restricted",
+          "kptr-restricted", "protected-hardlinks", "protected-symlinks", "protected-fifos",
+          "protected-regular", "sysrq-off", "unprivileged-bpf-off", "bpf-jit-hardened",
+          "perf-events-restricted"]
+# the controller logs in as root (its own fix would lock it out: the lockout test shows
+# that it is undone)
+ROOT = ["ssh-no-root-login"]
+POLICY = """\
+apiVersion: opsagent/v1
+kind: security
+metadata: {{name: baseline}}
+targets: [h1]
+mode: {mode}
+spec:
+  profiles: [debian-baseline]
+  skip: {skip}
+{extra}"""
+
+
+def run(root: Path, fleet: Fleet, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "agent", *args, "-i", str(fleet.inventory),
+                           "--state-dir", str(root / "state")], cwd=root, capture_output=True,
+                          text=True, timeout=600)
+
+
+def apply(root: Path, fleet: Fleet, mode: str, skip: list[str], extra: str = ""
+          ) -> tuple[int, dict[str, Any]]:
+    (root / "policies").mkdir(exist_ok=True)
+    (root / "policies" / "security.yml").write_text(
+        POLICY.format(mode=mode, skip=json.dumps(skip), extra=extra))
+    proc = run(root, fleet, "apply", "policies", "--json", "--diff")
+    assert proc.stderr == "", proc.stderr
+    [host] = json.loads(proc.stdout)["hosts"]
+    return proc.returncode, host
+
+
+def results(host: dict[str, Any]) -> dict[str, str]:
+    [check] = [op for op in host["ops"] if op["name"] == "check controls"]
+    found = {}
+    for line in check["stdout"].splitlines():
+        if line.startswith("RESULT "):
+            data = json.loads(line[7:])
+            found[data["id"]] = data["result"]
+    return found
+
+
+def test_the_baseline_audited_finds_the_stock_images_weaknesses(fresh_host: Any, fleet: Fleet,
+                                                                  tmp_path: Path) -> None:
+    started = time.monotonic()
+    code, host = apply(tmp_path, fleet, "audit", [])
+    took = time.monotonic() - started
+    found = results(host)
+    assert len(found) == len(profile("debian-baseline")) >= 100
+    assert code == 2  # controls fail: not compliant
+    # what the stock image is known to lack
+    for control in ("ssh-no-root-login", "kmod-cramfs-disabled", "login-umask",
+                    "rp-filter-on", "apparmor-installed", "perm-etc-cron-d"):
+        assert found[control] == "fail", control
+    for control in ("accounts-uid0-root-only", "accounts-no-empty-passwords",
+                    "pkg-telnetd-absent", "perm-etc-shadow", "ssh-no-empty-passwords",
+                    "ports-legacy-tcp-closed"):
+        assert found[control] == "pass", control
+    assert "error" not in found.values(), [k for k, v in found.items() if v == "error"]
+    print(f"debian-baseline audited on one fleet host in {took:.2f} s (apply, wall): "
+          + ", ".join(f"{r} {list(found.values()).count(r)}" for r in sorted(set(found.values()))))
+    report = json.loads(subprocess.run(
+        [sys.executable, "-m", "agent", "report", "--format", "json", "--state-dir",
+         str(tmp_path / "state")], capture_output=True, text=True, check=True).stdout)
+    assert ("h1", "ssh-no-root-login", "fail (high)") in [
+        (f["host"], f["subject"], f["state"]) for f in report["findings"]]
+
+
+def test_enforce_then_audit_passes_every_fixable_control_and_enforce_again_changes_nothing(
+        fresh_host: Any, fleet: Fleet, tmp_path: Path) -> None:
+    code, host = apply(tmp_path, fleet, "enforce", KERNEL + ROOT)
+    failed = [op for op in host["ops"] if op["status"] == "failed" and op["name"] != "check controls"]
+    assert failed == [], [(op["name"], op["error"]) for op in failed]
+    assert "a new SSH login works: kept" in next(
+        op["diff"] for op in host["ops"] if op["name"] == "sshd drop-in")
+    fixable = {c.id for c in profile("debian-baseline") if c.fix is not None} - set(KERNEL + ROOT)
+    code, host = apply(tmp_path, fleet, "audit", KERNEL + ROOT)
+    found = results(host)
+    assert {c: found[c] for c in fixable if found[c] != "pass"} == {}
+    code, host = apply(tmp_path, fleet, "enforce", KERNEL + ROOT)
+    assert host["counts"]["changed"] == 0, [op["name"] for op in host["ops"]
+                                            if op["status"] == "changed"]
+    assert fleet.ssh("h1", "true").returncode == 0
+
+
+LOCKOUTS = [
+    ("PermitRootLogin", "no", "new SSH login failed"),  # the controller is root
+    ("AllowUsers", "nobody", "new SSH login failed"),
+    ("NoSuchDirective", "yes", "sshd -t refused the change"),
+    ("Port", "2222", "new SSH login failed"),
+    ("Ciphers", "chacha20-poly1305@openssh.com", "new SSH login failed"),
+    ("HostKey", "/etc/ssh/no_such_host_key", "sshd -t refused the change"),
+]
+
+
+def test_sshd_changes_that_would_lock_the_controller_out_are_undone(
+        fresh_host: Any, fleet: Fleet, tmp_path: Path) -> None:
+    drop_in = fleet.host("h1").path("/etc/ssh/sshd_config.d/00-opsagent.conf")
+    for key, value, why in LOCKOUTS:
+        extra = (f"  controls:\n    - {{id: trap, check: {{command: {{run: 'true'}}}}, "
+                 f"fix: {{sshd: {{{key}: \"{value}\"}}}}}}\n")
+        code, host = apply(tmp_path, fleet, "enforce", [c.id for c in profile("debian-baseline")],
+                           extra)
+        [op] = [op for op in host["ops"] if op["name"] == "sshd drop-in"]
+        assert op["status"] == "failed" and why in op["error"], (key, op)
+        assert not drop_in.exists(), (key, drop_in.read_text())  # as it was: no drop-in
+        assert fleet.ssh("h1", "true").returncode == 0, key  # reachable, old config
+        effective = fleet.ssh("h1", "sshd -T | grep -i '^port '").stdout.strip()
+        assert effective == "port 22", key

@@ -17,6 +17,7 @@ from typing import Any
 
 from agent.core.plans import RunPlan
 from agent.core.results import RunResult
+from agent.state import evidence
 from agent.state.errors import StateError
 from agent.state.store import Store
 from agent.waves import OnResult, OnWave, Waves
@@ -68,19 +69,27 @@ def run(
     if modes is None:
         modes = {p.name: p.mode for p in plan.policies}
     try:
-        store.record(result, command=command, source=plan.source, modes=modes,
-                     facts=observe(plan, result) if observing else None, begun_as=started)
-        return Finished(result, store.audit_head())
+        facts, proofs = observe(plan, result) if observing else ({}, {})
+        run_id = store.record(result, command=command, source=plan.source, modes=modes,
+                              facts=facts if observing else None, begun_as=started,
+                              evidence=proofs)
+        head = store.audit_head()
+        if proofs:
+            evidence.keep(store.path.parent, run_id, head, proofs)
+        return Finished(result, head)
     except (StateError, sqlite3.Error, OSError) as e:
         return Finished(result, error=str(e))
 
 
-def observe(plan: RunPlan, result: RunResult) -> dict[tuple[str, str], dict[str, Any]]:
-    """What each kind reads from its results, per (policy, host), for the state store."""
+def observe(plan: RunPlan, result: RunResult) -> tuple[
+        dict[tuple[str, str], dict[str, Any]], dict[tuple[str, str], evidence.Proof]]:
+    """What each kind reads from its results, per (policy, host), for the state store;
+    and the evidence to seal."""
     from agent.kinds import KINDS
 
     by_host = {h.host: h for h in result.hosts}
     facts: dict[tuple[str, str], dict[str, Any]] = {}
+    proofs: dict[tuple[str, str], evidence.Proof] = {}
     for host_plan in plan.hosts:
         host_result = by_host.get(host_plan.host.name)
         if host_result is None:
@@ -93,4 +102,7 @@ def observe(plan: RunPlan, result: RunResult) -> dict[tuple[str, str], dict[str,
             seen = kind.observe(spec, host_plan.host.info, ops)
             if seen is not None:
                 facts[(ref.name, host_plan.host.name)] = dict(seen.facts)
-    return facts
+                if seen.evidence is not None:
+                    proofs[(ref.name, host_plan.host.name)] = evidence.proof(
+                        ref.kind, seen.summary, seen.evidence)
+    return facts, proofs

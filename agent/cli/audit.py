@@ -31,12 +31,14 @@ def main(argv: list[str]) -> int:
             print(f"audit log {store.path}: the store is damaged ({damaged})")
             return 1
         if args.action == "log":
-            for seq, at, who, host, policy, step, status in store.db.execute(
-                "SELECT seq, at, who, host, policy, step, status FROM audit ORDER BY seq DESC LIMIT ?",
-                (args.limit,),
+            for seq, at, who, host, policy, step, status, diff in store.db.execute(
+                "SELECT seq, at, who, host, policy, step, status, diff FROM audit"
+                " ORDER BY seq DESC LIMIT ?", (args.limit,),
             ):
                 when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
-                print(shown(f"{seq:>6}  {when}  {host}  {policy} > {step}: {status}  (by {who})"))
+                sealed = f" {diff}" if status == "evidence" else ""  # the digest it holds
+                print(shown(f"{seq:>6}  {when}  {host}  {policy} > {step}: {status}{sealed}"
+                            f"  (by {who})"))
             return 0
         count, problems = audit.verify(store.db)
         if args.expect_head is not None:

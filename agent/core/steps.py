@@ -150,6 +150,13 @@ class Sequence:
 
 @dataclass(frozen=True)
 class Observation:
-    """Facts a kind reads from one host's results, kept in the state store for metrics."""
+    """Facts a kind reads from one host's results, kept in the state store for metrics.
+
+    evidence: what the run found that must stay provable though it changed nothing (a
+    security policy's checks): its sha256 is sealed into the audit log with the run, and
+    the document is kept, with the audit head it belongs to, in one file per run
+    (STATE_DIR/evidence/). summary: one line about it for the audit entry."""
 
     facts: Mapping[str, Any]
+    evidence: Mapping[str, Any] | None = None
+    summary: str = ""

@@ -1,5 +1,6 @@
 """What a report says: compliance now per policy and host, what the kinds' last runs left
-for a person (their findings: a sync conflict), and the changes and failures of the
+for a person (their findings: a sync conflict), the security controls per control and
+per host (compliance), and the changes and failures of the
 period (changes from the audit log, which retention never prunes; failures from the
 operation results still kept)."""
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 
 from agent.kinds import KINDS
 from agent.kinds.contract import Finding
+from agent.kinds.security.compliance import Compliance, compliance
 from agent.state.store import Store
 
 
@@ -45,6 +47,7 @@ class Report:
     changes: list[Event] = field(default_factory=list)
     failures: list[Event] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    compliance: Compliance = field(default_factory=Compliance)  # security policies' controls
     runs: int = 0
     failed_runs: int = 0
     audit_head: str = ""  # SEQ:HASH of the audit log's newest entry, to keep elsewhere
@@ -73,13 +76,14 @@ def collect(store: Store, since: float) -> Report:
                                           " error FROM compliance ORDER BY policy, host")]
     report.changes = [Event(*row) for row in db.execute(
         "SELECT at, host, policy, step, operation, status, diff, who FROM audit WHERE at >= ?"
-        " AND status != 'failed' ORDER BY seq", (since,))]  # failed steps are failures, below
+        " AND status NOT IN ('failed', 'evidence') ORDER BY seq", (since,))]  # failures: below
     report.failures = [Event(*row) for row in db.execute(
         "SELECT r.finished, o.host, o.policy, o.step, o.operation, o.status, o.error"
         " FROM op_results o JOIN runs r ON r.id = o.run_id"
         " WHERE r.finished >= ? AND o.status = 'failed' ORDER BY r.id, o.host, o.seq", (since,))]
     report.findings = [finding for name, kind in KINDS.items()
                        for finding in kind.findings(store.facts(name))]
+    report.compliance = compliance(store.facts("security"))
     report.runs, report.failed_runs = db.execute(
         "SELECT count(*), coalesce(sum(failed), 0) FROM runs WHERE finished >= ?", (since,)).fetchone()
     seq, digest = store.audit_head()

@@ -1,5 +1,6 @@
-"""A Report as JSON, as JUnit XML (a test suite per policy, a test case per host), or as a
-self-contained HTML page (no scripts, no external files)."""
+"""A Report as JSON, as JUnit XML (a test suite per policy, a test case per host; and per
+security policy and host, a test case per control), or as a self-contained HTML page (no
+scripts, no external files)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ def to_json(report: Report) -> str:
     data["summary"] = {"cells": len(report.cells), "compliant": report.compliant,
                        "changes": len(report.changes), "failures": len(report.failures),
                        "findings": len(report.findings),
+                       "controls_failing": sum(bool(c.failing) for c in report.compliance.controls),
                        "runs": report.runs, "failed_runs": report.failed_runs}
     return json.dumps(data, indent=2)
 
@@ -39,6 +41,22 @@ def to_junit(report: Report) -> str:
                            if cell.result == "success" else cell.error or cell.result)
                 failure = ET.SubElement(case, "failure", message=message, type=cell.result)
                 failure.text = message
+    for host in report.compliance.hosts:  # a suite per security policy and host
+        failing = [r for r in host.results if r["result"] in ("fail", "error")]
+        suite = ET.SubElement(suites, "testsuite", name=f"{host.policy} {host.host}",
+                              tests=str(len(host.results)), failures=str(len(failing)),
+                              skipped=str(sum(r["result"] in ("na", "waived")
+                                              for r in host.results)),
+                              timestamp=_iso(host.checked))
+        for r in host.results:
+            case = ET.SubElement(suite, "testcase", classname=f"{host.policy}.{host.host}",
+                                 name=r["id"])
+            if r["result"] in ("fail", "error"):
+                failure = ET.SubElement(case, "failure", message=r["detail"] or r["result"],
+                                        type=f"{r['result']} ({r['severity']})")
+                failure.text = r["detail"]
+            elif r["result"] in ("na", "waived"):
+                ET.SubElement(case, "skipped", message=r["detail"] or "not applicable")
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 

@@ -23,6 +23,7 @@ from agent.core.secrets import scrub
 from agent.state import audit, begun, summary
 from agent.state.actor import who
 from agent.state.errors import StateError as StateError  # re-exported: raised to callers
+from agent.state.evidence import Proof, line
 from agent.state.private import open_private, private_dir
 from agent.state.schema import VERSION, migrate
 from agent.state.ship import Syslog
@@ -176,12 +177,14 @@ class Store:
     def record(self, result: RunResult, *, command: str, source: str,
                started: float | None = None, modes: dict[str, str] | None = None,
                facts: dict[tuple[str, str], dict[str, Any]] | None = None,
-               begun_as: begun.Begun | None = None) -> int:
+               begun_as: begun.Begun | None = None,
+               evidence: dict[tuple[str, str], Proof] | None = None) -> int:
         """Store a finished run, append an audit entry for each change it made or tried
         (changed, ran, failed), and update
         the summaries (modes: each policy's enforce | audit, for the summaries; facts:
         what kinds observed per policy and host, merged into what was known; begun_as:
-        what begin() returned, replaced by this record). Every text is scrubbed of the
+        what begin() returned, replaced by this record; evidence: per policy and host,
+        what to seal into the audit log, one entry each). Every text is scrubbed of the
         secrets resolved in this process."""
         mask = scrub
         finished = time.time()
@@ -219,6 +222,12 @@ class Store:
                             step=op.name, operation=op.operation, status=op.status.value,
                             diff=mask(op.diff))
                         sealed.append((*audit.append(db, entry), entry))
+            for (policy, host_name), proof in sorted((evidence or {}).items()):
+                entry = audit.Entry(
+                    at=finished, run_id=run_id, who=actor, host=host_name, policy=policy,
+                    step=f"{proof.kind} evidence", operation="evidence", status="evidence",
+                    diff=mask(line(proof)))
+                sealed.append((*audit.append(db, entry), entry))
             summary.update(db, result, run_id, command, finished, mask, modes)
             kinds = {op.policy: op.kind for host in result.hosts for op in host.ops}
             for (policy, host_name), data in (facts or {}).items():

@@ -5,6 +5,7 @@ the controller out are each undone, leaving the host reachable with its old conf
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -85,11 +86,30 @@ def test_the_baseline_audited_finds_the_stock_images_weaknesses(fresh_host: Any,
     assert "error" not in found.values(), [k for k, v in found.items() if v == "error"]
     print(f"debian-baseline audited on one fleet host in {took:.2f} s (apply, wall): "
           + ", ".join(f"{r} {list(found.values()).count(r)}" for r in sorted(set(found.values()))))
-    report = json.loads(subprocess.run(
-        [sys.executable, "-m", "agent", "report", "--format", "json", "--state-dir",
-         str(tmp_path / "state")], capture_output=True, text=True, check=True).stdout)
+    state = str(tmp_path / "state")
+
+    def opsagent(*args: str) -> str:
+        return subprocess.run([sys.executable, "-m", "agent", *args, "--state-dir", state],
+                              capture_output=True, text=True, check=True).stdout
+
+    report = json.loads(opsagent("report", "--format", "json"))
     assert ("h1", "ssh-no-root-login", "fail (high)") in [
         (f["host"], f["subject"], f["state"]) for f in report["findings"]]
+    [row] = [c for c in report["compliance"]["controls"] if c["control"] == "ssh-no-root-login"]
+    assert (row["failing"], row["severity"]) == (["h1"], "high")
+    [host_row] = report["compliance"]["hosts"]
+    assert host_row["counts"]["pass"] == list(found.values()).count("pass")
+    junit = opsagent("report", "--format", "junit")
+    assert '<testsuite name="baseline h1"' in junit and 'name="ssh-no-root-login"' in junit
+    # the evidence: one file for the run, its digest sealed into the audit log
+    [kept] = (tmp_path / "state" / "evidence").glob("run-*.json")
+    data = json.loads(kept.read_text())
+    [proof] = data["evidence"]
+    digest = hashlib.sha256(json.dumps(proof["document"], sort_keys=True,
+                                       separators=(",", ":")).encode()).hexdigest()
+    assert proof["sha256"] == digest and len(proof["document"]["controls"]) == len(found)
+    assert f"h1  baseline > security evidence: evidence sha256:{digest}" in opsagent("audit", "log")
+    opsagent("audit", "verify", "--expect-head", data["audit_head"])  # check=True: exit 0
 
 
 def test_enforce_then_audit_passes_every_fixable_control_and_enforce_again_changes_nothing(

@@ -104,7 +104,8 @@ def test_results_become_facts_findings_and_bounded_metrics() -> None:
     facts = dict(seen.facts)
     assert facts["counts"] == {"pass": 1, "fail": 1, "waived": 1, "na": 0, "error": 0}
     assert facts["score"] == 0.5  # waived counts in neither
-    assert facts["evidence"] == {"dpkg-query -W": {}}
+    assert seen.evidence is not None and seen.evidence["reads"] == {"dpkg-query -W": {}}
+    assert seen.summary == "3 controls: 1 pass, 1 fail, 1 waived, 0 not applicable, 0 error"
     [finding] = KIND.findings([("baseline", "h1", facts)])
     assert (finding.subject, finding.state) == ("no-telnet", "fail (high)")
     assert "package telnetd installed: 0.17-44, expected False" in finding.detail

@@ -43,7 +43,8 @@ def families(rows: Rows) -> Iterator[Metric]:
                                 labels=["policy", "control"])
     per: dict[tuple[str, str], list[Any]] = {}  # (policy, control): [severity, failing, ends]
     for policy, _, facts in rows:
-        for control, seen in facts.get("controls", {}).items():
+        for seen in facts.get("controls", []):
+            control = seen["id"]
             entry = per.setdefault((policy, control), [seen.get("severity") or "medium", 0, None])
             if seen.get("result") in ("fail", "error"):
                 entry[1] += 1

@@ -4,6 +4,7 @@ the counts by result and the compliance score."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import time
 from typing import Any
@@ -20,7 +21,8 @@ PERSON = ("high", "critical")  # failing controls of these severities are findin
 
 def observe(spec: SecuritySpec, ops: list[OpResult]) -> Observation | None:
     """The last judgement of every control on the host (audit mode and check mode too:
-    the checks read the host as it is). None when the checks did not run."""
+    the checks read the host as it is), and the evidence to seal: per control what was
+    read, expected and found. None when the checks did not run."""
     op = next((o for o in ops if o.id == ID and o.status is not Status.SKIPPED), None)
     if op is None:
         return None
@@ -28,23 +30,27 @@ def observe(spec: SecuritySpec, ops: list[OpResult]) -> Observation | None:
     if not found:
         return None
     severity = {c.id: c.severity for c in spec.effective}
-    controls: dict[str, Any] = {}
+    controls: list[dict[str, Any]] = []  # a list: the store merges mappings, not lists
     for done in found:
-        entry: dict[str, Any] = {"result": done["result"], "severity": severity.get(done["id"])}
-        if done.get("waiver"):
-            entry["waiver"] = done["waiver"]
-        if done.get("note"):
-            entry["note"] = done["note"]
-        if spec.evidence:
-            entry["parts"] = done.get("parts", [])
-        controls[done["id"]] = entry
-    counts = {r: sum(1 for c in controls.values() if c["result"] == r) for r in RESULTS}
+        entry: dict[str, Any] = {"id": done["id"], "result": done["result"],
+                                 "severity": severity.get(done["id"])}
+        for key in ("waiver", "note"):
+            if done.get(key):
+                entry[key] = done[key]
+        entry["parts"] = done.get("parts", [])
+        controls.append(entry)
+    counts = {r: sum(1 for c in controls if c["result"] == r) for r in RESULTS}
     judged = counts["pass"] + counts["fail"] + counts["error"]
-    facts: dict[str, Any] = {"controls": controls, "counts": counts, "at": time.time(),
+    now = time.time()
+    facts: dict[str, Any] = {"controls": controls, "counts": counts, "at": now,
                              "score": counts["pass"] / judged if judged else 1.0}
-    if spec.evidence:
-        facts["evidence"] = evidence(op.stdout)
-    return Observation(facts)
+    summary = (f"{len(controls)} controls: {counts['pass']} pass, {counts['fail']} fail, "
+               f"{counts['waived']} waived, {counts['na']} not applicable, {counts['error']} error")
+    if not spec.evidence:
+        return Observation(facts, summary=summary)
+    document = {"checked_at": datetime.datetime.fromtimestamp(now, datetime.UTC).isoformat(),
+                "mode": spec.mode, "controls": controls, "reads": evidence(op.stdout)}
+    return Observation(facts, evidence=document, summary=summary)
 
 
 def results(stdout: str) -> list[dict[str, Any]]:
@@ -73,7 +79,8 @@ def findings(rows: Facts) -> list[Finding]:
     """Each high or critical control that fails (or cannot be judged) on a host."""
     found = []
     for policy, host, facts in rows:
-        for control, seen in sorted(facts.get("controls", {}).items()):
+        for seen in facts.get("controls", []):
+            control = seen["id"]
             if seen.get("result") in ("fail", "error") and seen.get("severity") in PERSON:
                 bad = [p for p in seen.get("parts", []) if p.get("result") in ("fail", "error")]
                 detail = "; ".join(f"{p['what']}: {p['found']}, expected {p['expected']}"

@@ -185,8 +185,10 @@ class SecuritySpec(BaseModel):
         description="Accepted failures: a waived failure is counted as waived, never as a pass.")
     waiver_limit: Duration = Field(365 * 86400, examples=["90d"], description="A waiver may "
                                    "not end further out than this from today.")
-    evidence: bool = Field(True, examples=[False], description="Keep, per host and control, "
-                           "what was read, expected and found with each run.")
+    evidence: bool = Field(True, examples=[False], description="Seal, per host and control, "
+                           "what was read, expected and found into the audit log with each run "
+                           "(its sha256) and keep it in the run's evidence file "
+                           "(STATE_DIR/evidence/run-N.json).")
 
     _controls: tuple[Control, ...] = PrivateAttr(())
     _mode: str = PrivateAttr("enforce")

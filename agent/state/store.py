@@ -284,11 +284,17 @@ class Store:
     def prune(self, results_before: float, runs_before: float) -> tuple[int, int]:
         """Retention: drop operation results (diffs included) of runs older than
         results_before, and whole runs older than runs_before. The audit log and the
-        summaries stay. Returns (operation results dropped, runs dropped)."""
+        summaries stay; so do their sealed digests of the evidence files of runs dropped.
+        Returns (operation results dropped, runs dropped)."""
         with self.transaction() as db:
             old = db.execute("DELETE FROM op_results WHERE run_id IN (SELECT id FROM runs"
                              " WHERE finished < ?)", (results_before,)).rowcount
             gone = db.execute("DELETE FROM runs WHERE finished < ?", (runs_before,)).rowcount
+            kept = {row[0] for row in db.execute("SELECT id FROM runs")}
+        for path in (self.path.parent / "evidence").glob("run-*.json"):
+            number = path.stem.removeprefix("run-")
+            if number.isdigit() and int(number) not in kept:
+                path.unlink(missing_ok=True)
         return old, gone
 
     def status(self) -> list[StatusRow]:

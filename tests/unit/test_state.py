@@ -11,7 +11,7 @@ from pathlib import Path
 
 from agent.core.results import HostResult, OpResult, RunResult, Status
 from agent.core.secrets import Secret
-from agent.state import audit
+from agent.state import audit, evidence
 from agent.state.schema import VERSION
 from agent.state.store import Store
 
@@ -197,7 +197,11 @@ def test_retention_drops_old_results_then_old_runs_but_never_the_audit_log(tmp_p
         for n in range(3):
             store.record(run_result(n), command="apply", source="-", started=1000.0 * (n + 1))
         store.db.execute("UPDATE runs SET finished = started")
+        for run_id in (1, 2):
+            evidence.keep(tmp_path, run_id, (run_id, "0" * 64), {("p", "h1"): evidence.proof(
+                "security", "", {})})
         assert store.prune(results_before=2500, runs_before=1500) == (8, 1)  # 2 runs x 4 ops
+        assert sorted(p.name for p in (tmp_path / "evidence").iterdir()) == ["run-2.json"]
         assert [r.id for r in store.runs()] == [3, 2]
         kept = store.db.execute("SELECT DISTINCT run_id FROM op_results").fetchall()
         assert kept == [(3,)]

@@ -1,6 +1,7 @@
 """`opsagent explain KIND [OPERATION]`: a kind's fields, types and descriptions, from its models.
 
-For `tasks`, naming an operation (e.g. files.line) lists that operation's arguments.
+For `tasks`, naming an operation (e.g. files.line) lists that operation's arguments; for
+`security`, naming a profile (debian-baseline) lists its controls.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("kind", help="one of: " + ", ".join(sorted(KINDS)) + "; or playbook, "
                                      "project (opsagent.yml), agent (agent.yml), inventory, "
                                      "secrets")
-    parser.add_argument("operation", nargs="?", help="tasks only: a pyinfra operation "
-                        "(files.line) or module (files)")
+    parser.add_argument("operation", nargs="?", help="tasks: a pyinfra operation "
+                        "(files.line) or module (files); security: a profile (debian-baseline)")
     args = parser.parse_args(argv)
     if args.kind == "playbook" and not args.operation:
         return _playbook()
@@ -34,6 +35,8 @@ def main(argv: list[str]) -> int:
     if args.kind not in KINDS:
         parser.error(f"unknown kind {args.kind!r}; expected one of {', '.join(sorted(KINDS))}")
     if args.operation:
+        if args.kind == "security":
+            return _profile(parser, args.operation)
         if args.kind == "tasks" and "." not in args.operation:
             return _module(parser, args.operation)
         return _operation(parser, args.kind, args.operation)
@@ -109,6 +112,23 @@ def _module(parser: Parser, name: str) -> int:
     for op in names:
         doc = (catalog.operation(f"{name}.{op}").__doc__ or "").strip().splitlines()
         print(f"  {name}.{op}: {doc[0] if doc else ''}")
+    return 0
+
+
+def _profile(parser: Parser, name: str) -> int:
+    from agent.kinds.security.profiles import FOLDER, NAMES, profile
+    from agent.policy.messages import suggest
+
+    if name not in NAMES:
+        parser.error(f"no profile named {name!r}{suggest(name, list(NAMES))}")
+    controls = profile(name)
+    fixable = sum(c.fix is not None for c in controls)
+    print(f"profile {name}: {len(controls)} controls, {fixable} with a fix "
+          f"({FOLDER / (name + '.yml')})\n")
+    for c in controls:
+        reads = ", ".join(k for k, v in (c.check.reads() if c.check else {}).items() if v)
+        refs = ", ".join(f"{k} {v}" for k, v in c.refs.items())
+        print(f"  {c.id} [{c.severity}{', fix' if c.fix else ''}] {c.title}  ({reads}; {refs})")
     return 0
 
 

@@ -105,8 +105,8 @@ class ModuleCheck(_Model):
     name: str = Field(examples=["cramfs"], description="The module's name.")
     loaded: bool | None = Field(None, examples=[False], description="Whether it is loaded now.")
     disabled: bool | None = Field(None, examples=[True], description="true: modprobe.d stops "
-                                  "it loading (`install NAME /bin/false` or /bin/true, or "
-                                  "`blacklist NAME`).")
+                                  "it loading: `install NAME /bin/false` (or /bin/true); a "
+                                  "`blacklist NAME` line alone does not stop `modprobe NAME`.")
 
 
 class PackageCheck(_Model):

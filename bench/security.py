@@ -9,10 +9,12 @@ Needs the test fleet's tools and: apt-get install lynis openscap-scanner ssg-deb
    `lynis audit system --quick`, its time and the tests it performed.
 3. On a Debian 11 root made with mmdebstrap (Debian's ssg-debian content exists for 10
    and 11 only): OpenSCAP's standard profile (`oscap xccdf eval`, OSCAP_PROBE_ROOT as
-   oscap-chroot sets it), opsagent's host program (what it runs over SSH, here in the
-   root with chroot) and Lynis, each with /proc mounted in a private mount namespace.
-4. For the checks that overlap on that root: whether the tools agree; each disagreement
-   with its reason (written down below, after reading each tool's rule).
+   oscap-chroot sets it) and opsagent's host program (what it runs over SSH, here in the
+   root with chroot), each with /proc mounted in a private mount namespace.
+4. For the checks that overlap (OpenSCAP and opsagent on that root; Lynis and opsagent
+   on the fleet host, where sshd runs: Lynis skips its SSH tests without one): whether
+   the tools agree; each disagreement with its reason (written down below, after
+   reading each tool's rule).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -76,6 +79,16 @@ WHY = {
     "opsagent judges the effective setting (sshd -T), whose default is already no",
     "sshd_set_keepalive_0": "OpenSCAP's standard profile wants ClientAliveCountMax 0; CIS, "
     "which opsagent follows, wants at most 3 with an interval set",
+    **dict.fromkeys(("sysctl_fs_protected_symlinks", "sysctl_fs_protected_hardlinks",
+                     "sysctl_fs_suid_dumpable", "sysctl_kernel_randomize_va_space"),
+                    "OpenSCAP offline (OSCAP_PROBE_ROOT) judges the sysctl.d files, what the "
+                    "next boot sets; opsagent judges the running kernel (in a root: this "
+                    "machine's)"),
+    "KRNL-6000 kernel.unprivileged_bpf_disabled": "Lynis wants exactly 1; this kernel has 2 "
+    "(Debian's default: off, and root cannot turn it back on), stricter, which opsagent "
+    "accepts (>= 1)",
+    "KRNL-6000 kernel.perf_event_paranoid": "Lynis wants 3 (Debian's patched kernels' "
+    "strictest); opsagent accepts 2 or more (perf for privileged users only)",
     "SSH-7408 MaxSessions": "Lynis wants at most 2 sessions per connection; opsagent "
     "(dev-sec sshd-20) at most 10",
     "SSH-7408 LoginGraceTime": "Lynis accepts up to 120 s; opsagent (CIS) at most 60 s",
@@ -97,16 +110,19 @@ def median_run(argv: list[str], reps: int, cwd: Path | None = None) -> tuple[flo
     return statistics.median(times), out
 
 
-def opsagent_over_ssh(fleet: Fleet, work: Path, names: list[str], reps: int) -> tuple[float, int]:
+def opsagent_over_ssh(fleet: Fleet, work: Path, names: list[str], reps: int
+                      ) -> tuple[float, int, dict[str, dict[str, Any]]]:
+    """(median seconds, checks judged, the first host's results by control, with parts)."""
     (work / "policies").mkdir(exist_ok=True)
     (work / "policies" / "security.yml").write_text(POLICY.replace("[all]", json.dumps(names)))
     seconds, out = median_run([sys.executable, "-m", "agent", "apply", "policies", "-i",
                                str(fleet.inventory), "--json", "--state-dir",
                                str(work / "state")], reps, cwd=work)
     hosts = json.loads(out)["hosts"]
-    checks = sum(op["stdout"].count("\nRESULT ") + op["stdout"].startswith("RESULT ")
-                 for h in hosts for op in h["ops"])
-    return seconds, checks
+    results = [{d["id"]: d for d in (json.loads(line[7:]) for op in h["ops"]
+                                     for line in op["stdout"].splitlines()
+                                     if line.startswith("RESULT "))} for h in hosts]
+    return seconds, sum(len(r) for r in results), results[0]
 
 
 def lynis_into(root: Path) -> None:
@@ -177,50 +193,57 @@ def opsagent_in(root: Path) -> tuple[float, dict[str, str]]:
     return seconds, found
 
 
-def lynis_in(root: Path) -> tuple[float, dict[str, list[str]]]:
-    lynis_into(root)
-    seconds, _ = in_root(root, f"chroot {root} lynis audit system --quick --no-colors --quiet")
-    return seconds, lynis_report(root)
-
-
 def lynis_tests(report: dict[str, list[str]]) -> int:
     executed = report.get("tests_executed", [""])[-1]
     return len([t for t in executed.split("|") if t])
 
 
-def lynis_sshd(report: dict[str, list[str]]) -> dict[str, str]:
-    """Lynis' SSH-7408 verdicts: each sshd option it would change (details), by option."""
-    found = {}
+def lynis_flagged(report: dict[str, list[str]], test: str) -> set[str]:
+    """The fields (sshd options, sysctl keys) a Lynis test would change: its details[]."""
+    found = set()
     for value in report.get("details", []):
-        if value.startswith("SSH-7408|"):
-            option = re.search(r"field:([^;]+);", value)
-            if option:
-                found[option[1].lower()] = "fail"
+        if value.startswith(f"{test}|"):
+            field = re.search(r"field:([^;]+);", value)
+            if field:
+                found.add(field[1].lower())
     return found
 
 
-def agreement(scap: dict[str, str], ours: dict[str, str], lynis: dict[str, list[str]]
-              ) -> list[tuple[str, str, str, str, str]]:
-    """(tool, its check, its result, opsagent's control and result, agree or why not)."""
+def lynis_sysctl_keys() -> set[str]:
+    """The kernel parameters Lynis' KRNL-6000 compares (its default profile)."""
+    text = Path("/etc/lynis/default.prf").read_text(errors="replace")
+    return {m.lower() for m in re.findall(r"^config-data=sysctl;([^;]+);", text, re.M)}
+
+
+def agreement(scap: dict[str, str], root: dict[str, str], lynis: dict[str, list[str]],
+              fleet: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str, str]]:
+    """(tool, its check, its result, opsagent's control and result, agree or why not):
+    OpenSCAP and opsagent on the Debian 11 root, Lynis and opsagent on a fleet host."""
     rows = []
     for rule, control in sorted(OSCAP_SAME.items()):
-        if rule not in scap or control not in ours:
+        if rule not in scap or control not in root:
             continue
-        theirs = {"pass": "pass", "fail": "fail"}.get(scap[rule], scap[rule])
-        mine = ours[control]
+        theirs, mine = scap[rule], root[control]
         same = theirs == mine or (theirs == "notapplicable" and mine == "na")
         rows.append(("OpenSCAP", rule, theirs, f"{control} {mine}",
                      "agree" if same else WHY.get(rule, "UNEXPLAINED")))
-    lynis_fails = lynis_sshd(lynis)
+    flagged = {"SSH-7408": lynis_flagged(lynis, "SSH-7408"),
+               "KRNL-6000": lynis_flagged(lynis, "KRNL-6000")}
+    judged = {"SSH-7408": LYNIS_SSHD, "KRNL-6000": lynis_sysctl_keys()}
     for c in profile("debian-baseline"):
-        sshd = (c.check.reads().get("sshd") if c.check else None) or {}
-        for option in sshd:
-            if option.lower() not in LYNIS_SSHD or ours.get(c.id, "na") == "na":
-                continue
-            theirs = lynis_fails.get(option.lower(), "pass")
-            mine, check = ours[c.id], f"SSH-7408 {option}"
-            rows.append(("Lynis", check, theirs, f"{c.id} {mine}",
-                         "agree" if theirs == mine else WHY.get(check, "UNEXPLAINED")))
+        reads = c.check.reads() if c.check else {}
+        for test, kind in (("SSH-7408", "sshd"), ("KRNL-6000", "sysctl")):
+            for key in reads.get(kind) or {}:
+                # opsagent's judgement of this very setting: its part of the control
+                part = next((p for p in fleet.get(c.id, {}).get("parts", [])
+                             if p["what"] == f"{kind} {key}"), None)
+                if key.lower() not in judged[test] or part is None or part["result"] in (
+                        "na", "error"):
+                    continue
+                theirs = "fail" if key.lower() in flagged[test] else "pass"
+                mine, check = part["result"], f"{test} {key}"
+                rows.append(("Lynis", check, theirs, f"{c.id} {mine}",
+                             "agree" if theirs == mine else WHY.get(check, "UNEXPLAINED")))
     return rows
 
 
@@ -240,19 +263,19 @@ def main() -> None:
         try:
             fleet.up(args.hosts)
             names = sorted(fleet.hosts)
-            one, checks_one = opsagent_over_ssh(fleet, work, names[:1], args.reps)
-            many, checks_many = opsagent_over_ssh(fleet, work, names, args.reps)
+            one, checks_one, on_fleet = opsagent_over_ssh(fleet, work, names[:1], args.reps)
+            many, checks_many, _ = opsagent_over_ssh(fleet, work, names, args.reps)
             lynis_into(Path(fleet.host(names[0]).merged))
             started = time.monotonic()
             fleet.ssh(names[0], "lynis audit system --quick --no-colors --quiet")
             lynis_seconds = time.monotonic() - started
-            lynis_done = lynis_tests(lynis_report(Path(fleet.host(names[0]).merged)))
+            lynis_fleet = lynis_report(Path(fleet.host(names[0]).merged))
+            lynis_done = lynis_tests(lynis_fleet)
         finally:
             fleet.down()
     root = debian11()
     scap_seconds, scap = oscap(root)
     ours_seconds, ours = opsagent_in(root)
-    lynis11_seconds, lynis11 = lynis_in(root)
     print(f"\nfleet hosts (Debian {image.suite()}), over SSH, median of {args.reps}:")
     print(f"  opsagent debian-baseline, 1 host:  {one:6.2f} s  {checks_one} checks, "
           f"{one / checks_one * 1000:.1f} ms per check")
@@ -267,9 +290,8 @@ def main() -> None:
     print(f"  opsagent debian-baseline:   {ours_seconds:5.2f} s  {len(ours)} controls "
           f"(of {controls}), {ours_seconds / max(len(ours), 1) * 1000:.1f} ms per control  "
           + ", ".join(f"{r} {list(ours.values()).count(r)}" for r in sorted(set(ours.values()))))
-    print(f"  Lynis:                      {lynis11_seconds:5.2f} s  {lynis_tests(lynis11)} tests")
-    rows = agreement(scap, ours, lynis11)
-    print("\nchecks that overlap (Debian 11 root):")
+    rows = agreement(scap, ours, lynis_fleet, on_fleet)
+    print("\nchecks that overlap (OpenSCAP: the Debian 11 root; Lynis: the fleet host):")
     print("| tool | its check | its result | opsagent | agreement |")
     print("|---|---|---|---|---|")
     for row in rows:

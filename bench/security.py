@@ -81,9 +81,8 @@ WHY = {
     "which opsagent follows, wants at most 3 with an interval set",
     **dict.fromkeys(("sysctl_fs_protected_symlinks", "sysctl_fs_protected_hardlinks",
                      "sysctl_fs_suid_dumpable", "sysctl_kernel_randomize_va_space"),
-                    "OpenSCAP offline (OSCAP_PROBE_ROOT) judges the sysctl.d files, what the "
-                    "next boot sets; opsagent judges the running kernel (in a root: this "
-                    "machine's)"),
+                    "offline (OSCAP_PROBE_ROOT) OpenSCAP reads only the sysctl.d files; "
+                    "opsagent wants the running kernel set too (in a root: this machine's)"),
     "KRNL-6000 kernel.unprivileged_bpf_disabled": "Lynis wants exactly 1; this kernel has 2 "
     "(Debian's default: off, and root cannot turn it back on), stricter, which opsagent "
     "accepts (>= 1)",

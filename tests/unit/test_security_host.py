@@ -72,6 +72,13 @@ def test_settings_are_compared_as_written() -> None:
     ]
     for check, want in cases:
         assert one({"sysctl": check}) == want, check
+    # what the next boot sets: Debian's procps ships fs.protected_hardlinks = 1 in
+    # /usr/lib/sysctl.d (99-protect-links.conf); nothing sets kernel.sysrq's
+    files = Path("/usr/lib/sysctl.d/99-protect-links.conf")
+    if files.exists() and "fs.protected_hardlinks = 1" in files.read_text():
+        assert one({"sysctl_conf": {"fs.protected_hardlinks": 1}}) == "pass"
+        assert one({"sysctl_conf": {"fs.protected_hardlinks": 0}}) == "fail"
+    assert one({"sysctl_conf": {"kernel.no_such_parameter": 1}}) == "fail"  # set by no file
 
 
 def test_accounts_ports_commands_and_packages() -> None:

@@ -43,7 +43,7 @@ def test_enforce_plans_the_fixes_then_the_checks_and_audit_only_the_checks() -> 
                      "sshd fixes", "security"]
     assert isinstance(steps[1], Step) and steps[1].args == {
         "key": "net.ipv4.ip_forward", "value": "0", "persist": True,
-        "persist_file": "/etc/sysctl.d/60-opsagent.conf"}
+        "persist_file": "/etc/sysctl.d/99-zz-opsagent.conf"}
     sshd = steps[2]
     assert isinstance(sshd, Sequence) and sshd.commands[0].login is not None
     assert json.loads(sshd.commands[0].argv[-1])["settings"] == [["PermitRootLogin", "no"]]

@@ -181,8 +181,8 @@ class CommandCheck(_Model):
                               "longer.")
 
 
-KINDS = ("file", "sshd", "sysctl", "kernel_module", "package", "service", "accounts", "mount",
-         "ports", "command")
+KINDS = ("file", "sshd", "sysctl", "sysctl_conf", "kernel_module", "package", "service",
+         "accounts", "mount", "ports", "command")
 
 
 class Check(_Model):
@@ -197,6 +197,11 @@ class Check(_Model):
     sysctl: dict[str, Expected] | None = Field(
         None, examples=[{"kernel.randomize_va_space": 2}], description="Kernel parameters as "
         "/proc/sys holds them now; one this kernel lacks is not applicable.")
+    sysctl_conf: dict[str, Expected] | None = Field(
+        None, examples=[{"kernel.randomize_va_space": 2}], description="Kernel parameters as the "
+        "next boot sets them: the last value /etc/sysctl.d, /run/sysctl.d, /usr/local/lib/"
+        "sysctl.d, /usr/lib/sysctl.d and /etc/sysctl.conf give (as `sysctl --system` reads "
+        "them); one no file sets fails.")
     kernel_module: ModuleCheck | None = Field(None, examples=[{"name": "cramfs", "disabled": True}],
                                               description="A kernel module.")
     package: PackageCheck | None = Field(None, examples=[{"name": "telnetd", "present": False}],

@@ -32,6 +32,7 @@ from agent.kinds.security.host_read import (
     run,
     sshd,
     sysctl,
+    sysctl_files,
     table,
     text_of,
     unit,
@@ -148,6 +149,17 @@ def check_sysctl(c: Data) -> list[Data]:
         parts.append(part(f"sysctl {key}", expected, "not in this kernel" if found is None
                           else found, None if found is None else holds(found, expected, False),
                           read))
+    return parts
+
+
+def check_sysctl_conf(c: Data) -> list[Data]:
+    files = sysctl_files()
+    parts = []
+    for key, expected in c.items():
+        value, path = files.get(key, ("", ""))
+        parts.append(part(f"sysctl.d {key}", expected, f"{value} ({path})" if path
+                          else "set by no file", bool(path) and holds(value, expected, False),
+                          f"file {path}" if path else "sysctl.d"))
     return parts
 
 
@@ -295,6 +307,7 @@ def check_command(c: Data) -> list[Data]:
 
 CHECKS: dict[str, Callable[[Data], list[Data]]] = {
     "file": check_file, "sshd": check_sshd, "sysctl": check_sysctl,
+    "sysctl_conf": check_sysctl_conf,
     "kernel_module": check_module, "package": check_package, "service": check_service,
     "accounts": check_accounts, "mount": check_mount, "ports": check_ports,
     "command": check_command}

@@ -81,6 +81,29 @@ def sysctl(key: str) -> str | None:
     return None if text is None else " ".join(text.split())
 
 
+def sysctl_files() -> dict[str, tuple[str, str]]:
+    """What the next boot sets: key: (value, the file that sets it), in `sysctl --system`'s
+    order (by file name across its folders, the first folder's file of a name winning;
+    /etc/sysctl.conf last), a later setting winning."""
+    if "sysctl files" not in READS:
+        chosen: dict[str, str] = {}
+        for folder in ("/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d",
+                       "/usr/lib/sysctl.d", "/lib/sysctl.d"):
+            for path in sorted(glob.glob(f"{folder}/*.conf")):
+                chosen.setdefault(os.path.basename(path), path)
+        found: dict[str, tuple[str, str]] = {}
+        for path in [chosen[name] for name in sorted(chosen)] + ["/etc/sysctl.conf"]:
+            for line in (text_of(path) or "").splitlines():
+                line = line.strip()
+                if not line or line.startswith(("#", ";")) or "=" not in line:
+                    continue
+                key, _, value = line.lstrip("-").partition("=")
+                found[key.strip().replace("/", ".")] = (" ".join(value.split()), path)
+        READS["sysctl files"] = found
+    files: dict[str, tuple[str, str]] = READS["sysctl files"]
+    return files
+
+
 def modules() -> tuple[set[str], dict[str, str]]:
     """(the loaded modules, how modprobe.d treats modules: 'install CMD' or 'blacklist')."""
     if "modules" not in READS:

@@ -56,7 +56,8 @@ class Fix(BaseModel):
         "otherwise the previous file is put back at once.")
     sysctl: dict[str, str] | None = Field(
         None, examples=[{"kernel.randomize_va_space": "2"}], description="Kernel parameters set "
-        "now and kept in /etc/sysctl.d/60-opsagent.conf.")
+        "now and kept in /etc/sysctl.d/99-zz-opsagent.conf (read after the other files, so it "
+        "wins at the next boot).")
     tasks: list[Task] | None = Field(
         None, examples=[[{"apt.packages": {"packages": ["telnetd"], "present": False}}]],
         description="pyinfra operations, in the tasks kind's syntax "

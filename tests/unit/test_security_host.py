@@ -5,6 +5,7 @@ case reads sshd here (its check may create /run/sshd), the fleet tests do."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -54,6 +55,8 @@ def test_file_checks(files: Path) -> None:
         ({"path": f"{files}/none", "exists": False}, "pass"),
         ({"path": f"{files}/open", "exists": False}, "fail"),
         ({"path": f"{files}/none", "mode": "0600", "required": False}, "na"),  # e.g. shadow-
+        ({"path": f"{files}/tight", "sha256": hashlib.sha256(b"x\n").hexdigest()}, "pass"),
+        ({"path": f"{files}/tight", "sha256": "0" * 64}, "fail"),  # changed since its baseline
     ]
     for check, want in cases:
         assert one({"file": check}) == want, check

@@ -97,6 +97,10 @@ class FileCheck(_Model):
                            "(multi-line: ^ and $ at each line) its content must match.")
     not_matches: Regex = Field(None, examples=["^\\+:"], description="One its content must "
                                "not match.")
+    sha256: str | None = Field(
+        None, examples=["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"],
+        description="Its content's sha256 must be this (a file integrity baseline).",
+        pattern=r"^[0-9a-f]{64}$")
 
 
 class ModuleCheck(_Model):

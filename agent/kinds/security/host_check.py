@@ -12,6 +12,7 @@ applicable: the thing checked is not there, e.g. sshd on a host without it), err
 from __future__ import annotations
 
 import grp
+import hashlib
 import json
 import os
 import pwd
@@ -111,7 +112,24 @@ def check_file(c: Data) -> list[Data]:
             shown = found[0][:120] if found else "no match"
             parts.append(part(f"{path} {'matches' if want else 'does not match'} {c[key]}",
                               want, shown, bool(found) == want, f"file {path}"))
+    if "sha256" in c:
+        digest = _sha256(path)
+        parts.append(part(f"{path} sha256", c["sha256"], digest or "cannot be read",
+                          None if digest is None else digest == c["sha256"], f"sha256 {path}",
+                          "" if digest is not None else "cannot be read"))
     return parts or [part(f"{path} exists", True, True, True, read)]
+
+
+def _sha256(path: str) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    noted(f"sha256 {path}", 0, digest.hexdigest())
+    return digest.hexdigest()
 
 
 def _name(lookup: Callable[[int], Any], number: int) -> str:

@@ -121,7 +121,8 @@ def host_spec(policy: Policy, host: HostInfo, renderer: Renderer, templates: Pat
     spec_model = policy.kind.Spec
     context: dict[str, object] = {"templates": templates, "renderer": renderer,
                                   "variables": renderer.variables(host),
-                                  "mode": policy.envelope.mode}
+                                  "mode": policy.envelope.mode,
+                                  "policy": policy.envelope.metadata.name}
     if policy.envelope.schedule is not None:
         from agent.timing import interval
 

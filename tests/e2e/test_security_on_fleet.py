@@ -164,7 +164,7 @@ LOCKOUTS = [
 
 def test_sshd_changes_that_would_lock_the_controller_out_are_undone(
         fresh_host: Any, fleet: Fleet, tmp_path: Path) -> None:
-    drop_in = fleet.host("h1").path("/etc/ssh/sshd_config.d/00-opsagent.conf")
+    drop_in = fleet.host("h1").path(SSHD_FILE.format(policy="baseline"))
     for key, value, why in LOCKOUTS:
         extra = (f"  controls:\n    - {{id: trap, check: {{command: {{run: 'true'}}}}, "
                  f"fix: {{sshd: {{{key}: \"{value}\"}}}}}}\n")
@@ -202,15 +202,17 @@ def test_on_a_systemd_host_sshd_is_reloaded_by_systemctl_and_services_are_judged
         assert pid_after == pid_before
         assert "maxauthtries 4" in fleet.ssh(name, "sshd -T").stdout
     finally:  # the systemd host is shared by the session's tests
-        fleet.run(name, "rm -f /etc/ssh/sshd_config.d/00-opsagent.conf && systemctl reload ssh")
+        fleet.run(name, f"rm -f {SSHD_FILE.format(policy='units')} && systemctl reload ssh")
 
 
 def test_an_sshd_change_nobody_confirms_is_put_back_by_the_host_itself(
         fresh_host: Any, fleet: Fleet) -> None:
     """The controller went away after the reload, before its new login: the host waits
     `wait` seconds (2 here, 120 in use), then puts the old drop-in back and reloads."""
+    file, backup, pending = (p.format(policy="gone") for p in (SSHD_FILE, SSHD_BACKUP,
+                                                                SSHD_PENDING))
     job = {"action": "apply", "check": False, "settings": [["MaxAuthTries", "3"]],
-           "file": SSHD_FILE, "backup": SSHD_BACKUP, "pending": SSHD_PENDING, "wait": 2}
+           "file": file, "backup": backup, "pending": pending, "wait": 2}
     h1 = fleet.host("h1")
     h1.path("/srv/sshd_fix.py").write_text(sshd_program())
     h1.path("/srv/sshd_job.json").write_text(json.dumps(job))
@@ -220,9 +222,9 @@ def test_an_sshd_change_nobody_confirms_is_put_back_by_the_host_itself(
     assert "changed sshd drop-in" in done.stdout
     assert "maxauthtries 3" in fleet.ssh("h1", "sshd -T").stdout
     deadline = time.monotonic() + 20
-    while h1.path(SSHD_FILE).exists():
+    while h1.path(file).exists():
         assert time.monotonic() < deadline, "the drop-in stayed"
         time.sleep(0.2)
     time.sleep(0.5)  # the reload after the file is back
     assert "maxauthtries 6" in fleet.ssh("h1", "sshd -T").stdout  # sshd's default again
-    assert fleet.run("h1", f"test ! -e {SSHD_PENDING}", check=False).returncode == 0
+    assert fleet.run("h1", f"test ! -e {pending}", check=False).returncode == 0

@@ -27,7 +27,8 @@ CONTROLS = [
 
 
 def spec(mode: str = "enforce", **more: Any) -> SecuritySpec:
-    return SecuritySpec.model_validate({"controls": CONTROLS, **more}, context={"mode": mode})
+    return SecuritySpec.model_validate({"controls": CONTROLS, **more},
+                                       context={"mode": mode, "policy": "baseline"})
 
 
 def job(steps: list[Step | Sequence]) -> dict[str, Any]:
@@ -43,10 +44,12 @@ def test_enforce_plans_the_fixes_then_the_checks_and_audit_only_the_checks() -> 
                      "sshd fixes", "security"]
     assert isinstance(steps[1], Step) and steps[1].args == {
         "key": "net.ipv4.ip_forward", "value": "0", "persist": True,
-        "persist_file": "/etc/sysctl.d/99-zz-opsagent.conf"}
+        "persist_file": "/etc/sysctl.d/99-zz-opsagent-baseline.conf"}
     sshd = steps[2]
     assert isinstance(sshd, Sequence) and sshd.commands[0].login is not None
-    assert json.loads(sshd.commands[0].argv[-1])["settings"] == [["PermitRootLogin", "no"]]
+    sshd_job = json.loads(sshd.commands[0].argv[-1])
+    assert sshd_job["settings"] == [["PermitRootLogin", "no"]]
+    assert sshd_job["file"] == "/etc/ssh/sshd_config.d/00-opsagent-baseline.conf"  # its own
     audit = plan(spec("audit"), HostInfo("h1"), TODAY)
     assert [s.name for s in audit] == ["security"]
     assert [c["id"] for c in job(audit)["controls"]] == ["no-telnet", "forwarding-off", "root-login"]

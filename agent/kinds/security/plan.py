@@ -26,10 +26,10 @@ LAUNCH = f"import os; exec(compile(os.environ.pop({PROGRAM!r}), 'host_check.py',
 PARTS = ("host_read.py", "host_check.py")
 QUIET = "^(RESULT|EVIDENCE) "  # for observe; the diff shows the lines for a person
 KEEP = 8_000_000  # characters of output read back: a RESULT line per control
-SYSCTL_FILE = "/etc/sysctl.d/99-zz-opsagent.conf"  # read after the others: it wins
-SSHD_FILE = "/etc/ssh/sshd_config.d/00-opsagent.conf"  # read first: its settings win
-SSHD_BACKUP = "/var/lib/opsagent/security/sshd-drop-in.before"
-SSHD_PENDING = "/run/opsagent-sshd.pending"
+SYSCTL_FILE = "/etc/sysctl.d/99-zz-opsagent-{policy}.conf"  # read after the others: it wins
+SSHD_FILE = "/etc/ssh/sshd_config.d/00-opsagent-{policy}.conf"  # read first: its settings win
+SSHD_BACKUP = "/var/lib/opsagent/security/{policy}.sshd-drop-in.before"
+SSHD_PENDING = "/run/opsagent-sshd-{policy}.pending"
 SSHD_WAIT = 120  # seconds the host waits for the new login before undoing by itself
 
 
@@ -66,7 +66,7 @@ def fixes(spec: SecuritySpec) -> list[Step | Sequence]:
         for key, value in (fix.sysctl or {}).items():
             steps.append(Step(f"{control.id}: sysctl {key} = {value}", "server.sysctl",
                               {"key": key, "value": value, "persist": True,
-                               "persist_file": SYSCTL_FILE}))
+                               "persist_file": SYSCTL_FILE.format(policy=spec.policy)}))
         for task in fix.tasks or []:
             for each in task.each():
                 step = each.step()
@@ -85,15 +85,17 @@ def sshd_fix(spec: SecuritySpec) -> list[Step | Sequence]:
     if not settings:
         return []
 
+    file, backup, pending = (p.format(policy=spec.policy)
+                             for p in (SSHD_FILE, SSHD_BACKUP, SSHD_PENDING))
+
     def argv(action: str, check: bool = False) -> tuple[str, ...]:
         job = {"action": action, "check": check, "settings": list(settings.values()),
-               "file": SSHD_FILE, "backup": SSHD_BACKUP, "pending": SSHD_PENDING,
-               "wait": SSHD_WAIT}
+               "file": file, "backup": backup, "pending": pending, "wait": SSHD_WAIT}
         return ("python3", "-c", sshd_program(), json.dumps(job))
 
     command = Command("sshd drop-in", argv("apply"), check=argv("apply", True),
                       effect="changed", changed_if="^(would )?change", listing=True,
-                      login=Login(confirm=("rm", "-f", SSHD_PENDING), undo=argv("undo")),
+                      login=Login(confirm=("rm", "-f", pending), undo=argv("undo")),
                       id="sshd drop-in")
     return [Sequence("sshd fixes", (command,))]
 

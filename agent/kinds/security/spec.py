@@ -51,13 +51,13 @@ class Fix(BaseModel):
 
     sshd: dict[str, str] | None = Field(
         None, examples=[{"PermitRootLogin": "no"}], description="Settings written to the drop-in "
-        "/etc/ssh/sshd_config.d/00-opsagent.conf (read before the rest, so it wins), checked "
+        "/etc/ssh/sshd_config.d/00-opsagent-POLICY.conf (read before the rest, so it wins), checked "
         "with `sshd -t`, applied by a reload, and kept only when a new SSH login then works; "
         "otherwise the previous file is put back at once.")
     sysctl: dict[str, str] | None = Field(
         None, examples=[{"kernel.randomize_va_space": "2"}], description="Kernel parameters set "
-        "now and kept in /etc/sysctl.d/99-zz-opsagent.conf (read after the other files, so it "
-        "wins at the next boot).")
+        "now and kept in /etc/sysctl.d/99-zz-opsagent-POLICY.conf (read after the other files, "
+        "so it wins at the next boot).")
     tasks: list[Task] | None = Field(
         None, examples=[[{"apt.packages": {"packages": ["telnetd"], "present": False}}]],
         description="pyinfra operations, in the tasks kind's syntax "
@@ -193,6 +193,7 @@ class SecuritySpec(BaseModel):
 
     _controls: tuple[Control, ...] = PrivateAttr(())
     _mode: str = PrivateAttr("enforce")
+    _policy: str = PrivateAttr("security")
 
     @property
     def effective(self) -> tuple[Control, ...]:
@@ -203,6 +204,11 @@ class SecuritySpec(BaseModel):
     @property
     def mode(self) -> str:
         return self._mode
+
+    @property
+    def policy(self) -> str:
+        """The policy's name: its fixes' files are its own (two policies never share one)."""
+        return self._policy
 
     @field_validator("profiles")
     @classmethod
@@ -216,6 +222,7 @@ class SecuritySpec(BaseModel):
     @model_validator(mode="after")
     def _merged(self, info: ValidationInfo) -> SecuritySpec:
         self._mode = str((info.context or {}).get("mode", "enforce"))
+        self._policy = str((info.context or {}).get("policy", "security"))
         problems: list[InitErrorDetails] = []
 
         def problem(loc: tuple[str | int, ...], message: str, value: object) -> None:

@@ -93,6 +93,10 @@ def test_accounts_ports_commands_and_packages() -> None:
         ({"command": {"run": "exit 3", "exit": 3}}, "pass"),
         ({"command": {"run": "exit 3"}}, "fail"),
         ({"command": {"run": "sleep 5", "timeout": 1}}, "error"),  # could not be judged
+        ({"command": {"run": "sleep 30 & echo started", "timeout": 2}}, "error"),  # held open
+        ({"command": {"run": "yes", "not_matches": "^n"}}, "error"),  # endless: stopped
+        ({"file": {"path": "/dev/zero", "matches": "x"}}, "error"),  # not a regular file
+        ({"file": {"path": "/dev/zero", "sha256": "0" * 64}}, "error"),
         ({"command": {"run": "echo a; echo b", "not_matches": "^b"}}, "fail"),
         ({"ports": {"closed": [1]}}, "pass"),  # tcpmux: nothing here listens on it
         ({"package": {"name": "python3"}}, "pass"),

@@ -17,6 +17,7 @@ import json
 import os
 import pwd
 import re
+import stat
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -124,6 +125,8 @@ def _sha256(path: str) -> str | None:
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return None  # a device would never end
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
     except OSError:

@@ -8,17 +8,23 @@ and the sha256 of what it gave.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import os
 import re
+import selectors
+import signal
+import stat
 import subprocess
+import time
 from typing import Any
 
 Data = dict[str, Any]
 READS: dict[str, Any] = {}  # what each read gave, by what was read
 EVIDENCE: dict[str, Data] = {}  # by what was read: {"read", "exit", "sha256"}
 PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+LIMIT = 16 << 20  # bytes of a file or of a command's output that are read
 STATES = ("enabled", "enabled-runtime", "linked", "linked-runtime", "alias", "masked",
           "masked-runtime", "static", "indirect", "disabled", "generated", "transient", "bad")
 
@@ -29,24 +35,55 @@ def noted(what: str, code: int, text: str) -> None:
 
 
 def run(argv: list[str], timeout: float = 30) -> tuple[int, str]:
-    """(exit code, output); 127 when the program is not there, 124 when it took too long."""
+    """(exit code, output, at most LIMIT bytes of it); 127 when the program is not there,
+    124 when it took too long (it is killed, as one that keeps writing past LIMIT is)."""
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                              env={"PATH": PATH, "LC_ALL": "C"}, errors="replace")
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env={"PATH": PATH, "LC_ALL": "C"},
+                                start_new_session=True)
     except FileNotFoundError:
         return 127, f"{argv[0]}: not installed"
-    except subprocess.TimeoutExpired:
+    assert proc.stdout is not None
+    out, deadline, late = b"", time.monotonic() + timeout, False
+    with selectors.DefaultSelector() as waiting:
+        waiting.register(proc.stdout, selectors.EVENT_READ)
+        while len(out) < LIMIT:
+            left = deadline - time.monotonic()
+            if left <= 0 or not waiting.select(left):
+                late = True
+                break
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            out += chunk
+    if late or len(out) >= LIMIT:
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    proc.stdout.close()
+    code = proc.wait()
+    if late:
         return 124, f"timed out after {timeout:g} s"
-    return done.returncode, done.stdout + done.stderr
+    if len(out) >= LIMIT:
+        return 124, f"wrote more than {LIMIT >> 20} MiB: stopped"
+    return code, out.decode("utf-8", "replace")
 
 
 def text_of(path: str) -> str | None:
-    """A file's text (None: not there or not readable), noted as evidence."""
+    """A regular file's text, its first LIMIT bytes (None: not there, not readable or not
+    a regular file: /dev/zero would never end), noted as evidence."""
     key = f"file {path}"
     if key not in READS:
         try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                READS[key] = f.read()
+            with open(path, "rb") as f:
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                    raise OSError(0, "not a regular file")
+                data = b""  # in blocks: /proc refuses one read as large as LIMIT
+                while len(data) < LIMIT:
+                    block = f.read(65536)
+                    if not block:
+                        break
+                    data += block
+                READS[key] = data[:LIMIT].decode("utf-8", "replace")
             noted(key, 0, READS[key])
         except OSError as e:
             READS[key] = None

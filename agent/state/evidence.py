@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.core.secrets import scrub
+
 FOLDER = "evidence"
 
 
@@ -29,7 +31,10 @@ def canonical(document: Any) -> bytes:
 
 
 def proof(kind: str, summary: str, document: Any) -> Proof:
-    return Proof(kind, summary, document, hashlib.sha256(canonical(document)).hexdigest())
+    """The document as it is kept (every secret resolved in this process masked, as in
+    the store) and the sha256 of that."""
+    kept = json.loads(scrub(canonical(document).decode()))
+    return Proof(kind, scrub(summary), kept, hashlib.sha256(canonical(kept)).hexdigest())
 
 
 def line(p: Proof) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import signal
 import sqlite3
 import subprocess
@@ -9,8 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from agent.core.results import HostResult, OpResult, RunResult, Status
-from agent.core.secrets import Secret
+from agent.core.secrets import Secret, resolve_all
 from agent.state import audit, evidence
 from agent.state.schema import VERSION
 from agent.state.store import Store
@@ -224,3 +228,15 @@ def test_compliance_is_about_apply_and_plan_of_the_policies_in_force(tmp_path: P
         assert {(r.policy, r.host) for r in store.status()} == {("web", "h1")}
         store.set_in_force("def", [("web", "h1"), ("audit", "*")])
         assert {(r.policy, r.host) for r in store.status()} == {("web", "h1"), ("audit", "h1")}
+
+
+def test_evidence_is_kept_with_secrets_masked_and_its_digest_is_of_what_is_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVIDENCE_PASS", "pw-evidence-9931")
+    resolve_all({"p": {"env": "EVIDENCE_PASS"}})
+    made = evidence.proof("security", "read pw-evidence-9931", {"found": "x pw-evidence-9931"})
+    path = evidence.keep(tmp_path, 7, (1, "0" * 64), {("p", "h1"): made})
+    text = path.read_text()
+    assert "pw-evidence-9931" not in text and "pw-evidence-9931" not in made.summary
+    [kept] = json.loads(text)["evidence"]
+    assert kept["sha256"] == hashlib.sha256(evidence.canonical(kept["document"])).hexdigest()

@@ -5,13 +5,13 @@ the counts by result and the compliance score."""
 from __future__ import annotations
 
 import datetime
-import json
 import time
 from typing import Any
 
 from agent.core.results import OpResult, Status
 from agent.core.steps import Observation
 from agent.kinds.contract import Facts, Finding
+from agent.kinds.program import lines
 from agent.kinds.security.plan import ID
 from agent.kinds.security.spec import SecuritySpec
 
@@ -54,25 +54,12 @@ def observe(spec: SecuritySpec, ops: list[OpResult]) -> Observation | None:
 
 
 def results(stdout: str) -> list[dict[str, Any]]:
-    return [d for d in _lines(stdout, "RESULT ") if isinstance(d.get("id"), str)]
+    return [d for d in lines(stdout, "RESULT ") if isinstance(d.get("id"), str)]
 
 
 def evidence(stdout: str) -> dict[str, Any]:
-    found = _lines(stdout, "EVIDENCE ")
+    found = lines(stdout, "EVIDENCE ")
     return found[-1] if found else {}
-
-
-def _lines(stdout: str, prefix: str) -> list[dict[str, Any]]:
-    found = []
-    for line in stdout.splitlines():
-        if line.startswith(prefix):
-            try:
-                data = json.loads(line[len(prefix):])
-            except ValueError:
-                continue
-            if isinstance(data, dict):
-                found.append(data)
-    return found
 
 
 def findings(rows: Facts) -> list[Finding]:

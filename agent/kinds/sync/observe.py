@@ -4,13 +4,13 @@ in step (the host program keeps those next to its mirror), from its SUMMARY line
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 from agent.core.results import OpResult, Status
 from agent.core.steps import Observation
 from agent.kinds.contract import Finding
+from agent.kinds.program import lines
 from agent.kinds.sync.plan import ID
 from agent.kinds.sync.spec import SyncSpec
 
@@ -46,16 +46,7 @@ def observe(spec: SyncSpec, ops: list[OpResult]) -> Observation | None:
 
 def summaries(stdout: str) -> list[dict[str, Any]]:
     """Each repository's SUMMARY line, in order."""
-    found = []
-    for line in stdout.splitlines():
-        if line.startswith(SUMMARY):
-            try:
-                data = json.loads(line[len(SUMMARY):])
-            except ValueError:
-                continue
-            if isinstance(data, dict) and isinstance(data.get("repository"), str):
-                found.append(data)
-    return found
+    return [d for d in lines(stdout, SUMMARY) if isinstance(d.get("repository"), str)]
 
 
 def findings(rows: list[tuple[str, str, dict[str, Any]]]) -> list[Finding]:

@@ -71,7 +71,7 @@ def run(
     try:
         facts, proofs = observe(plan, result) if observing else ({}, {})
         run_id = store.record(result, command=command, source=plan.source, modes=modes,
-                              facts=facts if observing else None, begun_as=started,
+                              facts=facts, begun_as=started,
                               evidence=proofs)
         head = store.audit_head()
         if proofs:

@@ -4,6 +4,7 @@ failing it, with its severity; the soonest waiver end per control."""
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterator
 from typing import Any
 
@@ -61,8 +62,6 @@ def families(rows: Rows) -> Iterator[Metric]:
 
 def _end(waiver: Any) -> float | None:
     """A waiver's end (00:00 UTC of its expiry day) as a timestamp."""
-    import datetime
-
     if not isinstance(waiver, dict) or "expires" not in waiver:
         return None
     try:

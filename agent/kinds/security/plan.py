@@ -19,6 +19,7 @@ from agent.core.hosts import HostInfo
 from agent.core.steps import Command, Login, Sequence, Step
 from agent.kinds.program import join
 from agent.kinds.security.spec import Control, SecuritySpec, Waiver
+from agent.kinds.security.spec import today as security_today
 
 NAME = ID = "check controls"
 PROGRAM = "OPSAGENT_SECURITY_PROGRAM"
@@ -49,7 +50,7 @@ def plan(spec: SecuritySpec, host: HostInfo, today: datetime.date | None = None
     if spec.mode == "enforce":
         steps += fixes(spec)
         steps += sshd_fix(spec)
-    job = {"controls": [_job(c, spec.waivers, host, today or _today()) for c in spec.effective]}
+    job = {"controls": [_job(c, spec.waivers, host, today or security_today()) for c in spec.effective]}
     argv = ("python3", "-c", LAUNCH, json.dumps(job, sort_keys=True, default=str))
     command = Command(NAME, argv, check=argv, effect="ok", listing=True, quiet=QUIET,
                       keep=KEEP, id=ID)
@@ -110,7 +111,3 @@ def _job(control: Control, waivers: list[Waiver], host: HostInfo, today: datetim
     return {"id": control.id, "severity": control.severity, "check": control.check.reads(),
             "waiver": waiver.model_dump(mode="json", exclude={"hosts", "control"}) if waiver
             else None, "expired": str(max(expired)) if expired and not active else ""}
-
-
-def _today() -> datetime.date:
-    return datetime.datetime.now(datetime.UTC).date()

@@ -44,6 +44,18 @@ def _id(value: str) -> str:
 ControlId = Annotated[str, AfterValidator(_id)]
 
 
+def _settings(value: dict[str, str] | None, kind: str, names: re.Pattern[str], noun: str,
+              empty: bool) -> dict[str, str] | None:
+    """A fix's settings: each name one of its kind's, each value on one line (and, unless
+    empty, not blank)."""
+    for key, setting in (value or {}).items():
+        if not names.match(key):
+            raise invalid((key,), kind, f"{key!r} is not {noun}", key)
+        if (not empty and not setting.strip()) or "\n" in setting:
+            raise invalid((key,), kind, "expected a value on one line", setting)
+    return value
+
+
 class Fix(BaseModel):
     """How enforce mode fixes what the check found: built-in for sshd and sysctl, or tasks."""
 
@@ -66,22 +78,12 @@ class Fix(BaseModel):
     @field_validator("sshd")
     @classmethod
     def _sshd(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        for key, setting in (value or {}).items():
-            if not _SSHD_KEY.match(key):
-                raise invalid((key,), "sshd", f"{key!r} is not an sshd_config keyword", key)
-            if not setting.strip() or "\n" in setting:
-                raise invalid((key,), "sshd", "expected a value on one line", setting)
-        return value
+        return _settings(value, "sshd", _SSHD_KEY, "an sshd_config keyword", empty=False)
 
     @field_validator("sysctl")
     @classmethod
     def _sysctl(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        for key, setting in (value or {}).items():
-            if not _SYSCTL_KEY.match(key):
-                raise invalid((key,), "sysctl", f"{key!r} is not a kernel parameter name", key)
-            if "\n" in setting:
-                raise invalid((key,), "sysctl", "expected a value on one line", setting)
-        return value
+        return _settings(value, "sysctl", _SYSCTL_KEY, "a kernel parameter name", empty=True)
 
     @model_validator(mode="after")
     def _some(self) -> Fix:
@@ -249,7 +251,7 @@ class SecuritySpec(BaseModel):
         for i, name in enumerate(self.skip):
             if name not in merged:
                 problem(("skip", i), f"no control {name!r}{suggest(name, list(merged))}", name)
-        limit = _today() + datetime.timedelta(seconds=self.waiver_limit)
+        limit = today() + datetime.timedelta(seconds=self.waiver_limit)
         for i, waiver in enumerate(self.waivers):
             if waiver.control not in merged:
                 problem(("waivers", i, "control"), f"no control {waiver.control!r}"
@@ -267,6 +269,7 @@ class SecuritySpec(BaseModel):
         return self
 
 
-def _today() -> datetime.date:
+def today() -> datetime.date:
+    """The day on the controller's clock, in UTC: waivers are compared with it."""
     return datetime.datetime.now(datetime.UTC).date()
 

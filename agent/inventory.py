@@ -18,7 +18,7 @@ everything opsagent prints or stores (agent.core.secrets).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,13 @@ class Inventory:
 
     def names(self) -> set[str]:
         return {h.name for h in self.hosts}
+
+    def with_vars(self, extra: dict[str, Any]) -> Inventory:
+        """Every host with these variables over its own (Ansible's --extra-vars)."""
+        if not extra:
+            return self
+        return replace(self, hosts=tuple(
+            replace(h, info=replace(h.info, vars={**h.info.vars, **extra})) for h in self.hosts))
 
     def resolve(self, targets: list[str]) -> list[Host]:
         """Hosts named by targets (hosts or groups), in inventory order."""

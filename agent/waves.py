@@ -6,6 +6,13 @@ are counted over the whole rollout, and once they pass max_fail_percentage the w
 left are not started (their hosts' steps of that policy are skipped, saying why). Other
 policies still run. A stop (SIGTERM, Ctrl-C) is honoured between waves, during the pause
 and, through the engine, within a wave.
+
+A Gate extends a rollout for work that has phases across hosts (a deploy): it is told
+before a wave starts (to drain its hosts), after its health checks (to put the healthy
+ones back, and undo the failed ones), asked after each wave whether to go on (analysis,
+pauses, a person's abort) and told when the rollout failed (to roll back every host it
+changed). With `first`, the waves before it are taken as done (a resumed deploy); with
+`runner`, each wave and health check is run (and recorded) by the caller.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from agent import health
 from agent.core.plans import HostPlan, PolicyRef, RunPlan
@@ -22,6 +30,19 @@ from agent.engine.run import STOPPED, execute, skipped
 
 OnResult = Callable[[str, OpResult], None]
 OnWave = Callable[[str], None]  # a line saying what the rollout does next
+Runner = Callable[[RunPlan], RunResult]
+
+GO, FAIL, HOLD = "go", "fail", "hold"  # a gate's verdicts: next wave; failed; stop here
+
+
+class Gate(Protocol):
+    def before(self, number: int, hosts: list[str]) -> None: ...
+
+    def after(self, number: int, healthy: list[str], failed: list[str]) -> None: ...
+
+    def judge(self, number: int, left: int) -> tuple[str, str]: ...  # verdict and why
+
+    def failed(self, number: int, why: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -52,6 +73,9 @@ class Waves:
     on_result: OnResult | None
     on_wave: OnWave | None
     stop: Callable[[], bool]
+    gate: Gate | None = None
+    first: int = 1  # waves before this one are done already
+    runner: Runner | None = None
 
     def execute(self) -> RunResult:
         started = time.monotonic()
@@ -70,6 +94,8 @@ class Waves:
     def _run(self, plan: RunPlan) -> RunResult:
         if not plan.hosts:
             return RunResult([], self.check)
+        if self.runner is not None:
+            return self.runner(plan)
         return execute(plan, check=self.check, diff=self.diff,
                        connect_timeout=self.connect_timeout, on_result=self.on_result,
                        stop=self.stop)
@@ -82,27 +108,47 @@ class Waves:
             for name in wave:
                 merged[name].waves[ref.name] = number
         failed: set[str] = set()
+        gate = self.gate
         for number, wave in enumerate(waves, 1):
+            if number < self.first:
+                continue
             if self.stop():
                 self._skip(part, ref, [n for w in waves[number - 1:] for n in w], merged, "",
                            stopped=True)
                 return
             self._say(f"{ref.label}: wave {number} of {len(waves)}: {', '.join(wave)}")
+            if gate is not None:
+                gate.before(number, wave)
             hosts = [hp for hp in part.hosts if hp.host.name in wave]
             plan = RunPlan(tuple(hosts), (ref,), self.plan.source)
             self._merge(merged, self._run(plan))
             if not self.check:
                 self._check_health(ref, [hp for hp in hosts if not _failed(merged[hp.host.name], ref.name)],
                                    merged)
-            failed |= {name for name in wave if _failed(merged[name], ref.name)}
+            now = [name for name in wave if _failed(merged[name], ref.name)]
+            failed |= set(now)
+            if gate is not None:
+                gate.after(number, [n for n in wave if n not in now], now)
             left = [n for w in waves[number:] for n in w]
-            if left and rollout.over_budget(len(failed), len(names)):
+            # the budget is the whole rollout's: with a gate, even after the last wave
+            if (left or gate is not None) and rollout.over_budget(len(failed), len(names)):
                 why = (f"rollout stopped after wave {number}: {len(failed)} of {len(names)} "
                        f"hosts failed ({', '.join(sorted(failed))}), more than "
                        f"max_fail_percentage {rollout.max_fail_percentage:g}%")
-                self._say(f"{ref.label}: {why}; not started on {', '.join(left)}")
+                self._say(f"{ref.label}: {why}" + (f"; not started on {', '.join(left)}"
+                                                   if left else ""))
                 self._skip(part, ref, left, merged, why)
+                if gate is not None:
+                    gate.failed(number, why)
                 return
+            if gate is not None:
+                verdict, why = gate.judge(number, len(left))
+                if verdict != GO:
+                    self._say(f"{ref.label}: {why}")
+                    self._skip(part, ref, left, merged, why)
+                    if verdict == FAIL:
+                        gate.failed(number, why)
+                    return
             if left and rollout.pause and not self.check:
                 self._pause(float(rollout.pause))
 

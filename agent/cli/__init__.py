@@ -25,10 +25,11 @@ COMMANDS = {
     "audit": ("agent.cli.audit", "verify the audit log's hash chain, or list it"),
     "daemon": ("agent.cli.daemon", "converge policies on their schedules; serve /metrics"),
     "run": ("agent.cli.run", "run a playbook: a one-shot procedure such as playbooks/restore.yml"),
+    "deploy": ("agent.cli.deploy", "start, watch, pause, promote, abort or roll back a deploy"),
 }
 # Commands that run pyinfra over many hosts: gevent must patch the process first,
 # as pyinfra's own CLI does, or SSH hosts are worked one after another.
-PARALLEL = {"plan", "apply", "run", "facts"}  # and every kind's actions
+PARALLEL = {"plan", "apply", "run", "facts", "deploy"}  # and every kind's actions
 
 
 def usage() -> str:

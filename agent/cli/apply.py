@@ -28,7 +28,7 @@ from agent.errors import Problems
 
 
 def main(argv: list[str], check: bool = False) -> int:
-    stopping = _on_stop()  # first: a SIGTERM or Ctrl-C from here on stops the run cleanly
+    stopping = on_stop()  # first: a SIGTERM or Ctrl-C from here on stops the run cleanly
     prog = "opsagent plan" if check else "opsagent apply"
     parser = Parser(prog=prog, description=__doc__)
     add_arguments(parser)
@@ -99,7 +99,7 @@ def main(argv: list[str], check: bool = False) -> int:
     return 130 if signal.SIGINT in stopping.signals else exit_code(result)
 
 
-class _Stop:
+class Stop:
     """Signals received; the engine asks asked() before each operation."""
 
     def __init__(self) -> None:
@@ -120,8 +120,8 @@ class _Stop:
                     f"recorded ({name} again ends at once)\n".encode())
 
 
-def _on_stop() -> _Stop:
-    stop = _Stop()
+def on_stop() -> Stop:
+    stop = Stop()
     signal.signal(signal.SIGTERM, stop.handle)
     signal.signal(signal.SIGINT, stop.handle)
     return stop

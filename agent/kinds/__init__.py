@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.kinds import backup, security, sync, tasks
+from agent.kinds import backup, deploy, security, sync, tasks
 from agent.kinds.contract import Kind
 
 KINDS: dict[str, Kind[Any]] = {
     "backup": backup.KIND,
+    "deploy": deploy.KIND,
     "security": security.KIND,
     "sync": sync.KIND,
     "tasks": tasks.KIND,

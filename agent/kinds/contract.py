@@ -14,6 +14,8 @@ A kind is one folder under agent/kinds/ holding an object that has:
   since when, for `opsagent report`; [] for none;
 - includes: the spec lists whose items may be `- include: FILE` (a shared task file of
   the policies folder, agent.policy.include), e.g. ("tasks", "handlers"); () for none;
+- variables: spec fields rendered first, which the rest of the spec then sees as
+  variables (a deploy's `version` as {{ version }}); () for none;
 - actions: its verbs (backup list, backup restore...). Each serves `opsagent KIND VERB
   POLICY` and the playbook step `KIND.VERB` with no command-line or playbook code of its
   own: an argument model, a check-mode preview, what to run on each host, and how to
@@ -99,6 +101,9 @@ class Kind(Protocol[S]):
 
     @property
     def includes(self) -> tuple[str, ...]: ...  # spec lists whose items may `include:` a file
+
+    @property
+    def variables(self) -> tuple[str, ...]: ...  # spec fields the rest of the spec sees as {{ NAME }}
 
     def plan(self, spec: S, host: HostInfo) -> list[Step | Sequence]: ...
 

@@ -315,6 +315,7 @@ class TasksKind:
     Spec = TasksSpec
     actions: dict[str, Action[TasksSpec, Any]] = {}
     includes = ("tasks", "handlers")
+    variables: tuple[str, ...] = ()
 
     def plan(self, spec: TasksSpec, host: HostInfo) -> list[Step | Sequence]:
         steps = [t.step() for task in spec.tasks for t in task.each()]

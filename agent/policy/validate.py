@@ -114,13 +114,19 @@ def check_targets(policies: list[Policy], inventory: Inventory, source: str) -> 
 def host_spec(policy: Policy, host: HostInfo, renderer: Renderer, templates: Path) -> BaseModel:
     """The policy's spec rendered for one host and validated by its kind's model."""
     problems: list[Problem] = []
-    raw = renderer.render(policy.envelope.spec, renderer.variables(host), policy.doc, ("spec",),
+    variables = renderer.variables(host)
+    for name in policy.kind.variables:  # spec fields the rest of the spec sees, rendered first
+        value = policy.envelope.spec.get(name) if isinstance(policy.envelope.spec, dict) else None
+        if isinstance(value, str):
+            variables[name] = renderer.render(value, variables, policy.doc, ("spec", name),
+                                              policy.label, problems)
+    raw = renderer.render(policy.envelope.spec, variables, policy.doc, ("spec",),
                           policy.label, problems)
     if problems:
         raise Problems(problems)
     spec_model = policy.kind.Spec
     context: dict[str, object] = {"templates": templates, "renderer": renderer,
-                                  "variables": renderer.variables(host),
+                                  "variables": variables,
                                   "mode": policy.envelope.mode,
                                   "policy": policy.envelope.metadata.name}
     if policy.envelope.schedule is not None:

@@ -104,9 +104,31 @@ class DaemonLock:
         _release(self.fd)
 
 
+def deploy_lock_path(state_dir: Path, policy: str) -> Path:
+    return state_dir / "locks" / f"deploy-{_UNSAFE.sub('_', policy)}.lock"
+
+
+@contextmanager
+def deploy_lock(state_dir: Path, policy: str, wait: float) -> Iterator[None]:
+    """One controller per deploy policy at a time."""
+    path = deploy_lock_path(state_dir, policy)
+    try:
+        fd = _take(path, f"opsagent deploy {policy}", time.monotonic() + wait)
+    except LockTimeout as e:
+        raise LockTimeout(f"deploy {policy!r} is controlled by {e}") from None
+    try:
+        yield
+    finally:
+        _release(fd)
+
+
 def daemon_holder(state_dir: Path) -> str | None:
     """Who runs the daemon on this state dir, or None if no daemon does."""
-    path = state_dir / "daemon.lock"
+    return holder(state_dir / "daemon.lock")
+
+
+def holder(path: Path) -> str | None:
+    """Who holds this lock, or None if nobody does."""
     if not path.exists():
         return None
     fd = open_private(path, os.O_RDONLY)

@@ -160,7 +160,51 @@ CREATE VIEW compliance AS SELECT * FROM latest
                   AND f.host IN (latest.host, '*'));
 """
 
-STEPS = {1: V1, 2: V2, 3: V3, 4: V4, 5: V5}
+# Deploys (agent/deploys/), written step by step as they go, so that after the
+# controller is killed `deploy status` tells the truth and `deploy resume` goes on.
+V6 = """
+CREATE TABLE deploys (
+    id INTEGER PRIMARY KEY,
+    policy TEXT NOT NULL,
+    version TEXT NOT NULL,
+    strategy TEXT NOT NULL,         -- rolling | canary | rollback
+    status TEXT NOT NULL,           -- progressing | paused | succeeded | failed | aborted | rolled back
+    phase TEXT NOT NULL,            -- what it does or waits for now, in words
+    wave INTEGER NOT NULL,          -- waves done
+    waves INTEGER NOT NULL,
+    hosts TEXT NOT NULL,            -- JSON list: the policy's hosts in deploy order
+    vars TEXT NOT NULL,             -- JSON: the --set variables it was started with
+    who TEXT NOT NULL,
+    started REAL NOT NULL,
+    updated REAL NOT NULL,
+    finished REAL,
+    request TEXT NOT NULL,          -- pause | resume | abort | promote | promote-full, or ''
+    requested_by TEXT NOT NULL,
+    error TEXT NOT NULL
+);
+CREATE INDEX deploys_policy ON deploys (policy, id);
+CREATE TABLE deploy_hosts (
+    deploy_id INTEGER NOT NULL REFERENCES deploys(id) ON DELETE CASCADE,
+    host TEXT NOT NULL,
+    phase TEXT NOT NULL,            -- pending | draining | updating | healthy | failed | rolled back ...
+    version TEXT NOT NULL,          -- the release it serves, as last seen
+    previous TEXT NOT NULL,         -- the release it served before this deploy
+    at REAL NOT NULL,
+    detail TEXT NOT NULL,
+    PRIMARY KEY (deploy_id, host)
+);
+CREATE TABLE deploy_measurements (
+    deploy_id INTEGER NOT NULL REFERENCES deploys(id) ON DELETE CASCADE,
+    at REAL NOT NULL,
+    wave INTEGER NOT NULL,
+    metric TEXT NOT NULL,
+    verdict TEXT NOT NULL,          -- passed | failed | inconclusive
+    value TEXT NOT NULL             -- JSON: what was measured
+);
+CREATE INDEX deploy_measurements_deploy ON deploy_measurements (deploy_id, at);
+"""
+
+STEPS = {1: V1, 2: V2, 3: V3, 4: V4, 5: V5, 6: V6}
 VERSION = max(STEPS)
 
 

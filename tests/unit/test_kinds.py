@@ -46,6 +46,8 @@ FACTS: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
         "counts": {"pass": 0, "fail": 1, "waived": 1, "na": 0, "error": 0}, "score": 0.0,
         "at": 1.7e9})],
     "tasks": [("files", "web1", {})],
+    "deploy": [("shop-api", "web1", {"current": "1.4.2", "verified": "1.4.1", "switched": 1.7e9,
+                                     "releases": ["1.4.1", "1.4.2"], "failed": []})],
 }
 
 

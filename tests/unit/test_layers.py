@@ -41,7 +41,7 @@ def _under(name: str, *prefixes: str) -> bool:
 # (who, what it must never import, why)
 RULES = [
     (("agent.core", "agent.kinds", "agent.policy", "agent.state", "agent.plan", "agent.runs",
-      "agent.waves", "agent.actions"), ("pyinfra",), "only the engine talks to pyinfra"),
+      "agent.waves", "agent.actions", "agent.deploys"), ("pyinfra",), "only the engine talks to pyinfra"),
     (("agent.core",), ("agent",), "the vocabulary at the bottom imports only itself"),
     (("agent.engine", "agent.state", "agent.inventory", "agent.policy.load",
       "agent.policy.model", "agent.policy.render", "agent.policy.sandbox",
@@ -49,11 +49,11 @@ RULES = [
      "reaches them, through the registry"),
     (("agent.kinds",), ("agent.cli", "agent.daemon", "agent.runs", "agent.actions",
                         "agent.waves", "agent.playbook", "agent.state", "agent.metrics",
-                        "agent.report", "agent.engine.run"),
+                        "agent.report", "agent.engine.run", "agent.deploys"),
      "a kind is data and functions: the run service runs and records it"),
     (("agent.core", "agent.engine", "agent.state", "agent.policy", "agent.inventory",
       "agent.kinds", "agent.plan", "agent.runs", "agent.waves", "agent.health",
-      "agent.actions"), ("agent.cli", "agent.daemon", "agent.playbook", "agent.report",
+      "agent.actions", "agent.deploys"), ("agent.cli", "agent.daemon", "agent.playbook", "agent.report",
                          "agent.metrics"), "lower layers never reach the commands"),
 ]
 

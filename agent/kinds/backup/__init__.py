@@ -31,6 +31,7 @@ class BackupKind:
     Spec = BackupSpec
     actions = ACTIONS
     includes: tuple[str, ...] = ()
+    variables: tuple[str, ...] = ()
 
     def plan(self, spec: BackupSpec, host: HostInfo) -> list[Step | Sequence]:
         return planning.plan(spec, host)

@@ -29,6 +29,7 @@ class SecurityKind:
     Spec = SecuritySpec
     actions: dict[str, Action[SecuritySpec, Any]] = {}
     includes: tuple[str, ...] = ()
+    variables: tuple[str, ...] = ()
 
     def plan(self, spec: SecuritySpec, host: HostInfo) -> list[Step | Sequence]:
         return planning.plan(spec, host)

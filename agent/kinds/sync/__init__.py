@@ -34,6 +34,7 @@ class SyncKind:
     Spec = SyncSpec
     actions: dict[str, Action[SyncSpec, Any]] = ACTIONS
     includes: tuple[str, ...] = ()
+    variables: tuple[str, ...] = ()
 
     def plan(self, spec: SyncSpec, host: HostInfo) -> list[Step | Sequence]:
         return planning.plan(spec, host)

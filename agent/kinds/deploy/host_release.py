@@ -1,0 +1,249 @@
+"""The deploy kind's host program (standard library only): the releases of one app on
+this host, as Capistrano lays them out.
+
+    PATH/releases/VERSION/        one folder per release, with .opsagent-release (sha256)
+    PATH/current -> releases/V    switched by renaming a new symlink over it (atomic)
+    PATH/.opsagent/deploy.json    the last verified release, failed ones, switch history
+    PATH/.opsagent/incoming/      uploaded or fetched tarballs, by sha256
+
+The job (JSON, argv[1]) says what to do: read, prepare, switch, verify, fail, prune or
+rollback; `check` only says what it would do. Every job ends with a STATE line: the
+current release, the verified one, the releases there and the failed ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tarfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+HISTORY = 20  # switches remembered
+
+
+class Refused(Exception):
+    """The job cannot be done as asked: said on stderr, exit 1, nothing changed."""
+
+
+def _state_file(path: Path) -> Path:
+    return path / ".opsagent" / "deploy.json"
+
+
+def load(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(_state_file(path).read_text())
+    except (OSError, ValueError):
+        data = {}
+    return data if isinstance(data, dict) else {}
+
+
+def save(path: Path, data: dict[str, Any]) -> None:
+    target = _state_file(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".deploy.json.{os.getpid()}")
+    temporary.write_text(json.dumps(data, sort_keys=True))
+    os.replace(temporary, target)
+
+
+def current(path: Path) -> str | None:
+    try:
+        target = os.readlink(path / "current")
+    except OSError:
+        return None
+    parts = Path(target).parts
+    return parts[-1] if len(parts) >= 2 and parts[-2] == "releases" else None
+
+
+def releases(path: Path) -> list[str]:
+    """Complete releases (with their marker), oldest first."""
+    found = []
+    folder = path / "releases"
+    if folder.is_dir():
+        for entry in folder.iterdir():
+            marker = entry / ".opsagent-release"
+            if entry.is_dir() and not entry.is_symlink() and marker.is_file():
+                found.append((marker.stat().st_mtime, entry.name))
+    return [name for _, name in sorted(found)]
+
+
+def sha256_of(file: Path) -> str:
+    digest = hashlib.sha256()
+    with file.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def prepare(path: Path, job: dict[str, Any], check: bool) -> None:
+    version, sha = job["version"], job["sha256"]
+    release = path / "releases" / version
+    marker = release / ".opsagent-release"
+    if marker.is_file() and json.loads(marker.read_text() or "{}").get("sha256") == sha:
+        print(f"release {version} is there")
+        return
+    if check:
+        print(f"would unpack release {version}")
+        return
+    incoming = path / ".opsagent" / "incoming" / f"{sha}.tar.gz"
+    if job.get("url") and not incoming.is_file():
+        incoming.parent.mkdir(parents=True, exist_ok=True)
+        part = incoming.with_suffix(f".part{os.getpid()}")
+        with urllib.request.urlopen(job["url"], timeout=60) as answer, part.open("wb") as out:  # noqa: S310
+            shutil.copyfileobj(answer, out)
+        os.replace(part, incoming)
+    if not incoming.is_file():
+        raise Refused(f"the artifact {incoming} is not on this host")
+    found = sha256_of(incoming)
+    if found != sha:
+        incoming.unlink()
+        raise Refused(f"the artifact's sha256 is {found}, expected {sha}: refused (removed)")
+    work = path / "releases" / f".{version}.unpacking{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    with tarfile.open(incoming) as tar:
+        _unpack(tar, work)
+    (work / ".opsagent-release").write_text(json.dumps({"sha256": sha, "at": time.time()}))
+    if release.exists() or release.is_symlink():  # an incomplete or different one: aside
+        aside = release.with_name(f".{version}.replaced{os.getpid()}")
+        os.replace(release, aside)
+        _remove(aside)
+    os.replace(work, release)
+    print(f"unpacked release {version} ({sha[:12]})")
+
+
+def _unpack(tar: tarfile.TarFile, into: Path) -> None:
+    """Every member inside `into`: no absolute paths, no .., no devices, no links out."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(into, filter="data")
+        return
+    for member in tar.getmembers():  # a Python without extraction filters
+        name = Path(member.name)
+        if name.is_absolute() or ".." in name.parts or not (member.isfile() or member.isdir()):
+            raise Refused(f"the artifact holds {member.name!r}: only plain files and folders "
+                          "inside the release are unpacked")
+    tar.extractall(into)  # noqa: S202 - every member was checked above
+
+
+def switch(path: Path, version: str, check: bool, why: str = "") -> None:
+    was = current(path)
+    if was == version:
+        print(f"current is {version}")
+        return
+    if not (path / "releases" / version / ".opsagent-release").is_file():
+        raise Refused(f"release {version} is not on this host")
+    if check:
+        print(f"would switch current from {was or 'nothing'} to {version}{why}")
+        return
+    link = path / f".current.{os.getpid()}"
+    if link.is_symlink():
+        link.unlink()
+    os.symlink(f"releases/{version}", link)
+    os.replace(link, path / "current")  # rename(2): the old link is replaced atomically
+    data = load(path)
+    data["history"] = [*data.get("history", []), {"at": time.time(), "from": was, "to": version}
+                       ][-HISTORY:]
+    save(path, data)
+    print(f"switched current from {was or 'nothing'} to {version}{why}")
+
+
+def mark(path: Path, version: str, verified: bool, check: bool) -> None:
+    data = load(path)
+    failed = [v for v in data.get("failed", []) if v != version]
+    if verified and data.get("verified") == version:
+        print(f"release {version} is verified")
+        return
+    if not verified and version in data.get("failed", []):
+        print(f"release {version} is marked failed")
+        return
+    if check:
+        print(f"would mark release {version} {'verified' if verified else 'failed'}")
+        return
+    if verified:
+        data["verified"] = version
+    else:
+        failed.append(version)
+    data["failed"] = failed[-HISTORY:]
+    save(path, data)
+    print(f"marked release {version} {'verified' if verified else 'failed'}")
+
+
+def prune(path: Path, keep: int, check: bool) -> None:
+    data = load(path)
+    kept = {current(path), data.get("verified")}
+    present = releases(path)
+    failed = set(data.get("failed", []))
+    removable = sorted((v for v in present if v not in kept), key=lambda v: v not in failed)
+    extra = len(present) - keep
+    for version in removable[:max(0, extra)]:  # failed ones first, then the oldest
+        if check:
+            print(f"would remove release {version}")
+            continue
+        _remove(path / "releases" / version)
+        print(f"removed release {version}")
+    for entry in (path / "releases").glob(".*") if (path / "releases").is_dir() else ():
+        if not check and ".unpacking" in entry.name and not _alive(entry.name):
+            _remove(entry)  # what a killed prepare left
+
+
+def _alive(name: str) -> bool:
+    pid = name.rsplit("unpacking", 1)[-1]
+    return pid.isdigit() and Path(f"/proc/{pid}").exists()
+
+
+def rollback(path: Path, to: str | None, check: bool) -> None:
+    data = load(path)
+    target = to or data.get("verified")
+    if not target:
+        raise Refused("no verified release to roll back to on this host")
+    if to and to in data.get("failed", []):
+        raise Refused(f"release {to} failed its checks: it is not a release to roll back to")
+    switch(path, target, check, " (rollback)")
+
+
+def _remove(entry: Path) -> None:
+    """A release folder, never following a symlink out of it."""
+    if entry.is_symlink() or entry.is_file():
+        entry.unlink()
+    else:
+        shutil.rmtree(entry)
+
+
+def report(path: Path) -> None:
+    data = load(path)
+    print("STATE " + json.dumps({"current": current(path), "verified": data.get("verified"),
+                                 "releases": releases(path), "failed": data.get("failed", []),
+                                 "switched": (data.get("history") or [{}])[-1].get("at")},
+                                sort_keys=True))
+
+
+def main(job: dict[str, Any]) -> int:
+    path, check, what = Path(job["path"]), bool(job.get("check")), job["do"]
+    try:
+        if what == "prepare":
+            prepare(path, job, check)
+        elif what == "switch":
+            switch(path, job["version"], check)
+        elif what in ("verify", "fail"):
+            mark(path, job["version"], what == "verify", check)
+        elif what == "prune":
+            prune(path, int(job["keep"]), check)
+        elif what == "rollback":
+            rollback(path, job.get("to"), check)
+        elif what != "read":
+            raise Refused(f"unknown job {what!r}")
+    except (Refused, OSError, tarfile.TarError, ValueError) as e:
+        print(f"{what}: {e}", file=sys.stderr)
+        report(path)
+        return 1
+    report(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(json.loads(sys.argv[1])))

@@ -1,0 +1,188 @@
+"""The deploy kind on three hosts over real sshd on loopback, each with a small app that
+serves from its `current` release: a rolling deploy of a good version verified on every
+host and a second start changes nothing; a version failing its health check is rolled
+back on exactly the host it reached, never counts as a release to roll back to, and the
+hosts not reached never served it; a canary whose probe analysis fails is rolled back;
+emergency rollback; keep_releases; a killed controller resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import requires_sshd
+from tests.support import sshd
+from tests.support.deployapp import App, apps, release
+from tests.support.project import opsagent
+
+NAMES = ("h1", "h2", "h3")
+POLICY = """\
+apiVersion: opsagent/v1
+kind: deploy
+metadata: {name: app}
+targets: [all]
+spec:
+  version: "{{ release | default('0') }}"
+  artifact: {src: "dist/app-{{ release | default('0') }}.tar.gz"}
+  path: "{{ sandbox }}/app"
+  keep_releases: 2
+  health: {http: {url: "http://127.0.0.1:{{ app_port }}/up"}, retries: 1, delay: 1}
+  strategy: STRATEGY
+  analysis:
+    - name: errors
+      http_probe: {url: "http://127.0.0.1:{{ app_port }}/", requests: 20}
+      success: "success_rate >= 0.99"
+"""
+ROLLING = "{rolling: {batch: [1, '100%']}}"
+CANARY = "{canary: {steps: [{hosts: 1}, {analysis: {interval: 1s, count: 3}}, {hosts: '100%'}]}}"
+
+
+class Site:
+    def __init__(self, root: Path, inventory: Path, running: dict[str, App]) -> None:
+        self.root, self.inventory, self.apps = root, inventory, running
+
+    def write(self, strategy: str) -> None:
+        (self.root / "policies").mkdir(exist_ok=True)
+        (self.root / "policies" / "app.yml").write_text(POLICY.replace("STRATEGY", strategy))
+
+    def deploy(self, verb: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return opsagent(self.root, "deploy", verb, "app", "policies", "-i", str(self.inventory),
+                        "--state-dir", str(self.root / "state"), *args)
+
+    def current(self, host: str) -> str | None:
+        link = self.root / "hosts" / host / "app" / "current"
+        return os.readlink(link).split("/")[-1] if link.is_symlink() else None
+
+    def releases(self, host: str) -> list[str]:
+        return sorted(p.name for p in (self.root / "hosts" / host / "app" / "releases").iterdir()
+                      if not p.name.startswith("."))
+
+    def status(self) -> dict[str, object]:
+        proc = self.deploy("status", "--json")
+        assert proc.returncode == 0, proc.stderr
+        data: dict[str, object] = json.loads(proc.stdout)
+        return data
+
+
+@pytest.fixture
+def site(keys: sshd.Keys, servers: list[sshd.Sshd], tmp_path: Path) -> Iterator[Site]:
+    currents = {n: tmp_path / "hosts" / n / "app" / "current" for n in NAMES}
+    with apps(currents) as running:
+        host_vars = {n: {"sandbox": str(tmp_path / "hosts" / n), "app_port": str(running[n].port)}
+                     for n in NAMES}
+        hosts = {n: s.port for n, s in zip(NAMES, servers, strict=True)}
+        inventory = tmp_path / "inventory.yml"
+        inventory.write_text(sshd.inventory_yaml(keys, hosts, host_vars))
+        for version, status in (("1.0", 200), ("1.1", 200), ("1.2", 200), ("2.0-bad", 500)):
+            release(tmp_path / "dist", version, status)
+        yield Site(tmp_path, inventory, running)
+
+
+@requires_sshd
+def test_rolling_deploy_verifies_every_host_and_a_bad_version_is_rolled_back_where_it_went(
+        site: Site) -> None:
+    site.write(ROLLING)
+    first = site.deploy("start", "--set", "release=1.0")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert {site.current(n) for n in NAMES} == {"1.0"}
+    state = site.status()
+    assert state["deploy"]["status"] == "succeeded"  # type: ignore[index]
+    assert {h["phase"] for h in state["hosts"]} == {"verified"}  # type: ignore[attr-defined]
+    again = site.deploy("start", "--set", "release=1.0")
+    assert again.returncode == 0 and "changed" not in _recap(site)
+    assert site.deploy("start", "--set", "release=1.1").returncode == 0
+    assert {site.current(n) for n in NAMES} == {"1.1"}
+
+    bad = site.deploy("start", "--set", "release=2.0-bad")
+    assert bad.returncode == 2, bad.stdout + bad.stderr
+    assert [site.current(n) for n in NAMES] == ["1.1", "1.1", "1.1"]  # h1 rolled back
+    assert site.apps["h2"].served["2.0-bad"] == 0 and site.apps["h3"].served["2.0-bad"] == 0
+    state = site.status()
+    assert state["deploy"]["status"] == "rolled back", state  # type: ignore[index]
+    phases = {h["host"]: h["phase"] for h in state["hosts"]}  # type: ignore[attr-defined]
+    assert phases["h1"] == "rolled back" and phases["h2"] == phases["h3"] == "pending"
+    marker = json.loads((site.root / "hosts/h1/app/.opsagent/deploy.json").read_text())
+    assert marker["verified"] == "1.1" and "2.0-bad" in marker["failed"]
+
+    # the failed release is never one to roll back to; keep_releases 2 kept current + verified
+    refused = site.deploy("rollback", "--to", "2.0-bad")
+    assert refused.returncode == 2 and "failed its checks" in refused.stdout + refused.stderr
+    assert site.deploy("start", "--set", "release=1.2").returncode == 0
+    assert site.releases("h2") == ["1.1", "1.2"]  # 1.0 pruned, 1.1 was the verified one
+    back = site.deploy("rollback", "--to", "1.1")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert {site.current(n) for n in NAMES} == {"1.1"}
+    audit = opsagent(site.root, "audit", "log", "--state-dir", str(site.root / "state"))
+    assert "switch current to 1.2" in audit.stdout and "roll back to 1.1" in audit.stdout
+
+
+@requires_sshd
+def test_a_canary_whose_analysis_fails_is_rolled_back_and_only_it_served_the_version(
+        site: Site) -> None:
+    site.write(CANARY)
+    assert site.deploy("start", "--set", "release=1.0").returncode == 0
+    (site.root / "hosts").mkdir(exist_ok=True)
+    release(site.root / "dist", "1.3", 200)
+    # healthy at /up (health passes) but failing requests: only analysis can tell
+    flaky = site.root / "dist" / "app-1.3.tar.gz"
+    assert flaky.exists()
+    site.write(CANARY)
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "agent", "deploy", "start", "app", "policies",
+                             "-i", str(site.inventory), "--state-dir", str(site.root / "state"),
+                             "--set", "release=1.3"], cwd=site.root, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    while site.current("h1") != "1.3" and time.monotonic() - started < 60:
+        time.sleep(0.05)
+    status_file = site.root / "hosts/h1/app/releases/1.3/status"
+    status_file.write_text("500")  # the canary starts failing after its health check
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2, out
+    assert "analysis failed: errors" in out
+    assert [site.current(n) for n in NAMES] == ["1.0", "1.0", "1.0"]
+    assert site.apps["h2"].served["1.3"] == 0 and site.apps["h3"].served["1.3"] == 0
+    state = site.status()
+    assert state["deploy"]["status"] == "rolled back"  # type: ignore[index]
+    assert any(m["verdict"] == "failed" for m in state["measurements"])  # type: ignore[attr-defined]
+
+
+@requires_sshd
+def test_a_killed_controller_leaves_the_truth_and_resume_goes_on(site: Site) -> None:
+    site.write(ROLLING)
+    assert site.deploy("start", "--set", "release=1.0").returncode == 0
+    site.write("{canary: {steps: [{hosts: 1}, {pause: forever}, {hosts: '100%'}]}}")
+    proc = subprocess.Popen([sys.executable, "-m", "agent", "deploy", "start", "app", "policies",
+                             "-i", str(site.inventory), "--state-dir", str(site.root / "state"),
+                             "--set", "release=1.1"], cwd=site.root, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        proc_state = site.deploy("status", "--json")
+        if proc_state.returncode == 0 and "pausing" in json.loads(proc_state.stdout)["deploy"]["phase"]:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    state = site.status()
+    assert state["deploy"]["status"] == "progressing" and state["controller"] is None  # type: ignore[index]
+    assert [site.current(n) for n in NAMES] == ["1.1", "1.0", "1.0"]
+    text = site.deploy("status").stdout
+    assert "none running (opsagent deploy resume goes on)" in text
+    assert site.deploy("promote").returncode == 0  # asked of the next controller
+    resumed = site.deploy("resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert {site.current(n) for n in NAMES} == {"1.1"}
+    assert site.status()["deploy"]["status"] == "succeeded"  # type: ignore[index]
+
+
+def _recap(site: Site) -> str:
+    history = opsagent(site.root, "history", "--state-dir", str(site.root / "state"))
+    return history.stdout.splitlines()[2] if len(history.stdout.splitlines()) > 2 else ""

@@ -36,7 +36,7 @@ GO, FAIL, HOLD = "go", "fail", "hold"  # a gate's verdicts: next wave; failed; s
 
 
 class Gate(Protocol):
-    def before(self, number: int, hosts: list[str]) -> None: ...
+    def before(self, number: int, hosts: list[str]) -> str: ...  # why it cannot start; "": go
 
     def after(self, number: int, healthy: list[str], failed: list[str]) -> None: ...
 
@@ -118,7 +118,12 @@ class Waves:
                 return
             self._say(f"{ref.label}: wave {number} of {len(waves)}: {', '.join(wave)}")
             if gate is not None:
-                gate.before(number, wave)
+                why = gate.before(number, wave)
+                if why:
+                    self._say(f"{ref.label}: {why}")
+                    self._skip(part, ref, [n for w in waves[number - 1:] for n in w], merged, why)
+                    gate.failed(number, why)
+                    return
             hosts = [hp for hp in part.hosts if hp.host.name in wave]
             plan = RunPlan(tuple(hosts), (ref,), self.plan.source)
             self._merge(merged, self._run(plan))

@@ -26,7 +26,7 @@ from agent.deploys import analysis, traffic
 from agent.deploys.strategy import After, waves
 from agent.kinds.deploy import plan as steps
 from agent.kinds.deploy.observe import state
-from agent.kinds.deploy.spec import FOREVER, Analysis, DeploySpec
+from agent.kinds.deploy.spec import FOREVER, Analysis, DeploySpec, Nginx
 from agent.state import deploys
 from agent.state.store import Store
 from agent.waves import FAIL, GO, HOLD, Waves
@@ -132,12 +132,15 @@ class Controller:
 
     # ---- the gate (agent.waves.Gate)
 
-    def before(self, number: int, hosts: list[str]) -> None:
+    def before(self, number: int, hosts: list[str]) -> str:
         deploys.set_hosts(self.store, self.deploy.id, hosts, "draining")
         self._set(phase=f"wave {number} of {self.deploy.waves}: draining {', '.join(hosts)}")
-        self._traffic(down=hosts)
+        if not self._traffic(down=hosts):
+            deploys.set_hosts(self.store, self.deploy.id, hosts, "pending")
+            return f"could not drain {', '.join(hosts)} from nginx: not replaced"
         deploys.set_hosts(self.store, self.deploy.id, hosts, "updating")
         self._set(phase=f"wave {number} of {self.deploy.waves}: updating {', '.join(hosts)}")
+        return ""
 
     def after(self, number: int, healthy: list[str], failed: list[str]) -> None:
         deploys.set_hosts(self.store, self.deploy.id, healthy, "healthy", self.deploy.version)
@@ -257,7 +260,8 @@ class Controller:
         if spec.traffic is None or self.lb is None:
             return True
         self.down = (self.down | set(down)) - set(up)
-        servers = {n: "down" if n in self.down else "" for n in self.names}
+        servers = {n: (traffic.address(self._nginx(n), n), "down" if n in self.down else "")
+                   for n in self.names}
         sequence = traffic.set_upstream(spec.traffic.nginx, self.ref.name, servers)
         result = self._run(RunPlan((HostPlan(self.lb, (PlannedStep(self.ref, sequence),)),),
                                    (self.ref,), self.plan.source), "traffic")
@@ -266,6 +270,11 @@ class Controller:
             self.say(f"traffic: {'; '.join(bad) or 'nginx host unreachable'}")
             return False
         return True
+
+    def _nginx(self, host: str) -> Nginx:
+        found = self.spec(host).traffic
+        assert found is not None
+        return found.nginx
 
     def rollback(self, hosts: list[str], to: str | None = None, failed: str | None = None) -> list[str]:
         """Put these hosts back on their verified release (or `to`), drained while they
@@ -315,7 +324,7 @@ class Controller:
         return [n for n in hosts if n not in bad]
 
     def _abort(self, outcome: str, why: str = "") -> str:
-        changed = self._phases(*CHANGED, "draining")
+        changed = self._phases(*CHANGED)
         self.say(f"{outcome}: rolling back {', '.join(changed) or 'nothing'}"
                  + (f" ({why})" if why else ""))
         bad = self.rollback(changed)

@@ -37,13 +37,18 @@ done
 '''
 
 
-def upstream(nginx: Nginx, policy: str, servers: dict[str, str]) -> str:
-    """The upstream block: servers is host -> '' (in traffic) or 'down'."""
+def address(nginx: Nginx, host: str) -> str:
+    """A host's server address, from its own spec (rendered with its variables)."""
+    found = nginx.address.replace("{name}", host)
+    return found if ":" in found else f"{found}:{nginx.port}"
+
+
+def upstream(nginx: Nginx, policy: str, servers: dict[str, tuple[str, str]]) -> str:
+    """The upstream block: servers is host -> (address, '' in traffic or 'down')."""
     lines = [f"# written by opsagent deploy {policy}: edits are replaced",
              f"upstream {nginx.upstream} {{"]
-    for host, state in servers.items():
-        address = nginx.address.replace("{name}", host)
-        lines.append(f"    server {address}:{nginx.port}{' ' + state if state else ''};")
+    for where, state in servers.values():
+        lines.append(f"    server {where}{' ' + state if state else ''};")
     return "\n".join([*lines, "}", ""])
 
 
@@ -51,8 +56,8 @@ def config_path(nginx: Nginx) -> str:
     return nginx.config.replace("{upstream}", nginx.upstream)
 
 
-def set_upstream(nginx: Nginx, policy: str, servers: dict[str, str]) -> Sequence:
-    down = [h for h, state in servers.items() if state == "down"]
+def set_upstream(nginx: Nginx, policy: str, servers: dict[str, tuple[str, str]]) -> Sequence:
+    down = [h for h, (_, state) in servers.items() if state == "down"]
     what = f"down: {', '.join(down)}" if down else "every host in traffic"
     command = Command(f"nginx upstream {nginx.upstream} ({what})", (
         "sh", "-c", _SCRIPT, "upstream", config_path(nginx), upstream(nginx, policy, servers),

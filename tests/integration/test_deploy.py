@@ -20,6 +20,7 @@ import pytest
 
 from tests.integration.conftest import requires_sshd
 from tests.support import sshd
+from tests.support import nginx
 from tests.support.deployapp import App, apps, release
 from tests.support.project import opsagent
 
@@ -28,7 +29,7 @@ POLICY = """\
 apiVersion: opsagent/v1
 kind: deploy
 metadata: {name: app}
-targets: [all]
+targets: [app]
 spec:
   version: "{{ release | default('0') }}"
   artifact: {src: "dist/app-{{ release | default('0') }}.tar.gz"}
@@ -36,6 +37,7 @@ spec:
   keep_releases: 2
   health: {http: {url: "http://127.0.0.1:{{ app_port }}/up"}, retries: 1, delay: 1}
   strategy: STRATEGY
+  TRAFFIC
   analysis:
     - name: errors
       http_probe: {url: "http://127.0.0.1:{{ app_port }}/", requests: 20}
@@ -49,9 +51,10 @@ class Site:
     def __init__(self, root: Path, inventory: Path, running: dict[str, App]) -> None:
         self.root, self.inventory, self.apps = root, inventory, running
 
-    def write(self, strategy: str) -> None:
+    def write(self, strategy: str, traffic: str = "") -> None:
         (self.root / "policies").mkdir(exist_ok=True)
-        (self.root / "policies" / "app.yml").write_text(POLICY.replace("STRATEGY", strategy))
+        (self.root / "policies" / "app.yml").write_text(
+            POLICY.replace("STRATEGY", strategy).replace("TRAFFIC", traffic))
 
     def deploy(self, verb: str, *args: str) -> subprocess.CompletedProcess[str]:
         return opsagent(self.root, "deploy", verb, "app", "policies", "-i", str(self.inventory),
@@ -80,7 +83,8 @@ def site(keys: sshd.Keys, servers: list[sshd.Sshd], tmp_path: Path) -> Iterator[
                      for n in NAMES}
         hosts = {n: s.port for n, s in zip(NAMES, servers, strict=True)}
         inventory = tmp_path / "inventory.yml"
-        inventory.write_text(sshd.inventory_yaml(keys, hosts, host_vars))
+        inventory.write_text(sshd.inventory_yaml(keys, {**hosts, "lb": servers[0].port}, host_vars)
+                             + "groups:\n  app: {hosts: [h1, h2, h3]}\n")
         for version, status in (("1.0", 200), ("1.1", 200), ("1.2", 200), ("2.0-bad", 500)):
             release(tmp_path / "dist", version, status)
         yield Site(tmp_path, inventory, running)
@@ -181,6 +185,39 @@ def test_a_killed_controller_leaves_the_truth_and_resume_goes_on(site: Site) -> 
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert {site.current(n) for n in NAMES} == {"1.1"}
     assert site.status()["deploy"]["status"] == "succeeded"  # type: ignore[index]
+
+
+@requires_sshd
+@pytest.mark.skipif(not nginx.available(), reason="nginx (Debian: nginx-light) not installed")
+def test_hosts_are_drained_from_a_real_nginx_while_replaced_and_no_request_is_lost(
+        site: Site) -> None:
+    servers = [f"127.0.0.1:{site.apps[n].port}" for n in NAMES]
+    lb = nginx.Nginx(site.root / "nginx", "app_up", servers)
+    try:
+        traffic = (f"traffic: {{nginx: {{host: lb, upstream: app_up, address: '127.0.0.1:{{{{ app_port }}}}',"
+                   f" config: '{lb.upstream_file}', pid: '{lb.pid}', nginx: '{lb.command}'}}}}")
+        site.write(ROLLING, traffic)
+        first = site.deploy("start", "--set", "release=1.0")
+        load = nginx.Load(f"http://127.0.0.1:{lb.port}/")
+        second = site.deploy("start", "--set", "release=1.1")
+        codes = load.stop()
+        assert first.returncode == 0 and second.returncode == 0, second.stdout + second.stderr
+        assert codes[200] > 50 and set(codes) == {200}, codes  # not one request lost
+        assert load.versions["1.1"] > 0
+        text = lb.upstream_file.read_text()
+        assert "down" not in text and text.count("server 127.0.0.1:") == 3  # all back
+        audit = opsagent(site.root, "audit", "log", "--state-dir", str(site.root / "state"))
+        assert "nginx upstream app_up (down: h1)" in audit.stdout
+
+        # nginx -t refuses: the file is put back, the host is not replaced, nothing else is
+        site.write(ROLLING, traffic.replace(lb.command, f"{lb.command} -g bad;"))
+        before = lb.upstream_file.read_text()
+        refused = site.deploy("start", "--set", "release=1.2")
+        assert refused.returncode == 2 and "nginx -t refused" in refused.stdout, refused.stdout
+        assert lb.upstream_file.read_text() == before
+        assert {site.current(n) for n in NAMES} == {"1.1"}
+    finally:
+        lb.stop()
 
 
 def _recap(site: Site) -> str:

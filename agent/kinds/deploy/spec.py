@@ -79,8 +79,10 @@ class Nginx(BaseModel):
                           "uses it.", examples=["shop_api"])
     port: int = Field(8080, ge=1, le=65535, description="The port the app listens on on "
                       "each host.", examples=[8080])
-    address: str = Field("{name}", description="Each app host's address in the upstream; "
-                         "{name} is its inventory name.", examples=["{name}.internal"])
+    address: str = Field("{name}", description="Each app host's address in the upstream "
+                         "(rendered per host; {name} is its inventory name); with a :PORT, "
+                         "port is not added.", examples=["{name}.internal",
+                                                         "{{ ansible_host }}:8081"])
     config: str = Field("/etc/nginx/conf.d/opsagent-{upstream}.conf", description="The "
                         "file that holds the upstream (opsagent writes it whole; include it "
                         "in the http block).", examples=["/etc/nginx/conf.d/shop_api.conf"])

@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import requires_sshd
-from tests.support import sshd
-from tests.support import nginx
+from tests.support import nginx, sshd
 from tests.support.deployapp import App, apps, release
 from tests.support.project import opsagent
 

@@ -25,7 +25,8 @@ class Nginx:
     def __init__(self, folder: Path, upstream: str, servers: list[str]) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder, self.port = folder, free_port()
-        self.conf, self.pid, self.upstream_file = folder / "nginx.conf", folder / "nginx.pid", folder / "upstream.conf"
+        self.conf, self.pid = folder / "nginx.conf", folder / "nginx.pid"
+        self.upstream_file = folder / "upstream.conf"
         self.upstream_file.write_text(f"upstream {upstream} {{\n"
                                       + "".join(f"    server {s};\n" for s in servers) + "}\n")
         temp = "".join(f"    {name}_temp_path {folder}/{name};\n"

@@ -28,6 +28,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from agent import __version__
+from agent.deploys.metrics import families as deploy_families
 from agent.kinds import KINDS
 from agent.state.summary import BUCKETS, OUTCOMES
 
@@ -115,6 +116,7 @@ class StoreCollector(Collector):
         yield self._audit_head(db)
         yield self._operations(db)
         yield self._durations(db)
+        yield from deploy_families(db)
         for name, kind in KINDS.items():  # each kind's own families, from its facts
             yield from kind.families(
                 [(p, h, json.loads(d)) for p, h, d in

@@ -181,6 +181,7 @@ class Controller:
 
     def _hold(self, number: int, phase: str) -> tuple[str, str]:
         """Wait while the deploy is paused by a person; the verdict once it is not."""
+        shown = ""
         while True:
             request = self._request()
             if self.interrupted():
@@ -192,8 +193,11 @@ class Controller:
                     self.full = self.full or request == "promote-full"
                     self._set(request="", status="progressing")
                 return GO, ""
-            self._set(status="paused", phase=f"paused by {self._requested_by()} after wave "
-                      f"{number}{phase}: opsagent deploy resume | promote | abort")
+            said = (f"paused by {self._requested_by()} after wave {number}{phase}: opsagent "
+                    "deploy resume | promote | abort")
+            if said != shown:
+                self._set(status="paused", phase=said)
+                shown = said
             time.sleep(0.2)
 
     def _requested_by(self) -> str:

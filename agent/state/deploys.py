@@ -151,11 +151,19 @@ def outcomes(db: sqlite3.Connection) -> list[tuple[str, str, int]]:
                            " ('progressing', 'paused') GROUP BY policy, status"))
 
 
-def last_per_policy(db: sqlite3.Connection) -> list[tuple[str, str, str, float, float | None]]:
-    """(policy, status, phase, started, finished) of each policy's newest deploy."""
+def last_per_policy(db: sqlite3.Connection) -> list[tuple[str, str, str, float, float | None,
+                                                         float]]:
+    """(policy, status, phase, started, finished, updated) of each policy's newest deploy."""
     return list(db.execute(
-        "SELECT policy, status, phase, started, finished FROM deploys d WHERE id ="
-        " (SELECT MAX(id) FROM deploys WHERE policy = d.policy)"))
+        "SELECT policy, status, phase, started, finished, updated FROM deploys d WHERE id ="
+        " (SELECT MAX(id) FROM deploys WHERE policy = d.policy) ORDER BY policy"))
+
+
+def rollbacks(db: sqlite3.Connection) -> list[tuple[str, int]]:
+    """(policy, hosts rolled back) over every deploy."""
+    return list(db.execute(
+        "SELECT d.policy, COUNT(*) FROM deploy_hosts h JOIN deploys d ON d.id = h.deploy_id"
+        " WHERE h.phase = 'rolled back' GROUP BY d.policy ORDER BY d.policy"))
 
 
 def measurement_counts(db: sqlite3.Connection) -> list[tuple[str, str, str, int]]:

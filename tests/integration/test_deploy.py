@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -125,6 +126,23 @@ def test_rolling_deploy_verifies_every_host_and_a_bad_version_is_rolled_back_whe
     assert {site.current(n) for n in NAMES} == {"1.1"}
     audit = opsagent(site.root, "audit", "log", "--state-dir", str(site.root / "state"))
     assert "switch current to 1.2" in audit.stdout and "roll back to 1.1" in audit.stdout
+    text = _metrics(site)
+    assert 'opsagent_deploy_status{policy="app",status="rolled_back"} 1.0' in text
+    assert 'opsagent_deploy_host_rollbacks_total{policy="app"} 4.0' in text  # h1, then all three
+    assert 'opsagent_deploys_total{outcome="succeeded",policy="app"} 4.0' in text
+
+
+def _metrics(site: Site) -> str:
+    """The metrics page the daemon would serve from this store, checked by promtool."""
+    from agent.metrics import exposition, registry_for
+
+    db = site.root / "state" / "state.db"
+    text = exposition(db, registry_for(db))
+    if shutil.which("promtool"):
+        checked = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                                 check=False)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    return text.decode()
 
 
 @requires_sshd

@@ -48,6 +48,10 @@ def main(argv: list[str]) -> int:
             print(f"deploy {args.name} {last.version}: {request} asked of "
                   f"{alive or 'the next controller (none runs now)'}")
             return 0
+        if args.verb == "start" and last is not None and last.status in deploys.OPEN:
+            print(f"opsagent deploy: {args.name!r} {last.version} is {last.status} "
+                  f"({last.phase}); resume, abort or roll it back first", file=sys.stderr)
+            return 1
         if args.verb == "resume" and (last is None or last.status not in deploys.OPEN):
             print(f"opsagent deploy: {args.name!r} has no deploy to resume", file=sys.stderr)
             return 1

@@ -101,6 +101,14 @@ class Envelope(BaseModel):
                                     "serial); omitted: every host at once.")
     spec: dict[str, Any] = Field(description="Kind-specific; validated by the kind's model.")
 
+    @field_validator("rollout")
+    @classmethod
+    def _own_waves(cls, value: Rollout | None, info: ValidationInfo) -> Rollout | None:
+        if value is not None and info.data.get("kind") == "deploy":
+            raise ValueError("a deploy's waves are its spec.strategy (rolling or canary), "
+                             "not rollout")
+        return value
+
     @field_validator("kind")
     @classmethod
     def _kind(cls, value: str, info: ValidationInfo) -> str:

@@ -132,6 +132,55 @@ def test_rolling_deploy_verifies_every_host_and_a_bad_version_is_rolled_back_whe
     assert 'opsagent_deploys_total{outcome="succeeded",policy="app"} 4.0' in text
 
 
+@requires_sshd
+def test_ten_failed_deploys_in_a_row_still_roll_back_to_the_last_good_release(site: Site) -> None:
+    site.write(ROLLING)
+    assert site.deploy("start", "--set", "release=1.0").returncode == 0
+    for n in range(10):
+        release(site.root / "dist", f"bad-{n}", 500)
+        assert site.deploy("start", "--set", f"release=bad-{n}").returncode == 2
+        assert site.current("h1") == "1.0"
+    assert {site.current(n) for n in NAMES} == {"1.0"}
+    assert site.releases("h1") == ["1.0", "bad-9"]  # keep_releases 2: failed ones pruned first
+    assert site.deploy("rollback").returncode == 0 and site.current("h1") == "1.0"
+
+
+@requires_sshd
+def test_abort_is_obeyed_before_the_next_measurement_and_pause_waits_for_resume(site: Site) -> None:
+    site.write(ROLLING)
+    assert site.deploy("start", "--set", "release=1.0").returncode == 0
+    site.write("{canary: {steps: [{hosts: 1}, {analysis: {interval: 30s, count: 5}}, {hosts: '100%'}]}}")
+    proc = _background(site, "start", "--set", "release=1.1")
+    _wait_phase(site, "analysis 1 of 5")
+    assert site.deploy("pause").returncode == 0
+    _wait_phase(site, "paused by")
+    assert site.status()["deploy"]["status"] == "paused"  # type: ignore[index]
+    assert site.deploy("abort").returncode == 0
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2, out
+    state = site.status()
+    assert state["deploy"]["status"] == "aborted"  # type: ignore[index]
+    assert len(state["measurements"]) == 1  # type: ignore[arg-type]  # not one more after abort
+    assert {site.current(n) for n in NAMES} == {"1.0"}
+
+
+def _background(site: Site, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "agent", "deploy", args[0], "app", "policies",
+                             "-i", str(site.inventory), "--state-dir", str(site.root / "state"),
+                             *args[1:]], cwd=site.root, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_phase(site: Site, text: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        proc = site.deploy("status", "--json")
+        if proc.returncode == 0 and text in json.loads(proc.stdout)["deploy"]["phase"]:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the deploy never reached {text!r}: {site.deploy('status').stdout}")
+
+
 def _metrics(site: Site) -> str:
     """The metrics page the daemon would serve from this store, checked by promtool."""
     from agent.metrics import exposition, registry_for

@@ -6,7 +6,7 @@ the command's environment, needing only python3 there) with one job per command.
   it, switch `current`, then the activate tasks;
 - settle(): mark the release verified (it passed) and prune old releases;
 - rollback(): mark the release failed, switch back to the verified one (or a given one),
-  then the activate tasks.
+  prune (failed releases go first), then the activate tasks.
 Every command ends with a STATE line, which observe reads.
 """
 
@@ -112,4 +112,6 @@ def rollback(spec: DeploySpec, host: HostInfo, to: str | None, failed: str | Non
                                  {"do": "fail", "version": failed}))
     commands.append(_command(f"roll back to {to or 'the verified release'}", spec,
                              {"do": "rollback", "to": to}))
+    commands.append(_command(f"keep {spec.keep_releases} releases", spec,
+                             {"do": "prune", "keep": spec.keep_releases}))
     return [_sequence("rollback", tuple(commands)), *activate(spec, host)]

@@ -96,6 +96,7 @@ def _control(store: Store, directory: Any, args: argparse.Namespace,
              last: deploys.Deploy | None) -> int:
     from agent.cli.apply import on_stop
     from agent.deploys.controller import Controller
+    from agent.deploys.events import Events
 
     try:
         variables = _variables(args)
@@ -120,6 +121,14 @@ def _control(store: Store, directory: Any, args: argparse.Namespace,
             print(f"opsagent deploy: spec.traffic.nginx.host {spec.traffic.nginx.host!r} is not "
                   f"in the inventory {plan.source}", file=sys.stderr)
             return 1
+    if args.verb == "start" and spec.promote_from is not None:
+        source = spec.promote_from
+        healthy = deploys.ran_healthy(store, source.policy, spec.version)
+        if healthy < source.healthy_for:
+            print(f"opsagent deploy: {spec.version} refused: promote_from wants it healthy in "
+                  f"{source.policy!r} for {source.healthy_for}s, it was for {healthy:.0f}s "
+                  f"(opsagent deploy status {source.policy})", file=sys.stderr)
+            return 1
     stop = on_stop()
     try:
         with deploy_lock(directory, args.name, 0 if args.verb != "rollback" else 60):
@@ -127,8 +136,13 @@ def _control(store: Store, directory: Any, args: argparse.Namespace,
                 deploys.update(store, last.id, status="aborted", finished=time.time(),
                                phase="replaced by an emergency rollback")
             deploy, resumed = _deploy(store, args, plan, ref.name, spec, last)
+            events = Events(spec.webhooks, {"policy": args.name, "deploy": deploy.id,
+                                            "version": deploy.version}, _say)
             controller = Controller(store, plan, ref, lb, deploy, _say, stop.asked,
-                                    connect_timeout=args.timeout)
+                                    connect_timeout=args.timeout, events=events)
+            if not resumed and args.verb == "start":
+                events.send("started", hosts=deploy.hosts, strategy=deploy.strategy,
+                            by=deploy.who)
             if args.verb == "rollback":
                 outcome = _rollback(controller, store, args, deploy)
             elif args.verb == "abort":
@@ -138,6 +152,7 @@ def _control(store: Store, directory: Any, args: argparse.Namespace,
                     _say(f"deploy {args.name} {deploy.version} ({deploy.strategy}) on "
                          f"{', '.join(deploy.hosts)}")
                 outcome = controller.run()
+            events.close()
     except LockTimeout as e:
         print(f"opsagent deploy: {e}", file=sys.stderr)
         return 1

@@ -23,6 +23,7 @@ from agent.core.hosts import Host
 from agent.core.plans import HostPlan, PlannedStep, PolicyRef, RunPlan
 from agent.core.results import RunResult, Status
 from agent.deploys import analysis, traffic
+from agent.deploys.events import Events
 from agent.deploys.strategy import After, waves
 from agent.kinds.deploy import plan as steps
 from agent.kinds.deploy.observe import state
@@ -48,6 +49,11 @@ class Controller:
     outcome: str = ""  # what the deploy ended as, once it did
     full: bool = False  # promoted --full: no more gates
     gates: list[list[After]] = field(default_factory=list)  # what follows each wave
+    events: Events | None = None
+
+    def event(self, name: str, **data: Any) -> None:
+        if self.events is not None:
+            self.events.send(name, **data)
 
     # ---- what the deploy is made of
 
@@ -122,6 +128,7 @@ class Controller:
                   f"{len(self.names)} hosts", finished=time.time(),
                   error=f"could not mark verified on {', '.join(bad)}" if bad else "")
         self.say(f"deploy {self.ref.name} {self.deploy.version}: {outcome}")
+        self.event(outcome, hosts=[n for n in hosts if n not in bad])
         return outcome
 
     def _info(self, name: str) -> Any:
@@ -160,6 +167,8 @@ class Controller:
         verdict, why = self._hold(number, "")
         if verdict == GO:
             self._set(wave=number)
+            self.event("wave-done", wave=number, waves=self.deploy.waves,
+                       hosts=self._phases("healthy"))
         return verdict, why
 
     def failed(self, number: int, why: str) -> None:
@@ -168,6 +177,7 @@ class Controller:
             return
         self._set(status="paused", phase=f"failed, needs a person: {why} (opsagent deploy "
                   "resume | rollback)", error=why)
+        self.event("paused", why=why)
         self.outcome = "paused"
 
     # ---- person's requests, pauses and analysis
@@ -192,11 +202,16 @@ class Controller:
                 if request in ("resume", "promote", "promote-full"):
                     self.full = self.full or request == "promote-full"
                     self._set(request="", status="progressing")
+                    if request != "resume":
+                        self.event("promoted", wave=number, full=request == "promote-full",
+                                   by=self._requested_by())
                 return GO, ""
             said = (f"paused by {self._requested_by()} after wave {number}{phase}: opsagent "
                     "deploy resume | promote | abort")
             if said != shown:
                 self._set(status="paused", phase=said)
+                if not shown:
+                    self.event("paused", why=said)
                 shown = said
             time.sleep(0.2)
 
@@ -236,8 +251,10 @@ class Controller:
                 failed[name] += verdict == analysis.FAILED
                 unsure[name] += verdict == analysis.INCONCLUSIVE
                 if failed[name] > how.failure_limit:
-                    return FAIL, (f"analysis failed: {name} failed {failed[name]} of {count} "
-                                  f"measurements ({_shown(values)})")
+                    why = (f"analysis failed: {name} failed {failed[name]} of {count} "
+                           f"measurements ({_shown(values)})")
+                    self.event("analysis-failed", wave=number, metric=name, values=values, why=why)
+                    return FAIL, why
                 if unsure[name] > how.inconclusive_limit:
                     self.say(f"analysis inconclusive: {name} had no data {unsure[name]} times")
                     deploys.ask(self.store, self.deploy.id, "pause")
@@ -331,12 +348,15 @@ class Controller:
         changed = self._phases(*CHANGED)
         self.say(f"{outcome}: rolling back {', '.join(changed) or 'nothing'}"
                  + (f" ({why})" if why else ""))
-        bad = self.rollback(changed)
+        self.rollback(changed)
+        bad = self._phases("rollback failed")  # in this rollback or an earlier one of the deploy
         self._set(status=outcome if not bad else "failed", finished=time.time(), request="",
                   phase=(f"{outcome}: every changed host is back on its verified release" if not bad
                          else f"{outcome}; could not roll back {', '.join(bad)}"),
                   error=why or (f"could not roll back {', '.join(bad)}" if bad else ""))
         self.outcome = outcome if not bad else "failed"
+        self.event("rolled-back" if outcome == "rolled back" else outcome, why=why,
+                   hosts=self._phases("rolled back"), failed_to_roll_back=bad)
         return self.outcome
 
 

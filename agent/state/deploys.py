@@ -140,6 +140,19 @@ def measurements(store: Store, deploy_id: int, limit: int = 20) -> list[tuple[fl
     return [(at, wave, metric, verdict, json.loads(value)) for at, wave, metric, verdict, value in rows]
 
 
+def ran_healthy(store: Store, policy: str, version: str) -> float:
+    """How long `version` ran in `policy`'s environment after a deploy of it succeeded
+    there, until the next deploy of that policy (or now); 0 if it never did."""
+    best = 0.0
+    rows = store.db.execute("SELECT id, version, status, started, finished FROM deploys"
+                            " WHERE policy = ? ORDER BY id", (policy,)).fetchall()
+    for i, (_, found, status, _, finished) in enumerate(rows):
+        if found == version and status == "succeeded" and finished:
+            end = rows[i + 1][3] if i + 1 < len(rows) else time.time()
+            best = max(best, end - finished)
+    return best
+
+
 def ask(store: Store, deploy_id: int, request: str) -> None:
     """A person's request to the deploy's controller (it reads it within an interval)."""
     update(store, deploy_id, request=request, requested_by=who())

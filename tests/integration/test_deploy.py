@@ -7,20 +7,25 @@ emergency rollback; keep_releases; a killed controller resumed."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from tests.integration.conftest import requires_sshd
 from tests.support import nginx, sshd
+from tests.support.daemon import free_port
 from tests.support.deployapp import App, apps, release
 from tests.support.project import opsagent
 
@@ -161,6 +166,74 @@ def test_abort_is_obeyed_before_the_next_measurement_and_pause_waits_for_resume(
     state = site.status()
     assert state["deploy"]["status"] == "aborted"  # type: ignore[index]
     assert len(state["measurements"]) == 1  # type: ignore[arg-type]  # not one more after abort
+    assert {site.current(n) for n in NAMES} == {"1.0"}
+
+
+class Receiver:
+    """Webhook deliveries: (event, body, whether the signature holds)."""
+
+    def __init__(self, secret: str) -> None:
+        self.got: list[tuple[str, dict[str, object], bool]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                good = hmac.compare_digest(self.headers["X-Opsagent-Signature"], "sha256=" + hmac.new(
+                    secret.encode(), body, hashlib.sha256).hexdigest())
+                receiver.got.append((self.headers["X-Opsagent-Event"], json.loads(body), good))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@requires_sshd
+def test_events_reach_a_signed_webhook_and_a_dead_one_holds_nothing_up(
+        site: Site) -> None:
+    receiver = Receiver("s3cret")
+    dead = f"http://127.0.0.1:{free_port()}/nobody"
+    (site.root / "hook.key").write_text("s3cret\n")
+    hooks = (f"webhooks: [{{url: '{receiver.url}', secret: {{file: '{site.root}/hook.key'}}}}, "
+             f"{{url: '{dead}', secret: {{file: '{site.root}/hook.key'}}, retries: 1}}]")
+    site.write(ROLLING, hooks)
+    assert site.deploy("start", "--set", "release=1.0").returncode == 0
+    bad = site.deploy("start", "--set", "release=2.0-bad")
+    assert bad.returncode == 2
+    assert f"webhook {dead}: rolled-back not delivered after 2 tries" in bad.stdout
+    events = [e for e, _, _ in receiver.got]
+    assert events[:4] == ["started", "wave-done", "wave-done", "succeeded"]
+    assert events[4:] == ["started", "rolled-back"], events
+    assert all(good for _, _, good in receiver.got)
+    body = receiver.got[-1][1]
+    assert body["policy"] == "app" and body["version"] == "2.0-bad" and body["hosts"] == ["h1"]
+    assert "s3cret" not in json.dumps(receiver.got) + bad.stdout
+    receiver.server.shutdown()
+
+
+@requires_sshd
+def test_promote_from_refuses_a_version_that_did_not_run_healthy_in_staging(site: Site) -> None:
+    site.write(ROLLING, "promote_from: {policy: app-staging, healthy_for: 2s}")
+    staging = (site.root / "policies" / "app.yml").read_text().replace(
+        "name: app}", "name: app-staging}").replace("targets: [app]", "targets: [h1]").replace(
+        "/app\"", "/staging\"").replace("promote_from: {policy: app-staging, healthy_for: 2s}", "")
+    staging = "\n".join(line for line in staging.splitlines() if "health:" not in line) + "\n"
+    (site.root / "policies" / "staging.yml").write_text(staging)
+    refused = site.deploy("start", "--set", "release=1.0")
+    assert refused.returncode == 1 and "it was for 0s" in refused.stderr, refused.stderr
+    assert site.current("h1") is None  # nothing was touched
+    ok = opsagent(site.root, "deploy", "start", "app-staging", "policies", "-i", str(site.inventory),
+                  "--state-dir", str(site.root / "state"), "--set", "release=1.0")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert site.deploy("start", "--set", "release=1.0").returncode == 1  # not for 2 s yet
+    time.sleep(2)
+    promoted = site.deploy("start", "--set", "release=1.0")
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     assert {site.current(n) for n in NAMES} == {"1.0"}
 
 

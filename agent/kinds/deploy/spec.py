@@ -6,7 +6,7 @@ checks, analysis between waves, nginx traffic and rollback."""
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -20,6 +20,7 @@ from pydantic import (
 
 from agent.core.durations import Duration, parse_duration
 from agent.core.rollout import Health, Size
+from agent.core.secrets import SecretRef, never_inline
 from agent.kinds.deploy.conditions import parse_condition
 from agent.kinds.tasks import TasksSpec
 
@@ -294,6 +295,48 @@ class Strategy(BaseModel):
         return self
 
 
+Event = Literal["started", "wave-done", "analysis-failed", "paused", "rolled-back", "aborted",
+                "succeeded", "failed", "promoted"]
+EVENTS: tuple[Event, ...] = get_args(Event)
+
+
+class Webhook(BaseModel):
+    """Where deploy events are POSTed as JSON, signed: X-Opsagent-Signature: sha256=HMAC
+    of the body with the secret (as GitHub signs its webhooks). Each is retried with
+    backoff for a while in the background; a receiver that is down never holds the deploy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(description="An http(s) URL.", examples=["https://chat.example.com/hooks/deploys"])
+    secret: Annotated[SecretRef, never_inline("a webhook secret", "{file: PATH} or {env: NAME}")] = Field(
+        description="The HMAC-SHA256 key ({file: PATH} or {env: NAME}).",
+        examples=[{"env": "DEPLOY_HOOK_SECRET"}])
+    events: tuple[Event, ...] = Field(
+        EVENTS, description="Which events it gets (default: all).",
+        examples=[["started", "rolled-back", "succeeded"]])
+    retries: int = Field(5, ge=0, le=20, description="Tries after the first, 1 s apart and "
+                         "doubling.", examples=[5])
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        return value
+
+
+class PromoteFrom(BaseModel):
+    """The environment a version must have run healthy in first (staging before prod)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    policy: str = Field(description="The deploy policy of that environment, in the same "
+                        "state store.", examples=["shop-api-staging"])
+    healthy_for: Duration = Field(600, description="How long the version must have been "
+                                  "deployed there, succeeded and not rolled back since.",
+                                  examples=["10m"])
+
+
 class DeploySpec(BaseModel):
     """Releases of one app on plain hosts: PATH/releases/VERSION behind PATH/current,
     switched atomically, in waves with health checks, analysis, nginx draining and
@@ -332,6 +375,15 @@ class DeploySpec(BaseModel):
                                    "measure.", examples=[[{"name": "p99", "http_probe": {
                                        "url": "http://{{ host.name }}:8080/"},
                                        "success": "p99 <= 300ms"}]])
+    webhooks: list[Webhook] = Field(default_factory=list, description="Where deploy events "
+                                    "go (started, wave-done, analysis-failed, paused, "
+                                    "rolled-back, aborted, succeeded, failed, promoted).",
+                                    examples=[[{"url": "https://hooks.example.com/deploy",
+                                                "secret": {"env": "HOOK_SECRET"}}]])
+    promote_from: PromoteFrom | None = Field(None, description="Refuse a version that did not "
+                                             "run healthy in this environment first.",
+                                             examples=[{"policy": "shop-api-staging",
+                                                        "healthy_for": "10m"}])
     on_failure: Literal["rollback", "pause"] = Field(
         "rollback", description="What a failed health check or analysis does: roll back the "
         "hosts already changed, or pause for a person (releases whose migrations cannot be "

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import requires_sshd
-from tests.support import nginx, sshd
+from tests.support import nginx, prometheus, sshd
 from tests.support.daemon import free_port
 from tests.support.deployapp import App, apps, release
 from tests.support.project import opsagent
@@ -56,10 +56,12 @@ class Site:
     def __init__(self, root: Path, inventory: Path, running: dict[str, App]) -> None:
         self.root, self.inventory, self.apps = root, inventory, running
 
-    def write(self, strategy: str, traffic: str = "") -> None:
+    def write(self, strategy: str, traffic: str = "", analysis: str = "") -> None:
         (self.root / "policies").mkdir(exist_ok=True)
-        (self.root / "policies" / "app.yml").write_text(
-            POLICY.replace("STRATEGY", strategy).replace("TRAFFIC", traffic))
+        text = POLICY.replace("STRATEGY", strategy).replace("TRAFFIC", traffic)
+        if analysis:
+            text = text[:text.index("  analysis:")] + analysis
+        (self.root / "policies" / "app.yml").write_text(text)
 
     def deploy(self, verb: str, *args: str) -> subprocess.CompletedProcess[str]:
         return opsagent(self.root, "deploy", verb, "app", "policies", "-i", str(self.inventory),
@@ -235,6 +237,48 @@ def test_promote_from_refuses_a_version_that_did_not_run_healthy_in_staging(site
     promoted = site.deploy("start", "--set", "release=1.0")
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     assert {site.current(n) for n in NAMES} == {"1.0"}
+
+
+QUERY = ('sum(rate(http_requests_total{code!~"5..",version="{{ version }}"}[5s])) / '
+         'sum(rate(http_requests_total{version="{{ version }}"}[5s]))')
+
+
+@requires_sshd
+@pytest.mark.skipif(not prometheus.available(), reason="prometheus (Debian: prometheus) not installed")
+def test_canary_analysis_queries_a_real_prometheus_and_no_data_is_never_success(site: Site) -> None:
+    prom = prometheus.Prometheus(site.root / "prom", [f"127.0.0.1:{site.apps[n].port}" for n in NAMES])
+    loads = [nginx.Load(f"http://127.0.0.1:{site.apps[n].port}/") for n in NAMES]
+    try:
+        site.write(ROLLING)
+        assert site.deploy("start", "--set", "release=1.0").returncode == 0
+        prom.wait_for('http_requests_total{version="1.0"}')
+        canary = ("{canary: {steps: [{hosts: 1}, {analysis: {interval: 2s, count: 4, "
+                  "inconclusive_limit: 2}}, {hosts: '100%'}]}}")
+        site.write(canary, analysis=(
+            "  analysis:\n    - name: success-rate\n"
+            f"      prometheus: {{address: '{prom.address}', query: '{QUERY}'}}\n"
+            "      success: '>= 0.99'\n"))
+        good = site.deploy("start", "--set", "release=1.1")
+        assert good.returncode == 0, good.stdout + good.stderr
+        seen = site.status()["measurements"]
+        assert any(m["verdict"] == "passed" and m["value"]["result"] == 1.0 for m in seen), seen  # type: ignore[attr-defined, index]
+
+        site.write(canary, analysis=(
+            "  analysis:\n    - name: success-rate\n"
+            f"      prometheus: {{address: '{prom.address}', query: 'sum(nothing_like_this)'}}\n"
+            "      success: '>= 0.99'\n"))
+        proc = _background(site, "start", "--set", "release=1.2")
+        _wait_phase(site, "analysis inconclusive")
+        state = site.status()
+        assert state["deploy"]["status"] == "paused"  # type: ignore[index]
+        assert [m["verdict"] for m in state["measurements"]][:3] == ["inconclusive"] * 3  # type: ignore[attr-defined]
+        assert site.deploy("abort").returncode == 0
+        assert proc.wait(60) == 2
+        assert {site.current(n) for n in NAMES} == {"1.1"}
+    finally:
+        for load in loads:
+            load.stop()
+        prom.stop()
 
 
 def _background(site: Site, *args: str) -> subprocess.Popen[str]:

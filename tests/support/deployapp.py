@@ -1,6 +1,7 @@
 """A small app for deploy tests: releases as tarballs whose `status` file says what the
 app answers (200 healthy, 500 failing), and one HTTP server per host that serves from the
-host's `current` release at each request, counting the requests each version served."""
+host's `current` release at each request, counting the requests each version served and
+exposing them at /metrics as http_requests_total{version, code} for Prometheus."""
 
 from __future__ import annotations
 
@@ -30,18 +31,35 @@ class App:
     def __init__(self, current: Path) -> None:
         self.current = current
         self.served: Counter[str] = Counter()
+        self.answered: Counter[tuple[str, int]] = Counter()  # (version, code) of requests to /
         app = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                if self.path == "/metrics":
+                    self._metrics()
+                    return
                 try:
                     version = (app.current / "VERSION").read_text()
                     code = int((app.current / "status").read_text())
                 except OSError:
                     version, code = "none", 503
                 app.served[version] += 1
+                if self.path != "/up":
+                    app.answered[(version, code)] += 1
                 body = version.encode()
                 self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _metrics(self) -> None:
+                lines = ["# TYPE http_requests_total counter"] + [
+                    f'http_requests_total{{version="{v}",code="{c}"}} {n}'
+                    for (v, c), n in sorted(app.answered.items())]
+                body = ("\n".join(lines) + "\n").encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

@@ -261,7 +261,7 @@ def test_canary_analysis_queries_a_real_prometheus_and_no_data_is_never_success(
         good = site.deploy("start", "--set", "release=1.1")
         assert good.returncode == 0, good.stdout + good.stderr
         seen = site.status()["measurements"]
-        assert any(m["verdict"] == "passed" and m["value"]["result"] == 1.0 for m in seen), seen  # type: ignore[attr-defined, index]
+        assert any(m["verdict"] == "passed" and m["value"]["result"] == 1.0 for m in seen), seen  # type: ignore[attr-defined]
 
         site.write(canary, analysis=(
             "  analysis:\n    - name: success-rate\n"

@@ -1,6 +1,6 @@
 """What a report says: compliance now per policy and host, what the kinds' last runs left
 for a person (their findings: a sync conflict), the security controls per control and
-per host (compliance), and the changes and failures of the
+per host (compliance), the deploys and how they ended, and the changes and failures of the
 period (changes from the audit log, which retention never prunes; failures from the
 operation results still kept)."""
 
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from agent.kinds import KINDS
 from agent.kinds.contract import Finding
 from agent.kinds.security.compliance import Compliance, compliance
+from agent.state import deploys
 from agent.state.store import Store
 
 
@@ -39,6 +40,22 @@ class Event:
     who: str = ""
 
 
+@dataclass(frozen=True)
+class DeployRow:
+    """A deploy of the period: what went where, how it ended, who started it."""
+
+    policy: str
+    version: str
+    strategy: str
+    status: str
+    started: float
+    finished: float | None
+    who: str
+    hosts: int
+    rolled_back: int
+    error: str
+
+
 @dataclass
 class Report:
     since: float
@@ -48,6 +65,7 @@ class Report:
     failures: list[Event] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     compliance: Compliance = field(default_factory=Compliance)  # security policies' controls
+    deploys: list[DeployRow] = field(default_factory=list)
     runs: int = 0
     failed_runs: int = 0
     audit_head: str = ""  # SEQ:HASH of the audit log's newest entry, to keep elsewhere
@@ -84,6 +102,11 @@ def collect(store: Store, since: float) -> Report:
     report.findings = [finding for name, kind in KINDS.items()
                        for finding in kind.findings(store.facts(name))]
     report.compliance = compliance(store.facts("security"))
+    report.deploys = [DeployRow(d.policy, d.version, d.strategy, d.status, d.started, d.finished,
+                                d.who, len(d.hosts),
+                                sum(h.phase == "rolled back" for h in deploys.hosts(store, d.id)),
+                                d.error)
+                      for d in deploys.recent(store, 200) if d.started >= since]
     report.runs, report.failed_runs = db.execute(
         "SELECT count(*), coalesce(sum(failed), 0) FROM runs WHERE finished >= ?", (since,)).fetchone()
     seq, digest = store.audit_head()

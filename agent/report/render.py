@@ -19,7 +19,7 @@ def to_json(report: Report) -> str:
     data = asdict(report)
     data["summary"] = {"cells": len(report.cells), "compliant": report.compliant,
                        "changes": len(report.changes), "failures": len(report.failures),
-                       "findings": len(report.findings),
+                       "findings": len(report.findings), "deploys": len(report.deploys),
                        "controls_failing": sum(bool(c.failing) for c in report.compliance.controls),
                        "runs": report.runs, "failed_runs": report.failed_runs}
     return json.dumps(data, indent=2)

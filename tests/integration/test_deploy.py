@@ -133,6 +133,12 @@ def test_rolling_deploy_verifies_every_host_and_a_bad_version_is_rolled_back_whe
     assert {site.current(n) for n in NAMES} == {"1.1"}
     audit = opsagent(site.root, "audit", "log", "--state-dir", str(site.root / "state"))
     assert "switch current to 1.2" in audit.stdout and "roll back to 1.1" in audit.stdout
+    report = json.loads(opsagent(site.root, "report", "--format", "json", "--state-dir",
+                                 str(site.root / "state")).stdout)
+    outcomes = [(d["version"], d["status"], d["rolled_back"]) for d in report["deploys"]]
+    assert ("2.0-bad", "rolled back", 1) in outcomes and ("1.2", "succeeded", 0) in outcomes
+    html = opsagent(site.root, "report", "--format", "html", "--state-dir", str(site.root / "state"))
+    assert 'id="deploys-table"' in html.stdout and "2.0-bad" in html.stdout
     text = _metrics(site)
     assert 'opsagent_deploy_status{policy="app",status="rolled_back"} 1.0' in text
     assert 'opsagent_deploy_host_rollbacks_total{policy="app"} 4.0' in text  # h1, then all three

@@ -65,12 +65,14 @@ class Inventory:
     def names(self) -> set[str]:
         return {h.name for h in self.hosts}
 
-    def with_vars(self, extra: dict[str, Any]) -> Inventory:
-        """Every host with these variables over its own (Ansible's --extra-vars)."""
-        if not extra:
+    def with_vars(self, extra: dict[str, Any], per_host: dict[str, dict[str, Any]] | None = None
+                  ) -> Inventory:
+        """Every host with these variables over its own (Ansible's --extra-vars), and
+        per_host's for each host named there over those."""
+        if not extra and not per_host:
             return self
-        return replace(self, hosts=tuple(
-            replace(h, info=replace(h.info, vars={**h.info.vars, **extra})) for h in self.hosts))
+        return replace(self, hosts=tuple(replace(h, info=replace(h.info, vars={
+            **h.info.vars, **extra, **(per_host or {}).get(h.name, {})})) for h in self.hosts))
 
     def resolve(self, targets: list[str]) -> list[Host]:
         """Hosts named by targets (hosts or groups), in inventory order."""

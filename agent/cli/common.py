@@ -92,9 +92,10 @@ def add_arguments(parser: argparse.ArgumentParser, selection: bool = True) -> No
 def inventory_of(args: argparse.Namespace) -> tuple[Inventory, str]:
     path = args.inventory  # filled in by Parser from the project file or the defaults
     extra = getattr(args, "extra_vars", None) or {}
+    per_host = getattr(args, "host_vars", None) or {}
     if path is None or str(path) == LOCAL:
-        return local().with_vars(extra), LOCAL
-    return load_inventory(path).with_vars(extra), str(path)
+        return local().with_vars(extra, per_host), LOCAL
+    return load_inventory(path).with_vars(extra, per_host), str(path)
 
 
 def inventory_line(args: argparse.Namespace, plan: RunPlan) -> str:

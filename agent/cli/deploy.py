@@ -95,6 +95,7 @@ def _variables(args: argparse.Namespace) -> dict[str, str]:
 def _control(store: Store, directory: Any, args: argparse.Namespace,
              last: deploys.Deploy | None) -> int:
     from agent.cli.apply import on_stop
+    from agent.deploys import bluegreen
     from agent.deploys.controller import Controller
     from agent.deploys.events import Events
 
@@ -112,8 +113,7 @@ def _control(store: Store, directory: Any, args: argparse.Namespace,
         print(f"opsagent deploy: policy {args.name!r} is a {ref.kind} policy, not deploy",
               file=sys.stderr)
         return 1
-    spec = next(s for r, s in plan.hosts[0].specs if r.name == ref.name)
-    assert isinstance(spec, DeploySpec)
+    spec = _spec(plan.hosts[0], ref.name)
     lb = None
     if spec.traffic is not None:
         lb = next((h for h in inventory.hosts if h.name == spec.traffic.nginx.host), None)
@@ -135,11 +135,29 @@ def _control(store: Store, directory: Any, args: argparse.Namespace,
             if args.verb == "rollback" and last is not None and last.status in deploys.OPEN:
                 deploys.update(store, last.id, status="aborted", finished=time.time(),
                                phase="replaced by an emergency rollback")
-            deploy, resumed = _deploy(store, args, plan, ref.name, spec, last)
+            states = _survey(store, plan, ref.name)
+            deploy, resumed = _deploy(store, args, plan, ref.name, spec, last, states)
             events = Events(spec.webhooks, {"policy": args.name, "deploy": deploy.id,
                                             "version": deploy.version}, _say)
-            controller = Controller(store, plan, ref, lb, deploy, _say, stop.asked,
-                                    connect_timeout=args.timeout, events=events)
+            blue_green = spec.strategy.blue_green
+            if blue_green is not None:
+                if args.verb == "rollback":
+                    print("opsagent deploy: a blue-green policy rolls back by abort while its "
+                          "old slots run (scale_down_delay); after that, deploy the verified "
+                          "version again with start", file=sys.stderr)
+                    return 1
+                ports = {hp.host.name: _spec(hp, ref.name).strategy.blue_green for hp in plan.hosts}
+                slots = {n: bluegreen.assign(ports[n].slots, states.get(n, {}))  # type: ignore[union-attr]
+                         for n in deploy.hosts}
+                args.host_vars = {n: bluegreen.variables(ports[n].slots, *slot)  # type: ignore[union-attr]
+                                  for n, slot in slots.items()}
+                plan = load_plan(args, read_facts=True)
+                controller: Controller = bluegreen.BlueGreenController(
+                    store, plan, ref, lb, deploy, _say, stop.asked, connect_timeout=args.timeout,
+                    events=events, slots=slots, switched=resumed and deploy.wave >= 1)
+            else:
+                controller = Controller(store, plan, ref, lb, deploy, _say, stop.asked,
+                                        connect_timeout=args.timeout, events=events)
             if not resumed and args.verb == "start":
                 events.send("started", hosts=deploy.hosts, strategy=deploy.strategy,
                             by=deploy.who)
@@ -160,19 +178,26 @@ def _control(store: Store, directory: Any, args: argparse.Namespace,
     return 0 if outcome in ("succeeded", "rolled back" if args.verb == "rollback" else "") else 2
 
 
+def _spec(host_plan: Any, policy: str) -> DeploySpec:
+    found = next(s for r, s in host_plan.specs if r.name == policy)
+    assert isinstance(found, DeploySpec)
+    return found
+
+
 def _deploy(store: Store, args: argparse.Namespace, plan: RunPlan, name: str, spec: Any,
-            last: deploys.Deploy | None) -> tuple[deploys.Deploy, bool]:
+            last: deploys.Deploy | None, states: dict[str, dict[str, Any]]
+            ) -> tuple[deploys.Deploy, bool]:
     """The deploy to go on with (resume, abort) or a new one (start, rollback)."""
     from agent.deploys.strategy import waves
 
     if args.verb in ("resume", "abort") and last is not None:
         return last, True
     hosts = [hp.host.name for hp in plan.hosts]
-    previous = _survey(store, plan, name)
+    previous = {h: str(states.get(h, {}).get("current") or "") for h in hosts}
     if args.verb == "rollback":
         version, strategy, count = args.to or "verified", "rollback", 1
     else:
-        version, strategy = spec.version, "rolling" if spec.strategy.rolling else "canary"
+        version, strategy = spec.version, spec.strategy.name
         rollout, _ = waves(spec, len(hosts), None)
         count = len(rollout.waves(hosts))
     deploy = deploys.begin(store, name, version, strategy, hosts, dict(args.extra_vars), count,
@@ -180,13 +205,13 @@ def _deploy(store: Store, args: argparse.Namespace, plan: RunPlan, name: str, sp
     return deploy, False
 
 
-def _survey(store: Store, plan: RunPlan, name: str) -> dict[str, str]:
-    """Each host's current release, read (and recorded) before anything changes."""
+def _survey(store: Store, plan: RunPlan, name: str) -> dict[str, dict[str, Any]]:
+    """Each host's release state, read (and recorded) before anything changes."""
     from agent.kinds.deploy.observe import state
     from agent.runs import run
 
     finished = run(plan, store, f"deploy {name} survey", check=False)
-    return {h.host: str((state(h.ops) or {}).get("current") or "") for h in finished.result.hosts}
+    return {h.host: state(h.ops) or {} for h in finished.result.hosts}
 
 
 def _rollback(controller: Any, store: Store, args: argparse.Namespace, deploy: deploys.Deploy) -> str:

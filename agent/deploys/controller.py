@@ -98,8 +98,8 @@ class Controller:
         self.gates = after
         done = {h.host for h in deploys.hosts(self.store, self.deploy.id)
                 if h.phase == "healthy" and h.version == self.deploy.version}
-        plans = tuple(self._host_plan(n, [] if n in done else steps.release(self.spec(n), hp.host.info))
-                      for n, hp in zip(self.names, self.plan.hosts, strict=True))
+        plans = tuple(self._host_plan(n, [] if n in done else self._release(n))
+                      for n in self.names)
         plan = RunPlan(plans, (replace(self.ref, rollout=rollout),), self.plan.source)
         self.down = set()
         self._set(status="progressing", phase=f"wave {self.deploy.wave + 1}")
@@ -114,6 +114,10 @@ class Controller:
             self._set(phase="controller stopped: opsagent deploy resume goes on")
             return "interrupted"
         return self._settle()
+
+    def _release(self, name: str) -> list[Any]:
+        """What one host runs to get the new version."""
+        return steps.release(self.spec(name), self._info(name))
 
     def _settle(self) -> str:
         hosts = [n for n in self.names if n not in self._phases("failed", "rolled back",
@@ -281,8 +285,7 @@ class Controller:
         if spec.traffic is None or self.lb is None:
             return True
         self.down = (self.down | set(down)) - set(up)
-        servers = {n: (traffic.address(self._nginx(n), n), "down" if n in self.down else "")
-                   for n in self.names}
+        servers = self._servers()
         sequence = traffic.set_upstream(spec.traffic.nginx, self.ref.name, servers)
         result = self._run(RunPlan((HostPlan(self.lb, (PlannedStep(self.ref, sequence),)),),
                                    (self.ref,), self.plan.source), "traffic")
@@ -291,6 +294,11 @@ class Controller:
             self.say(f"traffic: {'; '.join(bad) or 'nginx host unreachable'}")
             return False
         return True
+
+    def _servers(self) -> dict[str, tuple[str, str]]:
+        """The upstream as it should be now: host -> (address, '' or 'down')."""
+        return {n: (traffic.address(self._nginx(n), n), "down" if n in self.down else "")
+                for n in self.names}
 
     def _nginx(self, host: str) -> Nginx:
         found = self.spec(host).traffic

@@ -37,6 +37,10 @@ def waves(spec: DeploySpec, total: int, health: Health | None) -> tuple[Rollout,
         return rollout, [([After(analysis=rolling.analysis)] if rolling.analysis else [])
                          + ([After(pause=rolling.pause)] if rolling.pause and i < count - 1 else [])
                          for i in range(count)]
+    if spec.strategy.blue_green is not None:  # one wave: every host's idle slot, then the switch
+        blue_green = spec.strategy.blue_green
+        return (Rollout(batch=("100%",), health=health),
+                [[After(analysis=blue_green.analysis)] if blue_green.analysis else []])
     assert spec.strategy.canary is not None
     canary = spec.strategy.canary
     sizes: list[int] = []

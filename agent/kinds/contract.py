@@ -16,6 +16,8 @@ A kind is one folder under agent/kinds/ holding an object that has:
   the policies folder, agent.policy.include), e.g. ("tasks", "handlers"); () for none;
 - variables: spec fields rendered first, which the rest of the spec then sees as
   variables (a deploy's `version` as {{ version }}); () for none;
+- defaults: variables the kind's own runs set per host (a blue-green deploy's {{ slot }}),
+  with the values validation and plain runs see; {} for none;
 - actions: its verbs (backup list, backup restore...). Each serves `opsagent KIND VERB
   POLICY` and the playbook step `KIND.VERB` with no command-line or playbook code of its
   own: an argument model, a check-mode preview, what to run on each host, and how to
@@ -104,6 +106,9 @@ class Kind(Protocol[S]):
 
     @property
     def variables(self) -> tuple[str, ...]: ...  # spec fields the rest of the spec sees as {{ NAME }}
+
+    @property
+    def defaults(self) -> Mapping[str, Any]: ...  # variables the kind's runs set, as validation sees them
 
     def plan(self, spec: S, host: HostInfo) -> list[Step | Sequence]: ...
 

@@ -316,6 +316,7 @@ class TasksKind:
     actions: dict[str, Action[TasksSpec, Any]] = {}
     includes = ("tasks", "handlers")
     variables: tuple[str, ...] = ()
+    defaults: dict[str, Any] = {}
 
     def plan(self, spec: TasksSpec, host: HostInfo) -> list[Step | Sequence]:
         steps = [t.step() for task in spec.tasks for t in task.each()]

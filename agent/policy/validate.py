@@ -114,7 +114,7 @@ def check_targets(policies: list[Policy], inventory: Inventory, source: str) -> 
 def host_spec(policy: Policy, host: HostInfo, renderer: Renderer, templates: Path) -> BaseModel:
     """The policy's spec rendered for one host and validated by its kind's model."""
     problems: list[Problem] = []
-    variables = renderer.variables(host)
+    variables = {**policy.kind.defaults, **renderer.variables(host)}
     for name in policy.kind.variables:  # spec fields the rest of the spec sees, rendered first
         value = policy.envelope.spec.get(name) if isinstance(policy.envelope.spec, dict) else None
         if isinstance(value, str):

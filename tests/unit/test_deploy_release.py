@@ -84,7 +84,7 @@ def test_a_second_prepare_and_switch_change_nothing(tmp_path: Path,
     capsys.readouterr()
     _release(tmp_path, "1.0")
     out = capsys.readouterr().out
-    assert "release 1.0 is there" in out and "current is 1.0" in out
+    assert "release 1.0 is there" in out and "current is 1.0" in out  # no change
 
 
 @pytest.mark.parametrize(("text", "values", "expected"), [

@@ -13,6 +13,7 @@ actions.py (backup list and backup restore).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client.core import Metric
 
@@ -32,6 +33,7 @@ class BackupKind:
     actions = ACTIONS
     includes: tuple[str, ...] = ()
     variables: tuple[str, ...] = ()
+    defaults: dict[str, Any] = {}
 
     def plan(self, spec: BackupSpec, host: HostInfo) -> list[Step | Sequence]:
         return planning.plan(spec, host)

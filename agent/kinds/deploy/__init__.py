@@ -21,7 +21,7 @@ from agent.core.steps import Observation, Sequence, Step
 from agent.kinds.contract import Action, Facts, Finding
 from agent.kinds.deploy import metrics, observe
 from agent.kinds.deploy import plan as planning
-from agent.kinds.deploy.spec import DeploySpec
+from agent.kinds.deploy.spec import SLOT_VARIABLES, DeploySpec
 
 
 class DeployKind:
@@ -30,6 +30,7 @@ class DeployKind:
     actions: dict[str, Action[DeploySpec, Any]] = {}
     includes: tuple[str, ...] = ()
     variables = ("version",)
+    defaults: dict[str, Any] = SLOT_VARIABLES
 
     def plan(self, spec: DeploySpec, host: HostInfo) -> list[Step | Sequence]:
         return planning.read(spec, host)

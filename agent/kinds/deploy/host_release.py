@@ -51,13 +51,20 @@ def save(path: Path, data: dict[str, Any]) -> None:
     os.replace(temporary, target)
 
 
-def current(path: Path) -> str | None:
+def current(path: Path, link: str = "current") -> str | None:
+    """The release a link (current, or a blue-green slot's slots/NAME) points at."""
     try:
-        target = os.readlink(path / "current")
+        target = os.readlink(path / link)
     except OSError:
         return None
     parts = Path(target).parts
     return parts[-1] if len(parts) >= 2 and parts[-2] == "releases" else None
+
+
+def slots(path: Path) -> dict[str, str | None]:
+    folder = path / "slots"
+    names = sorted(p.name for p in folder.iterdir() if p.is_symlink()) if folder.is_dir() else []
+    return {name: current(path, f"slots/{name}") for name in names}
 
 
 def releases(path: Path) -> list[str]:
@@ -130,26 +137,44 @@ def _unpack(tar: tarfile.TarFile, into: Path) -> None:
     tar.extractall(into)  # noqa: S202 - every member was checked above
 
 
-def switch(path: Path, version: str, check: bool, why: str = "") -> None:
-    was = current(path)
+def switch(path: Path, version: str, check: bool, why: str = "", link: str = "current") -> None:
+    was = current(path, link)
     if was == version:
-        print(f"current is {version}")
+        print(f"{link} is {version}")
         return
     if not (path / "releases" / version / ".opsagent-release").is_file():
         raise Refused(f"release {version} is not on this host")
     if check:
-        print(f"would switch current from {was or 'nothing'} to {version}{why}")
+        print(f"would switch {link} from {was or 'nothing'} to {version}{why}")
         return
-    link = path / f".current.{os.getpid()}"
-    if link.is_symlink():
-        link.unlink()
-    os.symlink(f"releases/{version}", link)
-    os.replace(link, path / "current")  # rename(2): the old link is replaced atomically
+    final = path / link
+    final.parent.mkdir(parents=True, exist_ok=True)
+    temporary = final.with_name(f".{final.name}.{os.getpid()}")
+    if temporary.is_symlink():
+        temporary.unlink()
+    os.symlink(("../" * link.count("/")) + f"releases/{version}", temporary)
+    os.replace(temporary, final)  # rename(2): the old link is replaced atomically
     data = load(path)
-    data["history"] = [*data.get("history", []), {"at": time.time(), "from": was, "to": version}
-                       ][-HISTORY:]
+    data["history"] = [*data.get("history", []), {"at": time.time(), "from": was, "to": version,
+                                                  "link": link}][-HISTORY:]
     save(path, data)
-    print(f"switched current from {was or 'nothing'} to {version}{why}")
+    print(f"switched {link} from {was or 'nothing'} to {version}{why}")
+
+
+def promote(path: Path, slot: str, check: bool) -> None:
+    """A blue-green slot becomes the active one: current follows its release."""
+    version = current(path, f"slots/{slot}")
+    if version is None:
+        raise Refused(f"slot {slot} holds no release on this host")
+    data = load(path)
+    if data.get("active") != slot:
+        if check:
+            print(f"would promote slot {slot} ({version})")
+            return
+        data["active"] = slot
+        save(path, data)
+        print(f"promoted slot {slot} ({version})")
+    switch(path, version, check)
 
 
 def mark(path: Path, version: str, verified: bool, check: bool) -> None:
@@ -175,7 +200,7 @@ def mark(path: Path, version: str, verified: bool, check: bool) -> None:
 
 def prune(path: Path, keep: int, check: bool) -> None:
     data = load(path)
-    kept = {current(path), data.get("verified")}
+    kept = {current(path), data.get("verified"), *slots(path).values()}
     present = releases(path)
     failed = set(data.get("failed", []))
     removable = sorted((v for v in present if v not in kept), key=lambda v: v not in failed)
@@ -218,6 +243,7 @@ def report(path: Path) -> None:
     data = load(path)
     print("STATE " + json.dumps({"current": current(path), "verified": data.get("verified"),
                                  "releases": releases(path), "failed": data.get("failed", []),
+                                 "active": data.get("active"), "slots": slots(path),
                                  "switched": (data.get("history") or [{}])[-1].get("at")},
                                 sort_keys=True))
 
@@ -228,7 +254,9 @@ def main(job: dict[str, Any]) -> int:
         if what == "prepare":
             prepare(path, job, check)
         elif what == "switch":
-            switch(path, job["version"], check)
+            switch(path, job["version"], check, link=job.get("link") or "current")
+        elif what == "promote":
+            promote(path, job["slot"], check)
         elif what in ("verify", "fail"):
             mark(path, job["version"], what == "verify", check)
         elif what == "prune":

@@ -25,7 +25,8 @@ ID = "release"  # every command's id: observe reads the STATE line of the last o
 PROGRAM = "OPSAGENT_DEPLOY_PROGRAM"
 LAUNCH = f"import os; exec(compile(os.environ.pop({PROGRAM!r}), 'host_release.py', 'exec'))"
 QUIET = "^STATE "
-CHANGED = r"^(would )?(unpack|unpacked|switch|switched|mark|marked|remove|removed) "
+CHANGED = (r"^(would )?(unpack|unpacked|switch|switched|mark|marked|remove|removed|promote|"
+           r"promoted) ")
 
 
 @cache
@@ -70,8 +71,10 @@ def read(spec: DeploySpec, host: HostInfo) -> list[Step | Sequence]:
                                                   effect="ok"),))]
 
 
-def release(spec: DeploySpec, host: HostInfo) -> list[Step | Sequence]:
+def release(spec: DeploySpec, host: HostInfo, slot: str = "") -> list[Step | Sequence]:
+    """The release unpacked and switched in: current, or the blue-green slot given."""
     sha = sha256(spec)
+    link = f"slots/{slot}" if slot else "current"
     steps: list[Step | Sequence] = []
     if spec.artifact.src is not None:
         steps.append(Step(f"upload {Path(spec.artifact.src).name}", "files.put", {
@@ -81,8 +84,8 @@ def release(spec: DeploySpec, host: HostInfo) -> list[Step | Sequence]:
         _command(f"unpack release {spec.version}", spec,
                  {"do": "prepare", "version": spec.version, "sha256": sha,
                   "url": spec.artifact.url}),
-        _command(f"switch current to {spec.version}", spec,
-                 {"do": "switch", "version": spec.version}))))
+        _command(f"switch {link} to {spec.version}", spec,
+                 {"do": "switch", "version": spec.version, "link": link}))))
     return [*steps, *activate(spec, host)]
 
 
@@ -100,6 +103,31 @@ def settle(spec: DeploySpec, host: HostInfo) -> list[Step | Sequence]:
                  {"do": "verify", "version": spec.version}),
         _command(f"keep {spec.keep_releases} releases", spec,
                  {"do": "prune", "keep": spec.keep_releases})))]
+
+
+def promote(spec: DeploySpec, host: HostInfo, slot: str, verified: bool) -> list[Step | Sequence]:
+    """A blue-green slot made the active one (current follows); verified: its release
+    passed, so it is marked so and old releases pruned; else the switch back of a rollback
+    (the release it leaves marked failed)."""
+    commands = [_command(f"make slot {slot} the active one", spec, {"do": "promote", "slot": slot})]
+    if verified:
+        commands.append(_command(f"mark release {spec.version} verified", spec,
+                                 {"do": "verify", "version": spec.version}))
+    else:
+        commands.insert(0, _command(f"mark release {spec.version} failed", spec,
+                                    {"do": "fail", "version": spec.version}))
+    commands.append(_command(f"keep {spec.keep_releases} releases", spec,
+                             {"do": "prune", "keep": spec.keep_releases}))
+    return [_sequence(f"slot {slot}", tuple(commands))]
+
+
+def scale_down(spec: DeploySpec, host: HostInfo) -> list[Step | Sequence]:
+    blue_green = spec.strategy.blue_green
+    if blue_green is None or blue_green.scale_down is None:
+        return []
+    from agent.kinds.tasks import KIND as TASKS
+
+    return TASKS.plan(blue_green.scale_down, host)
 
 
 def rollback(spec: DeploySpec, host: HostInfo, to: str | None, failed: str | None

@@ -24,6 +24,8 @@ from agent.core.secrets import SecretRef, never_inline
 from agent.kinds.deploy.conditions import parse_condition
 from agent.kinds.tasks import TasksSpec
 
+# what a blue-green deploy sets per host for its tasks; validation and plain runs see these
+SLOT_VARIABLES: dict[str, object] = {"slot": "", "slot_port": 0, "old_slot": "", "old_slot_port": 0}
 VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _UPSTREAM = re.compile(r"^[A-Za-z0-9_]{1,64}$")
@@ -278,8 +280,43 @@ class Rolling(BaseModel):
                                       "each wave.", examples=[{"count": 3}])
 
 
+class BlueGreen(BaseModel):
+    """Two slots per host, each an instance of the app on its own port (Argo Rollouts'
+    blue-green on plain hosts): the new release goes to the idle slot (PATH/slots/NAME),
+    is activated and health-checked beside the live one, then nginx moves every host to it
+    at once (one graceful reload); the old slot keeps running for scale_down_delay, so a
+    failed analysis or an abort switches straight back. The activate, health and
+    scale_down tasks see {{ slot }} and {{ slot_port }} (the slot being deployed) and
+    {{ old_slot }} and {{ old_slot_port }} (the live one)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    slots: dict[str, int] = Field(description="Exactly two slots: name -> port.",
+                                  examples=[{"blue": 8081, "green": 8082}])
+    scale_down_delay: Duration = Field(30, description="How long the old slot keeps running "
+                                       "after the switch, for an instant rollback.",
+                                       examples=["30s"])
+    analysis: Analysis | None = Field(None, description="Measured after the switch; a failure "
+                                      "switches back.", examples=[{"count": 3}])
+    scale_down: TasksSpec | None = Field(None, description="Tasks that stop the old slot once "
+                                         "the delay is over (they see {{ old_slot }}).",
+                                         examples=[{"tasks": [{"systemd.service": {
+                                             "service": "shop-api@{{ old_slot }}",
+                                             "running": False}}]}])
+
+    @field_validator("slots")
+    @classmethod
+    def _two(cls, value: dict[str, int]) -> dict[str, int]:
+        if len(value) != 2 or len(set(value.values())) != 2:
+            raise ValueError("expected two slots with two ports, e.g. {blue: 8081, green: 8082}")
+        for name, port in value.items():
+            if not _NAME.match(name) or not 1 <= port <= 65535:
+                raise ValueError(f"{name}: {port}: expected a lowercase name and a port")
+        return value
+
+
 class Strategy(BaseModel):
-    """How hosts get the new version: exactly one of rolling or canary."""
+    """How hosts get the new version: exactly one of rolling, canary or blue_green."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -287,12 +324,19 @@ class Strategy(BaseModel):
                                     description="Batches of hosts.")
     canary: Canary | None = Field(None, examples=[{"steps": [{"hosts": 1}, {"analysis": {}}]}],
                                   description="A few hosts, analysed, then the rest.")
+    blue_green: BlueGreen | None = Field(None, examples=[{"slots": {"blue": 8081,
+                                                                   "green": 8082}}],
+                                         description="Two slots per host, switched at once.")
 
     @model_validator(mode="after")
     def _one(self) -> Strategy:
-        if (self.rolling is None) == (self.canary is None):
-            raise ValueError("expected exactly one of rolling or canary")
+        if sum(x is not None for x in (self.rolling, self.canary, self.blue_green)) != 1:
+            raise ValueError("expected exactly one of rolling, canary or blue_green")
         return self
+
+    @property
+    def name(self) -> str:
+        return "rolling" if self.rolling else "canary" if self.canary else "blue-green"
 
 
 Event = Literal["started", "wave-done", "analysis-failed", "paused", "rolled-back", "aborted",
@@ -406,9 +450,16 @@ class DeploySpec(BaseModel):
 
     @model_validator(mode="after")
     def _analysed(self) -> DeploySpec:
-        wants = (self.strategy.rolling is not None and self.strategy.rolling.analysis) or (
-            self.strategy.canary is not None
-            and any(s.analysis for s in self.strategy.canary.steps))
+        strategy = self.strategy
+        wants = (strategy.rolling is not None and strategy.rolling.analysis) or (
+            strategy.canary is not None and any(s.analysis for s in strategy.canary.steps)) or (
+            strategy.blue_green is not None and strategy.blue_green.analysis)
+        if strategy.blue_green is not None and self.traffic is None:
+            raise ValueError("blue_green needs traffic (nginx): its switch is nginx's")
+        if strategy.blue_green is not None and self.traffic is not None \
+                and ":" in self.traffic.nginx.address:
+            raise ValueError("with blue_green, traffic.nginx.address has no port: each "
+                             "slot's port is added")
         if wants and not self.analysis:
             raise ValueError("the strategy has analysis steps but spec.analysis lists no metric")
         return self

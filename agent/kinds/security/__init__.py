@@ -30,6 +30,7 @@ class SecurityKind:
     actions: dict[str, Action[SecuritySpec, Any]] = {}
     includes: tuple[str, ...] = ()
     variables: tuple[str, ...] = ()
+    defaults: dict[str, Any] = {}
 
     def plan(self, spec: SecuritySpec, host: HostInfo) -> list[Step | Sequence]:
         return planning.plan(spec, host)

@@ -35,6 +35,7 @@ class SyncKind:
     actions: dict[str, Action[SyncSpec, Any]] = ACTIONS
     includes: tuple[str, ...] = ()
     variables: tuple[str, ...] = ()
+    defaults: dict[str, Any] = {}
 
     def plan(self, spec: SyncSpec, host: HostInfo) -> list[Step | Sequence]:
         return planning.plan(spec, host)

@@ -127,7 +127,8 @@ class Controller:
         bad = [h.host for h in result.hosts if h.failed]
         deploys.set_hosts(self.store, self.deploy.id, [n for n in hosts if n not in bad],
                           "verified", self.deploy.version)
-        outcome = "succeeded" if not bad and not self._phases("failed", "rolled back") else "failed"
+        left_behind = self._phases("failed", "rolled back", "rollback failed")
+        outcome = "succeeded" if not bad and not left_behind else "failed"
         self._set(status=outcome, phase=f"{self.deploy.version} on {len(hosts) - len(bad)} of "
                   f"{len(self.names)} hosts", finished=time.time(),
                   error=f"could not mark verified on {', '.join(bad)}" if bad else "")

@@ -104,6 +104,15 @@ class Fleet:
         hosts.wait_ssh(h, timeout=120 if h.systemd else 60)
         return h
 
+    def remove(self, name: str) -> None:
+        """Stop a host and take it out of the fleet (and its inventory) for good."""
+        h = self.host(name)
+        hosts.stop(h, self.net)
+        hosts.umount(h)
+        self.net.remove_host(h.index)
+        del self.hosts[name]
+        self.save()
+
     def down(self) -> None:
         sweep(self.slot)
         self.hosts = {}

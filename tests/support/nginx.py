@@ -63,6 +63,7 @@ class Load:
 
     def __init__(self, url: str) -> None:
         self.url, self.codes, self.versions = url, Counter[int](), Counter[str]()
+        self.seen: list[tuple[float, str]] = []  # (when, version) of each answer
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -71,7 +72,9 @@ class Load:
         while not self._stop.is_set():
             try:
                 with urllib.request.urlopen(self.url, timeout=5) as answer:
-                    self.versions[answer.read().decode()] += 1
+                    version = answer.read().decode()
+                    self.versions[version] += 1
+                    self.seen.append((time.monotonic(), version))
                     self.codes[answer.status] += 1
             except urllib.error.HTTPError as e:
                 self.codes[e.code] += 1

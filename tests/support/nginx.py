@@ -63,7 +63,7 @@ class Load:
 
     def __init__(self, url: str) -> None:
         self.url, self.codes, self.versions = url, Counter[int](), Counter[str]()
-        self.seen: list[tuple[float, str]] = []  # (when, version) of each answer
+        self.seen: list[tuple[float, str]] = []  # (when, version or "HTTP CODE") of each answer
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -78,6 +78,7 @@ class Load:
                     self.codes[answer.status] += 1
             except urllib.error.HTTPError as e:
                 self.codes[e.code] += 1
+                self.seen.append((time.monotonic(), f"HTTP {e.code}"))
             except (urllib.error.URLError, OSError):
                 self.codes[0] += 1
             time.sleep(0.005)

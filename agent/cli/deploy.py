@@ -121,6 +121,11 @@ def _control(store: Store, directory: Any, args: argparse.Namespace,
             print(f"opsagent deploy: spec.traffic.nginx.host {spec.traffic.nginx.host!r} is not "
                   f"in the inventory {plan.source}", file=sys.stderr)
             return 1
+    if args.verb == "start":
+        why = _artifact_problem(plan, ref.name)
+        if why:
+            print(f"opsagent deploy: {args.name}: {why}; nothing was changed", file=sys.stderr)
+            return 1
     if args.verb == "start" and spec.promote_from is not None:
         source = spec.promote_from
         healthy = deploys.ran_healthy(store, source.policy, spec.version)
@@ -169,13 +174,34 @@ def _control(store: Store, directory: Any, args: argparse.Namespace,
                 if not resumed:
                     _say(f"deploy {args.name} {deploy.version} ({deploy.strategy}) on "
                          f"{', '.join(deploy.hosts)}")
-                outcome = controller.run()
+                try:
+                    outcome = controller.run()
+                except Exception as e:  # noqa: BLE001 - said and recorded, never a traceback
+                    deploys.update(store, deploy.id, status="failed", finished=time.time(),
+                                   error=f"the controller failed: {e}",
+                                   phase="failed: see error (opsagent deploy rollback puts "
+                                   "every host back)")
+                    print(f"opsagent deploy: the controller failed: {e}", file=sys.stderr)
+                    outcome = "failed"
             events.close()
     except LockTimeout as e:
         print(f"opsagent deploy: {e}", file=sys.stderr)
         return 1
     _say(f"deploy {args.name}: {outcome} (opsagent deploy status {args.name})")
     return 0 if outcome in ("succeeded", "rolled back" if args.verb == "rollback" else "") else 2
+
+
+def _artifact_problem(plan: RunPlan, policy: str) -> str:
+    """Why a host's artifact cannot be used (its src missing), before anything starts."""
+    from agent.kinds.deploy.plan import sha256
+
+    for host_plan in plan.hosts:
+        spec = _spec(host_plan, policy)
+        try:
+            sha256(spec)
+        except OSError as e:
+            return f"spec.artifact.src {spec.artifact.src}: {e.strerror or e}"
+    return ""
 
 
 def _spec(host_plan: Any, policy: str) -> DeploySpec:

@@ -410,3 +410,32 @@ def test_hosts_are_drained_from_a_real_nginx_while_replaced_and_no_request_is_lo
 def _recap(site: Site) -> str:
     history = opsagent(site.root, "history", "--state-dir", str(site.root / "state"))
     return history.stdout.splitlines()[2] if len(history.stdout.splitlines()) > 2 else ""
+
+
+def test_bad_input_to_deploy_start_changes_and_records_nothing(tmp_path: Path) -> None:
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "web.yml").write_text(
+        "apiVersion: opsagent/v1\nkind: deploy\nmetadata: {name: web}\ntargets: [all]\nspec:\n"
+        "  version: \"{{ release | default('1.0') }}\"\n"
+        "  artifact: {src: \"dist/app-{{ release | default('1.0') }}.tar.gz\"}\n"
+        f"  path: {tmp_path}/site\n  strategy: {{rolling: {{}}}}\n")
+
+    def deploy(*args: str) -> subprocess.CompletedProcess[str]:
+        return opsagent(tmp_path, "deploy", *args, "-i", "@local", "--state-dir",
+                        str(tmp_path / "state"))
+
+    missing = deploy("start", "web", "--set", "release=9.9")
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert "spec.artifact.src dist/app-9.9.tar.gz: No such file or directory" in missing.stderr
+    assert not (tmp_path / "site").exists()
+    assert deploy("status", "web").returncode == 1  # no deploy was recorded
+    bad_set = deploy("start", "web", "--set", "release")
+    assert bad_set.returncode == 1 and "expected NAME=VALUE" in bad_set.stderr
+    nothing = deploy("resume", "web")
+    assert nothing.returncode == 1 and "no deploy to resume" in nothing.stderr
+    other = deploy("start", "nope")
+    assert other.returncode == 1 and "no policy named 'nope'" in other.stderr
+    release(tmp_path / "dist", "1.0")
+    done = deploy("start", "web")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert os.readlink(tmp_path / "site" / "current") == "releases/1.0"

@@ -20,17 +20,30 @@ from agent.kinds.deploy.spec import Metric, Probe, Prometheus
 PASSED, FAILED, INCONCLUSIVE = "passed", "failed", "inconclusive"
 
 
-def measure(metrics: list[Metric], stop: Callable[[], bool]) -> tuple[str, dict[str, Any]]:
+def measure(metrics: list[Metric], stop: Callable[[], bool], stable: list[Metric] | None = None
+            ) -> tuple[str, dict[str, Any]]:
     """One measurement of one metric, given its per-host versions (one per host on the new
-    version; a query is the same on each, so the first is used)."""
+    version; a query is the same on each, so the first is used) and, for a probe with a
+    baseline, those of as many stable hosts, probed at the same time."""
     metric = metrics[0]
+    baseline: dict[str, Any] = {}
     if metric.prometheus is not None:
         values = query(metric.prometheus)
     else:
-        values = probe([m.http_probe for m in metrics if m.http_probe is not None], stop)
-    verdict = holds(parse_condition(metric.success, probe=metric.http_probe is not None),
-                    {k: v for k, v in values.items() if isinstance(v, float)})
+        probes = [m.http_probe for m in metrics if m.http_probe is not None]
+        others = [m.http_probe for m in stable or [] if m.http_probe is not None]
+        compared = bool(metric.http_probe and metric.http_probe.baseline)
+        values, baseline = probe(probes, others[:len(probes)] if compared else [], stop)
+        if compared:
+            values["baseline"] = baseline
+    parts = parse_condition(metric.success, probe=metric.http_probe is not None,
+                            baseline=bool(metric.http_probe and metric.http_probe.baseline))
+    verdict = holds(parts, _numbers(values), _numbers(baseline))
     return (INCONCLUSIVE if verdict is None else PASSED if verdict else FAILED), values
+
+
+def _numbers(values: dict[str, Any]) -> dict[str, float]:
+    return {k: v for k, v in values.items() if isinstance(v, float)}
 
 
 def query(prometheus: Prometheus) -> dict[str, Any]:
@@ -55,25 +68,31 @@ def query(prometheus: Prometheus) -> dict[str, Any]:
     return {"error": "no data"} if math.isnan(value) else {"result": value}
 
 
-def probe(probes: list[Probe], stop: Callable[[], bool]) -> dict[str, Any]:
-    """`requests` GETs to each probe's URL, in turn: success rate and latencies (seconds)."""
-    latencies: list[float] = []
-    ok = total = 0
-    for one in probes:
-        for _ in range(one.requests):
+def probe(probes: list[Probe], baseline: list[Probe], stop: Callable[[], bool]
+          ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`requests` GETs to each probe's URL, interleaved with as many to each baseline
+    probe's: success rate and latencies (seconds) of each side."""
+    seen: dict[bool, list[tuple[float, bool]]] = {False: [], True: []}
+    rounds = max((p.requests for p in probes), default=0)
+    for i in range(rounds):
+        for is_baseline, one in [(False, p) for p in probes] + [(True, p) for p in baseline]:
             if stop():
                 break
-            started = time.monotonic()
-            status = _status(one)
-            latencies.append(time.monotonic() - started)
-            total += 1
-            ok += status == one.expect
-    if not total:
+            if i < one.requests:
+                started = time.monotonic()
+                status = _status(one)
+                seen[is_baseline].append((time.monotonic() - started, status == one.expect))
+    return _summary(seen[False]), (_summary(seen[True]) if baseline else {})
+
+
+def _summary(seen: list[tuple[float, bool]]) -> dict[str, Any]:
+    if not seen:
         return {"error": "no requests sent"}
-    latencies.sort()
-    return {"requests": total, "success_rate": ok / total, "p50": _pct(latencies, 50),
-            "p90": _pct(latencies, 90), "p95": _pct(latencies, 95), "p99": _pct(latencies, 99),
-            "max": latencies[-1], "mean": sum(latencies) / total}
+    latencies = sorted(t for t, _ in seen)
+    total = len(seen)
+    return {"requests": total, "success_rate": sum(ok for _, ok in seen) / total,
+            "p50": _pct(latencies, 50), "p90": _pct(latencies, 90), "p95": _pct(latencies, 95),
+            "p99": _pct(latencies, 99), "max": latencies[-1], "mean": sum(latencies) / total}
 
 
 def _status(one: Probe) -> int:

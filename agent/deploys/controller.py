@@ -243,14 +243,18 @@ class Controller:
 
     def _analyse(self, number: int, how: Analysis) -> tuple[str, str]:
         new = self._phases("healthy")
+        stable = [n for n in self.names if n not in new and n not in self._phases(
+            "failed", "rollback failed", "updating", "draining")]
         metrics = {m.name: [next(x for x in self.spec(h).analysis if x.name == m.name) for h in new]
                    for m in self.spec().analysis}
+        baseline = {m.name: [next(x for x in self.spec(h).analysis if x.name == m.name)
+                             for h in stable] for m in self.spec().analysis}
         failed = {name: 0 for name in metrics}
         unsure = dict(failed)
         for count in range(1, how.count + 1):
             self._set(phase=f"wave {number}: analysis {count} of {how.count} on {', '.join(new)}")
             for name, versions in metrics.items():
-                verdict, values = analysis.measure(versions, self._stopping)
+                verdict, values = analysis.measure(versions, self._stopping, baseline[name])
                 deploys.measured(self.store, self.deploy.id, number, name, verdict, values)
                 self.say(f"analysis {count}/{how.count} {name}: {verdict} {_shown(values)}")
                 failed[name] += verdict == analysis.FAILED

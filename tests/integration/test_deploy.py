@@ -412,6 +412,31 @@ def _recap(site: Site) -> str:
     return history.stdout.splitlines()[2] if len(history.stdout.splitlines()) > 2 else ""
 
 
+@requires_sshd
+def test_a_baseline_probe_does_not_blame_the_canary_for_a_slowdown_of_every_host(site: Site) -> None:
+    site.write(ROLLING)
+    assert site.deploy("start", "--set", "release=1.0").returncode == 0
+    canary = "{canary: {steps: [{hosts: 1}, {analysis: {interval: 1s, count: 2}}, {hosts: '100%'}]}}"
+    probe = ("  analysis:\n    - name: latency\n      http_probe: {url: 'http://127.0.0.1:"
+             "{{ app_port }}/', requests: 10, baseline: BASELINE}\n      success: 'SUCCESS'\n")
+    for app in site.apps.values():
+        app.delay = 0.2  # every host is slow now
+    site.write(canary, analysis=probe.replace("BASELINE", "false").replace("SUCCESS", "p99 <= 100ms"))
+    blamed = site.deploy("start", "--set", "release=1.1")
+    assert blamed.returncode == 2 and "analysis failed: latency" in blamed.stdout
+    site.write(canary, analysis=probe.replace("BASELINE", "true").replace(
+        "SUCCESS", "p99 <= 1.5 * baseline.p99 + 50ms"))
+    fair = site.deploy("start", "--set", "release=1.2")
+    assert fair.returncode == 0, fair.stdout
+    assert {site.current(n) for n in NAMES} == {"1.2"}
+    seen = site.status()["measurements"][0]["value"]  # type: ignore[index]
+    assert seen["p99"] >= 0.2 and seen["baseline"]["p99"] >= 0.2  # measured side by side
+    site.apps["h1"].delay, site.apps["h2"].delay, site.apps["h3"].delay = 0.6, 0.0, 0.0
+    release(site.root / "dist", "1.3")
+    slow_canary = site.deploy("start", "--set", "release=1.3")
+    assert slow_canary.returncode == 2 and "analysis failed: latency" in slow_canary.stdout
+
+
 def test_bad_input_to_deploy_start_changes_and_records_nothing(tmp_path: Path) -> None:
     (tmp_path / "policies").mkdir()
     (tmp_path / "policies" / "web.yml").write_text(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import tarfile
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ class App:
         self.current = current
         self.served: Counter[str] = Counter()
         self.answered: Counter[tuple[str, int]] = Counter()  # (version, code) of requests to /
+        self.delay = 0.0  # seconds each request to / takes more (a slow host)
         app = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -45,6 +47,8 @@ class App:
                 except OSError:
                     version, code = "none", 503
                 app.served[version] += 1
+                if self.path != "/up" and app.delay:
+                    time.sleep(app.delay)
                 if self.path != "/up":
                     app.answered[(version, code)] += 1
                 body = version.encode()

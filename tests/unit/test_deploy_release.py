@@ -87,6 +87,25 @@ def test_a_second_prepare_and_switch_change_nothing(tmp_path: Path,
     assert "release 1.0 is there" in out and "current is 1.0" in out  # no change
 
 
+@pytest.mark.parametrize(("text", "canary", "stable", "expected"), [
+    ("p99 <= 1.5 * baseline.p99 + 20ms", {"p99": 0.5}, {"p99": 0.4}, True),  # all slow: not it
+    ("p99 <= 1.5 * baseline.p99 + 20ms", {"p99": 0.5}, {"p99": 0.01}, False),  # the canary alone
+    ("success_rate >= baseline.success_rate - 1%", {"success_rate": 0.995},
+     {"success_rate": 1.0}, True),
+    ("success_rate >= baseline.success_rate - 1%", {"success_rate": 0.95},
+     {"success_rate": 1.0}, False),
+    ("p99 <= baseline.p99", {"p99": 0.1}, {}, None),  # no baseline data: inconclusive
+])
+def test_conditions_against_a_baseline(text: str, canary: dict[str, float],
+                                       stable: dict[str, float], expected: bool | None) -> None:
+    assert holds(parse_condition(text, probe=True, baseline=True), canary, stable) is expected
+
+
+def test_a_baseline_condition_needs_a_baseline_probe() -> None:
+    with pytest.raises(ValueError, match="set http_probe.baseline: true"):
+        parse_condition("p99 <= baseline.p99", probe=True)
+
+
 @pytest.mark.parametrize(("text", "values", "expected"), [
     (">= 0.99", {"result": 0.995}, True),
     (">= 0.99", {"result": 0.9}, False),

@@ -148,6 +148,10 @@ class Probe(BaseModel):
                            "failed.", examples=[2])
     expect: int = Field(200, ge=100, le=599, description="The status code of a success.",
                         examples=[200])
+    baseline: bool = Field(False, description="Also probe as many stable hosts at the same "
+                           "time, so success may compare with them: `p99 <= 1.5 * "
+                           "baseline.p99 + 20ms` (a slowdown of every host is not the "
+                           "canary's).", examples=[True])
 
 
 class Metric(BaseModel):
@@ -181,7 +185,8 @@ class Metric(BaseModel):
     @field_validator("success")
     @classmethod
     def _success(cls, value: str, info: ValidationInfo) -> str:
-        parse_condition(value, probe=info.data.get("http_probe") is not None)
+        probe = info.data.get("http_probe")
+        parse_condition(value, probe=probe is not None, baseline=bool(probe and probe.baseline))
         return value
 
     @model_validator(mode="after")

@@ -41,24 +41,25 @@ def _size(size: int | str) -> int | str:
 Size = Annotated[int | str, AfterValidator(_size)]  # hosts in a wave: 2, or "30%"
 
 
+def _web(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+    return value
+
+
+WebUrl = Annotated[str, AfterValidator(_web)]  # an http:// or https:// URL
+
+
 class Http(BaseModel):
     """An HTTP probe sent from the controller; Jinja2 in url sees the host's variables."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str = Field(description="http:// or https:// URL, e.g. http://{{ host }}:8080/healthz.",
+    url: WebUrl = Field(description="http:// or https:// URL, e.g. http://{{ host }}:8080/healthz.",
                      examples=["http://{{ host }}:8080/healthz"])
     status: int = Field(200, ge=100, le=599, description="The status code that means healthy.",
                         examples=[200])
     timeout: Duration = Field(5, description="Seconds to wait for the answer.", examples=["5s"])
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
-        return value
-
 
 class Health(BaseModel):
     """Whether a host that was just converged is healthy: a command on it, an HTTP probe,

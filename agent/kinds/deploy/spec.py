@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from agent.core.durations import Duration, parse_duration
-from agent.core.rollout import Health, Size
+from agent.core.rollout import Health, Size, WebUrl
 from agent.core.secrets import SecretRef, never_inline
 from agent.kinds.deploy.conditions import parse_condition
 from agent.kinds.tasks import TasksSpec
@@ -40,7 +40,7 @@ class Artifact(BaseModel):
     src: str | None = Field(None, description="A .tar.gz file on the controller, relative to "
                             "the working directory; uploaded to each host (only when it is "
                             "not there yet).", examples=["dist/shop-api-{{ release }}.tar.gz"])
-    url: str | None = Field(None, description="An http(s) URL each host fetches the .tar.gz "
+    url: WebUrl | None = Field(None, description="An http(s) URL each host fetches the .tar.gz "
                             "from itself; needs sha256.",
                             examples=["https://releases.example.com/shop-api-1.4.2.tar.gz"])
     sha256: str | None = Field(None, description="The tarball's SHA-256: the host refuses "
@@ -52,13 +52,6 @@ class Artifact(BaseModel):
     def _hex(cls, value: str | None) -> str | None:
         if value is not None and not _SHA256.match(value):
             raise ValueError("expected 64 lowercase hex digits (sha256sum's output)")
-        return value
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
         return value
 
     @model_validator(mode="after")
@@ -130,7 +123,7 @@ class Prometheus(BaseModel):
                        "deployed. No data is inconclusive, never success.",
                        examples=['sum(rate(http_requests_total{code!~"5.."}[30s])) / '
                                  'sum(rate(http_requests_total[30s]))'])
-    address: str = Field("http://localhost:9090", description="The server's URL.",
+    address: WebUrl = Field("http://localhost:9090", description="The server's URL.",
                          examples=["http://prometheus:9090"])
 
 
@@ -140,7 +133,7 @@ class Probe(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str = Field(description="An http(s) URL; {{ host.name }} is the host probed.",
+    url: WebUrl = Field(description="An http(s) URL; {{ host.name }} is the host probed.",
                      examples=["http://{{ host.name }}:8080/"])
     requests: int = Field(20, ge=1, le=10000, description="Requests per host per measurement.",
                           examples=[50])
@@ -356,7 +349,7 @@ class Webhook(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str = Field(description="An http(s) URL.", examples=["https://chat.example.com/hooks/deploys"])
+    url: WebUrl = Field(description="An http(s) URL.", examples=["https://chat.example.com/hooks/deploys"])
     secret: Annotated[SecretRef, never_inline("a webhook secret", "{file: PATH} or {env: NAME}")] = Field(
         description="The HMAC-SHA256 key ({file: PATH} or {env: NAME}).",
         examples=[{"env": "DEPLOY_HOOK_SECRET"}])
@@ -365,13 +358,6 @@ class Webhook(BaseModel):
         examples=[["started", "rolled-back", "succeeded"]])
     retries: int = Field(5, ge=0, le=20, description="Tries after the first, 1 s apart and "
                          "doubling.", examples=[5])
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
-        return value
 
 
 class PromoteFrom(BaseModel):

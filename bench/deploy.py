@@ -114,7 +114,7 @@ def cutovers(bench: Bench, count: int) -> None:
         for load in loads:
             codes.update(load.stop())
         if done.returncode != 0:
-            print(f"  cutover {i} failed: {done.stdout[-300:]}")
+            print(f"  cutover {i} failed (exit {done.returncode}): {(done.stdout + done.stderr)[-400:]}")
         lost.append(sum(n for code, n in codes.items() if code != 200))
         requests += sum(codes.values())
     lb.stop()

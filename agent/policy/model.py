@@ -105,7 +105,7 @@ class Envelope(BaseModel):
     @classmethod
     def _own_waves(cls, value: Rollout | None, info: ValidationInfo) -> Rollout | None:
         if value is not None and info.data.get("kind") == "deploy":
-            raise ValueError("a deploy's waves are its spec.strategy (rolling or canary), "
+            raise ValueError("a deploy's waves are its spec.strategy (rolling, canary or blue_green), "
                              "not rollout")
         return value
 

@@ -1,6 +1,6 @@
 """The `deploy` policy's spec: a version of an artifact, released on each host under
 PATH/releases/VERSION behind the PATH/current symlink (Capistrano's layout), in waves
-chosen by a strategy (rolling or canary, as Argo Rollouts names them), with health
+chosen by a strategy (rolling, canary or blue-green, as Argo Rollouts names them), with health
 checks, analysis between waves, nginx traffic and rollback."""
 
 from __future__ import annotations
@@ -398,13 +398,14 @@ class DeploySpec(BaseModel):
                                            "systemd.service": {"service": "shop-api",
                                                                "restarted": True}}]}])
     health: Health | None = Field(None, description="Checked on each host after it was "
-                                  "activated; a host that fails it is rolled back.",
+                                  "activated (blue-green: on the new slot, before the switch); "
+                                  "a host that fails it is rolled back.",
                                   examples=[{"http": {"url": "http://{{ host.name }}:8080/up"},
                                              "retries": 5, "delay": "1s"}])
     traffic: Traffic | None = Field(None, description="The load balancer to drain hosts "
                                     "from.", examples=[{"nginx": {"host": "lb1",
                                                                   "upstream": "shop_api"}}])
-    strategy: Strategy = Field(description="Rolling or canary.",
+    strategy: Strategy = Field(description="Rolling, canary or blue_green.",
                                examples=[{"rolling": {"batch": [1, "50%"]}}])
     analysis: list[Metric] = Field(default_factory=list, description="What analysis steps "
                                    "measure.", examples=[[{"name": "p99", "http_probe": {

@@ -48,6 +48,7 @@ class Controller:
     down: set[str] = field(default_factory=set)
     outcome: str = ""  # what the deploy ended as, once it did
     full: bool = False  # promoted --full: no more gates
+    weight: int | None = None  # the new version's share of requests, when a step set one
     gates: list[list[After]] = field(default_factory=list)  # what follows each wave
     events: Events | None = None
 
@@ -156,6 +157,9 @@ class Controller:
 
     def after(self, number: int, healthy: list[str], failed: list[str]) -> None:
         deploys.set_hosts(self.store, self.deploy.id, healthy, "healthy", self.deploy.version)
+        weights = [step.weight for step in self.gates[number - 1] if step.weight]
+        if weights:
+            self.weight = weights[-1]  # before they take requests: never the equal share
         if failed:
             deploys.set_hosts(self.store, self.deploy.id, failed, "failed",
                               detail="its release steps or health check failed")
@@ -165,6 +169,8 @@ class Controller:
 
     def judge(self, number: int, left: int) -> tuple[str, str]:
         for step in [] if self.full else self.gates[number - 1]:
+            if step.weight:
+                continue  # set as the wave's hosts went back into traffic
             verdict, why = self._analyse(number, step.analysis) if step.analysis else self._pause(
                 number, step)
             if verdict != GO:
@@ -301,9 +307,13 @@ class Controller:
         return True
 
     def _servers(self) -> dict[str, tuple[str, str]]:
-        """The upstream as it should be now: host -> (address, '' or 'down')."""
-        return {n: (traffic.address(self._nginx(n), n), "down" if n in self.down else "")
-                for n in self.names}
+        """The upstream as it should be now: host -> (address, '', 'down' or 'weight=N')."""
+        new = set(self._phases("healthy"))
+        serving = [n for n in self.names if n not in self.down]
+        weights = traffic.weights(self.weight, [n for n in serving if n in new],
+                                  [n for n in serving if n not in new])
+        return {n: (traffic.address(self._nginx(n), n),
+                    "down" if n in self.down else weights.get(n, "")) for n in self.names}
 
     def _nginx(self, host: str) -> Nginx:
         found = self.spec(host).traffic

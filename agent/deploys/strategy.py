@@ -12,11 +12,13 @@ from agent.kinds.deploy.spec import Analysis, DeploySpec
 
 @dataclass(frozen=True)
 class After:
-    """One thing done after a wave: an analysis, or a pause (seconds; FOREVER: until
-    promoted)."""
+    """One thing done after a wave: an analysis, a pause (seconds; FOREVER: until
+    promoted), or a weight (the new version's share of requests, set as the wave's hosts
+    go back into traffic)."""
 
     analysis: Analysis | None = None
     pause: int | None = None
+    weight: int | None = None
 
 
 def _count(size: int | str, total: int) -> int:
@@ -54,7 +56,7 @@ def waves(spec: DeploySpec, total: int, health: Health | None) -> tuple[Rollout,
                 after.append([])
                 reached = target
         elif after:  # a step before the first hosts step has no canary to judge
-            after[-1].append(After(analysis=step.analysis, pause=step.pause))
+            after[-1].append(After(analysis=step.analysis, pause=step.pause, weight=step.weight))
     if reached < total:
         sizes.append(total - reached)
         after.append([])

@@ -8,6 +8,8 @@ checked with `nginx -t` and the file put back when it fails, then reloaded grace
 
 from __future__ import annotations
 
+import math
+
 from agent.core.steps import Command, Sequence
 from agent.kinds.deploy.spec import Nginx
 
@@ -43,6 +45,18 @@ def address(nginx: Nginx, host: str) -> str:
     return found if ":" in found else f"{found}:{nginx.port}"
 
 
+def weights(share: int | None, new: list[str], stable: list[str]) -> dict[str, str]:
+    """nginx weights giving the hosts in `new` together `share` % of the requests: each new
+    host W*m, each stable one (100-W)*k for k new and m stable hosts, reduced; {} when
+    every serving host has the same version or no share was set."""
+    if not share or not new or not stable:
+        return {}
+    one, other = share * len(stable), (100 - share) * len(new)
+    common = math.gcd(one, other)
+    return {**{n: f"weight={one // common}" for n in new},
+            **{n: f"weight={other // common}" for n in stable}}
+
+
 def upstream(nginx: Nginx, policy: str, servers: dict[str, tuple[str, str]]) -> str:
     """The upstream block: servers is host -> (address, '' in traffic or 'down')."""
     lines = [f"# written by opsagent deploy {policy}: edits are replaced",
@@ -58,7 +72,9 @@ def config_path(nginx: Nginx) -> str:
 
 def set_upstream(nginx: Nginx, policy: str, servers: dict[str, tuple[str, str]]) -> Sequence:
     down = [h for h, (_, state) in servers.items() if state == "down"]
-    what = f"down: {', '.join(down)}" if down else "every host in traffic"
+    weighed = [f"{h} {state}" for h, (_, state) in servers.items() if state.startswith("weight")]
+    what = "; ".join(filter(None, [f"down: {', '.join(down)}" if down else "",
+                                    ", ".join(weighed)])) or "every host in traffic"
     command = Command(f"nginx upstream {nginx.upstream} ({what})", (
         "sh", "-c", _SCRIPT, "upstream", config_path(nginx), upstream(nginx, policy, servers),
         nginx.nginx, str(nginx.drain_timeout), nginx.pid, what),

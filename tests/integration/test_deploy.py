@@ -407,6 +407,35 @@ def test_hosts_are_drained_from_a_real_nginx_while_replaced_and_no_request_is_lo
         lb.stop()
 
 
+@requires_sshd
+@pytest.mark.skipif(not nginx.available(), reason="nginx (Debian: nginx-light) not installed")
+def test_a_canary_weight_step_sets_the_new_versions_share_of_requests_in_nginx(site: Site) -> None:
+    servers = [f"127.0.0.1:{site.apps[n].port}" for n in NAMES]
+    lb = nginx.Nginx(site.root / "nginx", "app_up", servers)
+    try:
+        traffic = (f"traffic: {{nginx: {{host: lb, upstream: app_up, address: '127.0.0.1:{{{{ app_port }}}}',"
+                   f" config: '{lb.upstream_file}', pid: '{lb.pid}', nginx: '{lb.command}'}}}}")
+        site.write(ROLLING, traffic)
+        assert site.deploy("start", "--set", "release=1.0").returncode == 0
+        site.write("{canary: {steps: [{hosts: 1}, {weight: 10}, {pause: 30s}, {hosts: '100%'}]}}",
+                   traffic)
+        proc = _background(site, "start", "--set", "release=1.1")
+        _wait_phase(site, "pausing")
+        text = lb.upstream_file.read_text()
+        assert text.count("weight=2") == 1 and text.count("weight=9") == 2, text  # 2 / (2+9+9)
+        load = nginx.Load(f"http://127.0.0.1:{lb.port}/")
+        time.sleep(2)
+        load.stop()
+        share = load.versions["1.1"] / sum(load.versions.values())
+        assert 0.07 <= share <= 0.13, load.versions  # nginx's weighted round robin: 10 %
+        assert site.deploy("promote").returncode == 0
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, out
+        assert "weight" not in lb.upstream_file.read_text()  # one version again: equal shares
+    finally:
+        lb.stop()
+
+
 def _recap(site: Site) -> str:
     history = opsagent(site.root, "history", "--state-dir", str(site.root / "state"))
     return history.stdout.splitlines()[2] if len(history.stdout.splitlines()) > 2 else ""

@@ -231,17 +231,22 @@ class CanaryStep(BaseModel):
     pause: Annotated[int | None, BeforeValidator(_pause)] = Field(
         None, description="Wait this long, or `forever`: until `opsagent deploy promote`.",
         examples=["30s", "forever"])
+    weight: int | None = Field(None, ge=1, le=99, description="The share of requests (in %) "
+                               "nginx sends the hosts on the new version together, from the "
+                               "hosts step before it on (Argo Rollouts' setWeight; by default "
+                               "their share of the hosts); needs traffic.", examples=[10])
 
     @model_validator(mode="after")
     def _one(self) -> CanaryStep:
-        if sum(x is not None for x in (self.hosts, self.analysis, self.pause)) != 1:
-            raise ValueError("a step is exactly one of hosts, analysis or pause")
+        if sum(x is not None for x in (self.hosts, self.analysis, self.pause, self.weight)) != 1:
+            raise ValueError("a step is exactly one of hosts, weight, analysis or pause")
         return self
 
 
 class Canary(BaseModel):
     """New version on a few hosts first, analysed, then on more (Argo Rollouts' canary
-    steps; the weight of the new version is its share of the hosts)."""
+    steps; the new version's share of requests is its share of the hosts, or a weight
+    step's)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -446,6 +451,9 @@ class DeploySpec(BaseModel):
         wants = (strategy.rolling is not None and strategy.rolling.analysis) or (
             strategy.canary is not None and any(s.analysis for s in strategy.canary.steps)) or (
             strategy.blue_green is not None and strategy.blue_green.analysis)
+        if strategy.canary is not None and self.traffic is None \
+                and any(step.weight for step in strategy.canary.steps):
+            raise ValueError("a canary weight step needs traffic (nginx): weights are nginx's")
         if strategy.blue_green is not None and self.traffic is None:
             raise ValueError("blue_green needs traffic (nginx): its switch is nginx's")
         if strategy.blue_green is not None and self.traffic is not None \

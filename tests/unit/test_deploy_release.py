@@ -115,3 +115,26 @@ def test_a_baseline_condition_needs_a_baseline_probe() -> None:
 ])
 def test_conditions(text: str, values: dict[str, float], expected: bool | None) -> None:
     assert holds(parse_condition(text, probe="p99" in text), values) is expected
+
+
+def test_a_git_artifact_is_the_tree_of_its_tag_without_git(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import subprocess
+
+    source = tmp_path / "src"
+    env = {"GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@a", "GIT_COMMITTER_NAME": "a",
+           "GIT_COMMITTER_EMAIL": "a@a", "PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    subprocess.run(["git", "init", "-q", "-b", "main", str(source)], check=True, env=env)
+    (source / "app.py").write_text("print('v1')\n")
+    for args in (["add", "-A"], ["commit", "-qm", "one"], ["tag", "v1"]):
+        subprocess.run(["git", "-C", str(source), *args], check=True, env=env)
+    host = tmp_path / "host"
+    job = {"do": "prepare", "path": str(host), "version": "1.0", "sha256": "", "git": str(source),
+           "ref": "v1"}
+    assert h.main(job) == 0
+    assert (host / "releases/1.0/app.py").read_text() == "print('v1')\n"
+    assert not (host / "releases/1.0/.git").exists()
+    assert "unpacked release 1.0 (v1 at " in capsys.readouterr().out
+    assert h.main(job) == 0 and "release 1.0 is there" in capsys.readouterr().out
+    assert h.main({**job, "version": "2.0", "ref": "v2"}) == 1
+    assert "git clone" in capsys.readouterr().err and not (host / "releases/2.0").exists()

@@ -1,7 +1,7 @@
 """The deploy kind's host program (standard library only): the releases of one app on
 this host, as Capistrano lays them out.
 
-    PATH/releases/VERSION/        one folder per release, with .opsagent-release (sha256)
+    PATH/releases/VERSION/        one folder per release, with .opsagent-release (its source)
     PATH/current -> releases/V    switched by renaming a new symlink over it (atomic)
     PATH/.opsagent/deploy.json    the last verified release, failed ones, switch history
     PATH/.opsagent/incoming/      uploaded or fetched tarballs, by sha256
@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tarfile
 import time
@@ -88,15 +89,38 @@ def sha256_of(file: Path) -> str:
 
 
 def prepare(path: Path, job: dict[str, Any], check: bool) -> None:
-    version, sha = job["version"], job["sha256"]
+    version = job["version"]
+    source = job.get("sha256") or f"git {job['git']} {job['ref']}"  # what the release is
     release = path / "releases" / version
     marker = release / ".opsagent-release"
-    if marker.is_file() and json.loads(marker.read_text() or "{}").get("sha256") == sha:
+    if marker.is_file() and json.loads(marker.read_text() or "{}").get("source") == source:
         print(f"release {version} is there")
         return
     if check:
         print(f"would unpack release {version}")
         return
+    work = path / "releases" / f".{version}.unpacking{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.parent.mkdir(parents=True, exist_ok=True)
+    if job.get("git"):
+        what = _clone(job["git"], job["ref"], work)
+    else:
+        work.mkdir()
+        with tarfile.open(_tarball(path, job)) as tar:
+            _unpack(tar, work)
+        what = source[:12]
+    (work / ".opsagent-release").write_text(json.dumps({"source": source, "at": time.time()}))
+    if release.exists() or release.is_symlink():  # an incomplete or different one: aside
+        aside = release.with_name(f".{version}.replaced{os.getpid()}")
+        os.replace(release, aside)
+        _remove(aside)
+    os.replace(work, release)
+    print(f"unpacked release {version} ({what})")
+
+
+def _tarball(path: Path, job: dict[str, Any]) -> Path:
+    """The artifact on this host (fetched first from its url), checked against its sha256."""
+    sha = job["sha256"]
     incoming = path / ".opsagent" / "incoming" / f"{sha}.tar.gz"
     if job.get("url") and not incoming.is_file():
         incoming.parent.mkdir(parents=True, exist_ok=True)
@@ -110,18 +134,20 @@ def prepare(path: Path, job: dict[str, Any], check: bool) -> None:
     if found != sha:
         incoming.unlink()
         raise Refused(f"the artifact's sha256 is {found}, expected {sha}: refused (removed)")
-    work = path / "releases" / f".{version}.unpacking{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    with tarfile.open(incoming) as tar:
-        _unpack(tar, work)
-    (work / ".opsagent-release").write_text(json.dumps({"sha256": sha, "at": time.time()}))
-    if release.exists() or release.is_symlink():  # an incomplete or different one: aside
-        aside = release.with_name(f".{version}.replaced{os.getpid()}")
-        os.replace(release, aside)
-        _remove(aside)
-    os.replace(work, release)
-    print(f"unpacked release {version} ({sha[:12]})")
+    return incoming
+
+
+def _clone(url: str, ref: str, into: Path) -> str:
+    """The tree of a tag or branch (without .git) into `into`; its commit, shortened."""
+    cloned = subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", ref, "--", url,
+                             str(into)], capture_output=True, text=True, timeout=600, check=False)
+    if cloned.returncode != 0:
+        shutil.rmtree(into, ignore_errors=True)
+        raise Refused(f"git clone {url} {ref}: {cloned.stderr.strip()[-300:]}")
+    commit = subprocess.run(["git", "-C", str(into), "rev-parse", "--short=12", "HEAD"],
+                            capture_output=True, text=True, check=False).stdout.strip()
+    shutil.rmtree(into / ".git")
+    return f"{ref} at {commit}"
 
 
 def _unpack(tar: tarfile.TarFile, into: Path) -> None:
@@ -265,7 +291,7 @@ def main(job: dict[str, Any]) -> int:
             rollback(path, job.get("to"), check)
         elif what != "read":
             raise Refused(f"unknown job {what!r}")
-    except (Refused, OSError, tarfile.TarError, ValueError) as e:
+    except (Refused, OSError, tarfile.TarError, ValueError, subprocess.SubprocessError) as e:
         print(f"{what}: {e}", file=sys.stderr)
         report(path)
         return 1

@@ -44,10 +44,12 @@ def _digest(src: str) -> str:
 
 
 def sha256(spec: DeploySpec) -> str:
-    """The artifact's sha256: given, or computed here from src (OSError if unreadable)."""
+    """The artifact's sha256: given, or computed here from src (OSError if unreadable); ""
+    for a git artifact."""
     if spec.artifact.sha256:
         return spec.artifact.sha256
-    assert spec.artifact.src is not None
+    if spec.artifact.src is None:
+        return ""
     return _digest(str(Path(spec.artifact.src).resolve()))
 
 
@@ -83,7 +85,7 @@ def release(spec: DeploySpec, host: HostInfo, slot: str = "") -> list[Step | Seq
     steps.append(_sequence(f"release {spec.version}", (
         _command(f"unpack release {spec.version}", spec,
                  {"do": "prepare", "version": spec.version, "sha256": sha,
-                  "url": spec.artifact.url}),
+                  "url": spec.artifact.url, "git": spec.artifact.git, "ref": spec.artifact.ref}),
         _command(f"switch {link} to {spec.version}", spec,
                  {"do": "switch", "version": spec.version, "link": link}))))
     return [*steps, *activate(spec, host)]

@@ -28,12 +28,14 @@ from agent.kinds.tasks import TasksSpec
 SLOT_VARIABLES: dict[str, object] = {"slot": "", "slot_port": 0, "old_slot": "", "old_slot_port": 0}
 VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_REF = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/+-]{0,199}$")
 _UPSTREAM = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
 class Artifact(BaseModel):
-    """What is released: a tarball from the controller (src) or fetched by each host (url)."""
+    """What is released: a tarball from the controller (src) or fetched by each host (url),
+    or a git tag or branch each host clones (git and ref)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -43,6 +45,10 @@ class Artifact(BaseModel):
     url: WebUrl | None = Field(None, description="An http(s) URL each host fetches the .tar.gz "
                             "from itself; needs sha256.",
                             examples=["https://releases.example.com/shop-api-1.4.2.tar.gz"])
+    git: str | None = Field(None, description="A git repository each host clones `ref` of "
+                            "itself (its tree, without .git, is the release); needs ref.",
+                            examples=["https://git.example.com/shop/api.git"])
+    ref: str | None = Field(None, description="With git: the tag or branch.", examples=["v1.4.2"])
     sha256: str | None = Field(None, description="The tarball's SHA-256: the host refuses "
                                "one that does not match. Required with url; with src, computed "
                                "on the controller when not given.", examples=["9f86d0...0a08"])
@@ -54,10 +60,19 @@ class Artifact(BaseModel):
             raise ValueError("expected 64 lowercase hex digits (sha256sum's output)")
         return value
 
+    @field_validator("ref")
+    @classmethod
+    def _ref(cls, value: str | None) -> str | None:
+        if value is not None and not _REF.match(value):
+            raise ValueError(f"{value!r}: expected a tag or branch name")
+        return value
+
     @model_validator(mode="after")
     def _one(self) -> Artifact:
-        if (self.src is None) == (self.url is None):
-            raise ValueError("expected exactly one of src (a file on the controller) or url")
+        if sum(x is not None for x in (self.src, self.url, self.git)) != 1:
+            raise ValueError("expected exactly one of src (a file on the controller), url or git")
+        if (self.git is None) != (self.ref is None):
+            raise ValueError("git and ref go together: the repository and its tag or branch")
         if self.url is not None and self.sha256 is None:
             raise ValueError("an artifact fetched by url needs its sha256")
         return self

@@ -169,7 +169,7 @@ def _control(store: Store, directory: Any, args: argparse.Namespace,
             if args.verb == "rollback":
                 outcome = _rollback(controller, store, args, deploy)
             elif args.verb == "abort":
-                outcome = controller._abort("aborted", "aborted with no controller running")
+                outcome = controller.abort("aborted", "aborted with no controller running")
             else:
                 if not resumed:
                     _say(f"deploy {args.name} {deploy.version} ({deploy.strategy}) on "

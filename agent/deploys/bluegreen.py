@@ -98,7 +98,7 @@ class BlueGreenController(Controller):
         blue_green = self.spec().strategy.blue_green
         assert blue_green is not None
         if self._phases("failed"):
-            return self._abort("rolled back", "the new slot failed on "
+            return self.abort("rolled back", "the new slot failed on "
                                + ", ".join(self._phases("failed")))
         self._set(phase=f"keeping the old slots for {blue_green.scale_down_delay}s "
                   "(opsagent deploy abort switches back)")
@@ -106,7 +106,7 @@ class BlueGreenController(Controller):
         while time.monotonic() < deadline:
             verdict, why = self._sleep(1, min(1.0, max(0.0, deadline - time.monotonic())))
             if verdict != GO:
-                return self._abort("aborted", why)
+                return self.abort("aborted", why)
         plans = tuple(self._host_plan(n, [*steps.promote(self.spec(n), self._info(n),
                                                          self.slots[n][0], verified=True),
                                           *steps.scale_down(self.spec(n), self._info(n))])

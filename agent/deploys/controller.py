@@ -110,7 +110,7 @@ class Controller:
         if self.outcome:
             return self.outcome
         if self._request() == "abort":
-            return self._abort("aborted")
+            return self.abort("aborted")
         if self.interrupted():
             self._set(phase="controller stopped: opsagent deploy resume goes on")
             return "interrupted"
@@ -184,7 +184,7 @@ class Controller:
 
     def failed(self, number: int, why: str) -> None:
         if self._request() == "abort" or self.spec().on_failure == "rollback":
-            self._abort("aborted" if self._request() == "abort" else "rolled back", why)
+            self.abort("aborted" if self._request() == "abort" else "rolled back", why)
             return
         self._set(status="paused", phase=f"failed, needs a person: {why} (opsagent deploy "
                   "resume | rollback)", error=why)
@@ -367,7 +367,7 @@ class Controller:
                 bad.add(host_plan.host.name)
         return [n for n in hosts if n not in bad]
 
-    def _abort(self, outcome: str, why: str = "") -> str:
+    def abort(self, outcome: str, why: str = "") -> str:
         changed = self._phases(*CHANGED)
         self.say(f"{outcome}: rolling back {', '.join(changed) or 'nothing'}"
                  + (f" ({why})" if why else ""))

@@ -56,6 +56,34 @@ server {
     listen 8000;
     location / { proxy_pass http://shop_api; }
 }
+server {
+    listen 8001;
+    location / { proxy_pass http://shop_bg; }
+}
+"""
+BLUE_GREEN = """\
+apiVersion: opsagent/v1
+kind: deploy
+metadata: {name: shop-bg}
+targets: [app]
+spec:
+  version: "{{ release | default('0') }}"
+  artifact: {src: "dist/shop-{{ release | default('0') }}.tar.gz"}
+  path: /srv/shop-bg
+  activate:
+    tasks:
+      - name: start the new slot
+        server.shell: {commands: ["sh /srv/shop-bg/slots/{{ slot }}/restart.sh {{ slot_port }}"]}
+  health: {http: {url: "http://{{ addr }}:{{ slot_port }}/up"}, retries: 5, delay: 1}
+  traffic: {nginx: {host: LB, upstream: shop_bg, address: "{{ addr }}", drain_timeout: 10s}}
+  strategy:
+    blue_green:
+      slots: {blue: 8081, green: 8082}
+      scale_down_delay: DELAY
+      scale_down:
+        tasks:
+          - name: stop the old slot
+            server.shell: {commands: ["kill $(cat /srv/app-{{ old_slot_port }}.pid) || true"]}
 """
 
 
@@ -86,9 +114,21 @@ class Shop:
             POLICY.replace("STRATEGY", strategy).replace("LB", self.lb)
             .replace("PROM", self.prom.address).replace("QUERY", QUERY))
 
-    def deploy(self, verb: str, *args: str) -> subprocess.CompletedProcess[str]:
-        return opsagent(self.root, "deploy", verb, "shop", "policies", "-i", str(self.inventory),
+    def deploy(self, verb: str, *args: str, policy: str = "shop") -> subprocess.CompletedProcess[str]:
+        return opsagent(self.root, "deploy", verb, policy, "policies", "-i", str(self.inventory),
                         "--state-dir", str(self.root / "state"), *args)
+
+    def background(self, *args: str, policy: str = "shop") -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-m", "agent", "deploy", "start", policy,
+                                 "policies", "-i", str(self.inventory), "--state-dir",
+                                 str(self.root / "state"), *args], cwd=self.root,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def wait_phase(self, text: str, policy: str = "shop") -> None:
+        deadline = time.monotonic() + 120
+        while text not in self.deploy("status", policy=policy).stdout:
+            assert time.monotonic() < deadline, self.deploy("status", policy=policy).stdout
+            time.sleep(0.2)
 
     def current(self, name: str) -> str:
         return self.fleet.run(name, "readlink /srv/shop/current", check=False).stdout.strip()
@@ -103,10 +143,11 @@ def shop(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sho
         fleet.reset(name)
     prom = prometheus.Prometheus(root / "prom", [f"{fleet.host(n).address}:8080" for n in apps])
     try:
-        upstream = "upstream shop_api {\n" + "".join(
-            f"    server {fleet.host(n).address}:8080;\n" for n in apps) + "}\n"
-        fleet.run(lb, f"cat > /etc/nginx/conf.d/opsagent-shop_api.conf <<'EOF'\n{upstream}EOF\n"
-                      f"cat > /etc/nginx/conf.d/shop.conf <<'EOF'\n{SITE}EOF\nnginx")
+        for name, port in (("shop_api", 8080), ("shop_bg", 8081)):
+            upstream = f"upstream {name} {{\n" + "".join(
+                f"    server {fleet.host(n).address}:{port};\n" for n in apps) + "}\n"
+            fleet.run(lb, f"cat > /etc/nginx/conf.d/opsagent-{name}.conf <<'EOF'\n{upstream}EOF\n")
+        fleet.run(lb, f"cat > /etc/nginx/conf.d/shop.conf <<'EOF'\n{SITE}EOF\nnginx")
         shop = Shop(fleet, root, apps, lb, prom)
         shop.write(ROLLING)
         first = shop.deploy("start", "--set", "release=1.0")
@@ -156,14 +197,8 @@ def test_a_bad_canary_is_caught_by_prometheus_and_only_it_ever_served_it(shop: S
 def test_a_host_cut_off_mid_deploy_counts_against_the_failure_budget(shop: Shop) -> None:
     shop.write(ROLLING)
     victim = shop.apps[2]
-    proc = subprocess.Popen([sys.executable, "-m", "agent", "deploy", "start", "shop", "policies",
-                             "-i", str(shop.inventory), "--state-dir", str(shop.root / "state"),
-                             "--set", "release=1.2", "--timeout", "5"], cwd=shop.root,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
-    while "wave 2 of 4" not in shop.deploy("status").stdout:
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.2)
+    proc = shop.background("--set", "release=1.2", "--timeout", "5")
+    shop.wait_phase("wave 2 of 4")
     with faults.cut_off(shop.fleet, victim):
         out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 2, out  # 1 of 4 hosts failed: within 25 %, but not a success
@@ -176,3 +211,54 @@ def test_a_host_cut_off_mid_deploy_counts_against_the_failure_budget(shop: Shop)
     healed = shop.deploy("start", "--set", "release=1.2")  # once it is back, a second start
     assert healed.returncode == 0, healed.stdout + healed.stderr
     assert {shop.current(n) for n in shop.apps} == {"releases/1.2"}
+
+
+def test_blue_green_on_the_fleet_loses_no_request_and_an_abort_switches_back(shop: Shop) -> None:
+    (shop.root / "policies" / "shop-bg.yml").write_text(
+        BLUE_GREEN.replace("LB", shop.lb).replace("DELAY", "1s"))
+    first = shop.deploy("start", "--set", "release=1.0", policy="shop-bg")
+    assert first.returncode == 0, first.stdout + first.stderr
+    bg = f"http://{shop.fleet.host(shop.lb).address}:8001/"
+    loads = [nginx.Load(bg) for _ in range(3)]
+    done = shop.deploy("start", "--set", "release=1.1", policy="shop-bg")
+    time.sleep(0.5)
+    codes: Counter[int] = Counter()
+    for load in loads:
+        codes.update(load.stop())
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert set(codes) == {200} and codes[200] > 100, codes  # not one request lost
+    assert sum(load.versions["1.1"] for load in loads) > 0
+    # the old slot was scaled down by the scale_down task
+    assert shop.fleet.run(shop.apps[0], "ss -ltn", check=False).stdout.count(":8081 ") == 0
+
+    (shop.root / "policies" / "shop-bg.yml").write_text(
+        BLUE_GREEN.replace("LB", shop.lb).replace("DELAY", "60s"))
+    proc = shop.background("--set", "release=1.2", policy="shop-bg")
+    shop.wait_phase("keeping the old slots", policy="shop-bg")
+    load = nginx.Load(bg)
+    time.sleep(0.5)
+    assert load.versions["1.2"] > 0 and "1.1" not in load.versions
+    assert shop.deploy("abort", policy="shop-bg").returncode == 0
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2, out
+    load.versions.clear()
+    time.sleep(0.5)
+    codes = load.stop()
+    assert load.versions["1.1"] > 0 and "1.2" not in load.versions, load.versions  # all back
+    assert set(codes) == {200}, codes
+
+
+def test_a_sigkilled_controller_on_the_fleet_resumes_where_it_stopped(shop: Shop) -> None:
+    shop.write("{canary: {steps: [{hosts: 1}, {pause: forever}, {hosts: '100%'}]}}")
+    release(shop.root / "dist", "shop", "1.3")
+    proc = shop.background("--set", "release=1.3")
+    shop.wait_phase("pausing")
+    proc.kill()
+    proc.wait()
+    shown = shop.deploy("status").stdout
+    assert "none running (opsagent deploy resume goes on)" in shown, shown
+    assert [shop.current(n) for n in shop.apps].count("releases/1.3") == 1
+    assert shop.deploy("promote").returncode == 0
+    resumed = shop.deploy("resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert {shop.current(n) for n in shop.apps} == {"releases/1.3"}

@@ -74,8 +74,10 @@ class Net:
         ns = self.netns(index)
         if ns in self.namespaces():
             sh("ip", "netns", "del", ns)  # takes the veth pair with it
+        if _exists("link", self.veth(index)):  # the namespace's deletion may take it meanwhile
+            sh("ip", "link", "del", self.veth(index), check=False)
         if _exists("link", self.veth(index)):
-            sh("ip", "link", "del", self.veth(index))
+            raise FleetError(f"{self.veth(index)} is still there after its host was removed")
 
     def down(self) -> None:
         for ns in self.namespaces():

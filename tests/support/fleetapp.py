@@ -1,8 +1,9 @@
 """A small HTTP app for deploy tests on fleet hosts: a release tarball holding app.py
 (standard library only), its VERSION, its MODE (healthy, failing: 5 % of requests answer
-500, slow: 300 ms per request) and restart.sh (stop the running one, start this one,
-wait until it listens on 8080). /up is its health check (200 in every mode: only the
-analysis can tell a failing version), /metrics its http_requests_total{version, code}."""
+500, slow: 300 ms per request) and restart.sh [PORT] (stop the one running on that port,
+default 8080, start this one there, wait until it listens). /up is its health check (200
+in every mode: only the analysis can tell a failing version), /metrics its
+http_requests_total{version, code}."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import tarfile
 from pathlib import Path
 
 APP = r'''
-import random, threading, time
+import random, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 here = Path(__file__).resolve().parent
@@ -40,18 +41,19 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 ThreadingHTTPServer.allow_reuse_address = True
-ThreadingHTTPServer(("0.0.0.0", 8080), Handler).serve_forever()
+ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1])), Handler).serve_forever()
 '''
 RESTART = r'''cd "$(dirname "$0")"
-pid=/srv/app.pid
+port=${1:-8080}
+pid=/srv/app-$port.pid
 if [ -f $pid ]; then
   old=$(cat $pid); kill "$old" 2>/dev/null
   while kill -0 "$old" 2>/dev/null; do sleep 0.05; done
 fi
-setsid python3 app.py > /srv/app.log 2>&1 < /dev/null &
+setsid python3 app.py "$port" > /srv/app-$port.log 2>&1 < /dev/null &
 echo $! > $pid
 i=0
-until python3 -c "import socket; socket.create_connection(('127.0.0.1', 8080), 1)" 2>/dev/null; do
+until python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null; do
   i=$((i+1)); [ $i -gt 200 ] && exit 1; sleep 0.05
 done
 '''

@@ -27,7 +27,15 @@ from agent.state import deploys
 from agent.state.locks import LockTimeout, deploy_lock, deploy_lock_path, holder
 from agent.state.store import Store, state_dir
 
-VERBS = ("start", "status", "pause", "resume", "promote", "abort", "rollback")
+VERBS = {
+    "start": "deploy the policy's version (--set release=1.4.2), in the foreground",
+    "status": "the deploy: per host its version and phase, the last measurements",
+    "pause": "ask the running deploy to wait after its current step",
+    "resume": "go on with a paused deploy, or with one whose controller was killed",
+    "promote": "skip the current pause or analysis (--full: every step left)",
+    "abort": "roll back every host the deploy changed",
+    "rollback": "every host of the policy back on its verified release (or --to), now",
+}
 DONE = {"succeeded": 0}
 
 
@@ -62,8 +70,8 @@ def _parser() -> Parser:
     parser = Parser(prog="opsagent deploy", description=__doc__,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=Parser)
-    for verb in VERBS:
-        sub = verbs.add_parser(verb)
+    for verb, text in VERBS.items():
+        sub = verbs.add_parser(verb, help=text, description=text)
         sub.add_argument("name", metavar="POLICY", help="the deploy policy's name")
         add_arguments(sub, selection=False)
         add_state_dir(sub)

@@ -39,11 +39,12 @@ def run(
     connect_timeout: int = 10, lock_wait: int = 300, on_result: OnResult | None = None,
     on_wave: OnWave | None = None, stop: Callable[[], bool] = _never,
     modes: dict[str, str] | None = None, observing: bool = True,
-    audit_syslog: str | None = None,
+    audit_syslog: str | None = None, asked_by: str = "",
 ) -> Finished:
     """Run the plan; with a store, locked (when not check) and recorded as `command`.
 
     audit_syslog: a syslog socket each audit entry is also sent to once kept.
+    asked_by: whose request to this process the run carries out (the audit log's who).
     observing: ask each kind what it reads from its results (not for a kind's action,
     whose results are not the policy's runs). Without a store (a reading action such as
     backup list) nothing is locked or kept.
@@ -64,7 +65,7 @@ def run(
     # that could not be recorded does not start, one that gave up waiting is not noted
     with host_locks(store.path.parent, [] if check else names, f"opsagent {command}",
                     lock_wait):
-        started = store.begin(command, plan.source, names, check)
+        started = store.begin(command, plan.source, names, check, asked_by)
         result = waves.execute()
     if modes is None:
         modes = {p.name: p.mode for p in plan.policies}
@@ -72,7 +73,7 @@ def run(
         facts, proofs = observe(plan, result) if observing else ({}, {})
         run_id = store.record(result, command=command, source=plan.source, modes=modes,
                               facts=facts, begun_as=started,
-                              evidence=proofs)
+                              evidence=proofs, asked_by=asked_by)
         head = store.audit_head()
         if proofs:
             evidence.keep(store.path.parent, run_id, head, proofs)

@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 DEBS="python3 python3-venv openssh-server openssh-client git borgbackup"
 # the tests' extras: the test fleet (image build, namespaces, systemd hosts), a real
 # Prometheus and promtool, headless Chromium for the HTML report, libfaketime (a daemon
-# whose own wall clock steps)
-TEST_DEBS="mmdebstrap systemd-container iproute2 util-linux nftables prometheus chromium faketime"
+# whose own wall clock steps), nginx (the deploy kind's load balancer)
+TEST_DEBS="mmdebstrap systemd-container iproute2 util-linux nftables prometheus chromium faketime nginx-light"
 
 missing_debs() {
     command -v python3 >/dev/null 2>&1 || echo python3
@@ -29,6 +29,7 @@ missing_test_debs() {
     command -v promtool >/dev/null 2>&1 || echo prometheus
     command -v chromium >/dev/null 2>&1 || echo chromium
     command -v faketime >/dev/null 2>&1 || echo faketime
+    command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || echo nginx-light
 }
 
 install_debs() {  # $1: also the tests' packages

@@ -47,6 +47,14 @@ def main(argv: list[str]) -> int:
         if args.verb == "status":
             return _status(store, directory, args, last)
         alive = holder(deploy_lock_path(directory, args.name))
+        if (args.verb == "rollback" and last is not None and last.status in deploys.OPEN
+                and last.strategy == "blue-green"):
+            if args.to:
+                print(f"opsagent deploy: {args.name!r} {last.version} is {last.status}, its old "
+                      "slots still running: abort it (instant), then rollback --to",
+                      file=sys.stderr)
+                return 1
+            args.verb = "abort"  # its old slots still run: going back is switching back
         if args.verb in ("pause", "promote") or (args.verb in ("resume", "abort") and alive):
             if last is None or last.status not in deploys.OPEN:
                 print(f"opsagent deploy: {args.name!r} has no deploy under way", file=sys.stderr)
@@ -154,11 +162,6 @@ def _control(store: Store, directory: Any, args: argparse.Namespace,
                                             "version": deploy.version}, _say)
             blue_green = spec.strategy.blue_green
             if blue_green is not None:
-                if args.verb == "rollback":
-                    print("opsagent deploy: a blue-green policy rolls back by abort while its "
-                          "old slots run (scale_down_delay); after that, deploy the verified "
-                          "version again with start", file=sys.stderr)
-                    return 1
                 ports = {hp.host.name: _spec(hp, ref.name).strategy.blue_green for hp in plan.hosts}
                 slots = {n: bluegreen.assign(ports[n].slots, states.get(n, {}))  # type: ignore[union-attr]
                          for n in deploy.hosts}
@@ -174,7 +177,9 @@ def _control(store: Store, directory: Any, args: argparse.Namespace,
             if not resumed and args.verb == "start":
                 events.send("started", hosts=deploy.hosts, strategy=deploy.strategy,
                             by=deploy.who)
-            if args.verb == "rollback":
+            if args.verb == "rollback" and isinstance(controller, bluegreen.BlueGreenController):
+                outcome = _back(controller, store, deploy, args.to, states)
+            elif args.verb == "rollback":
                 outcome = _rollback(controller, store, args, deploy)
             elif args.verb == "abort":
                 outcome = controller.abort("aborted", "aborted with no controller running")
@@ -262,6 +267,25 @@ def _rollback(controller: Any, store: Store, args: argparse.Namespace, deploy: d
                    phase=f"{'every host' if not bad else 'not ' + ', '.join(bad)} back on "
                    f"{args.to or 'its verified release'}")
     return outcome
+
+
+def _back(controller: Any, store: Store, deploy: deploys.Deploy, to: str | None,
+          states: dict[str, dict[str, Any]]) -> str:
+    """A blue-green emergency rollback: the hosts not on `to` (or their verified release)."""
+    targets = {n: to or str(states.get(n, {}).get("verified") or "") for n in deploy.hosts}
+    missing = [n for n, t in targets.items() if not t]
+    if missing:
+        deploys.update(store, deploy.id, status="failed", finished=time.time(),
+                       phase="nothing was changed", error="no verified release to roll back to "
+                       f"on {', '.join(missing)} (give one with --to)")
+        _say(f"no verified release to roll back to on {', '.join(missing)}: give one with --to")
+        return "failed"
+    moving = {n: t for n, t in targets.items() if states.get(n, {}).get("current") != t}
+    if not moving:
+        deploys.update(store, deploy.id, status="rolled back", finished=time.time(), wave=1,
+                       phase="every host already serves the release to go back to")
+        return "rolled back"
+    return str(controller.back(moving))
 
 
 def _say(line: str) -> None:

@@ -6,7 +6,8 @@ host passed, nginx moves all of them to their new slot in one graceful reload; t
 analysis (if any) is measured then, and a failure or an abort moves nginx straight back
 to the old slots, which are still running. After scale_down_delay the new slot is made
 the active one on each host (current follows, the release is verified) and the old slot
-is scaled down.
+is scaled down. Once it is, an emergency rollback (back()) starts the release to go
+back to in the idle slot, checks it there and switches to it the same way.
 """
 
 from __future__ import annotations
@@ -89,6 +90,45 @@ class BlueGreenController(Controller):
                                   self._previous(name))
         self.say(f"rolled back to the old slots on {', '.join(n for n in hosts if n not in bad)}")
         return bad
+
+    def back(self, targets: dict[str, str]) -> str:
+        """Emergency rollback after scale-down: each host's target release (on the host
+        already) into its idle slot, health-checked there, then nginx switched to the idle
+        slots at once and they made the active ones; no analysis, no delay. A host that
+        fails leaves every host on its live slot."""
+        hosts = list(targets)
+        deploys.set_hosts(self.store, self.deploy.id, hosts, "updating")
+        self._set(status="progressing", phase="starting the releases to go back to in the idle slots")
+        plans = tuple(self._host_plan(n, steps.back_in_slot(self.spec(n), self._info(n),
+                                                            self.slots[n][0], targets[n]))
+                      for n in hosts)
+        result = self._run(RunPlan(plans, (self.ref,), self.plan.source), "rollback")
+        healthy = self._health([h.host for h in result.hosts if not h.failed])
+        bad = [n for n in hosts if n not in healthy]
+        if not bad:
+            self.switched = True
+            if not self._traffic():
+                self.switched, bad = False, hosts
+        if bad:
+            deploys.set_hosts(self.store, self.deploy.id, bad, "rollback failed",
+                              detail="the release to go back to failed in the idle slot"
+                              if len(bad) < len(hosts) or not healthy else "nginx could not switch")
+            self._set(status="failed", finished=time.time(), error=f"could not roll back "
+                      f"{', '.join(bad)}", phase="every host still serves from its live slot")
+            return "failed"
+        plans = tuple(self._host_plan(n, [*steps.promote(self.spec(n).model_copy(
+            update={"version": targets[n]}), self._info(n), self.slots[n][0], verified=True),
+            *steps.scale_down(self.spec(n), self._info(n))]) for n in hosts)
+        unsettled = [h.host for h in self._run(RunPlan(plans, (self.ref,), self.plan.source),
+                                               "rollback").hosts if h.failed]
+        for name in hosts:
+            deploys.set_hosts(self.store, self.deploy.id, [name], "rolled back", targets[name])
+        outcome = "failed" if unsettled else "rolled back"
+        self._set(status=outcome, finished=time.time(), phase="back on " + ", ".join(
+            sorted(set(targets.values()))) + " in the other slots" + (
+            f"; could not make it the active slot on {', '.join(unsettled)}" if unsettled else ""))
+        self.event("rolled-back", hosts=hosts, failed_to_roll_back=unsettled)
+        return outcome
 
     def _previous(self, name: str) -> str:
         return next((h.previous for h in deploys.hosts(self.store, self.deploy.id)

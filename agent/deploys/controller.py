@@ -51,6 +51,7 @@ class Controller:
     weight: int | None = None  # the new version's share of requests, when a step set one
     gates: list[list[After]] = field(default_factory=list)  # what follows each wave
     events: Events | None = None
+    asked_by: str = ""  # the person's request the controller now carries out, for the audit log
 
     def event(self, name: str, **data: Any) -> None:
         if self.events is not None:
@@ -82,7 +83,8 @@ class Controller:
         if not plan.hosts:
             return RunResult([], False)
         finished = run(plan, self.store, f"deploy {self.ref.name} {what}", check=False,
-                       connect_timeout=self.connect_timeout, stop=self.interrupted)
+                       connect_timeout=self.connect_timeout, stop=self.interrupted,
+                       asked_by=self.asked_by)
         if finished.error:
             self.say(f"could not record: {finished.error}")
         return finished.result
@@ -211,11 +213,12 @@ class Controller:
                 return FAIL, f"aborted by {self._requested_by()}"
             if request != "pause":
                 if request in ("resume", "promote", "promote-full"):
+                    by = self._requested_by()
                     self.full = self.full or request == "promote-full"
+                    self.asked_by = f"{request.replace('-full', ' --full')} asked by {by}"
                     self._set(request="", status="progressing")
                     if request != "resume":
-                        self.event("promoted", wave=number, full=request == "promote-full",
-                                   by=self._requested_by())
+                        self.event("promoted", wave=number, full=request == "promote-full", by=by)
                 return GO, ""
             said = (f"paused by {self._requested_by()} after wave {number}{phase}: opsagent "
                     "deploy resume | promote | abort")
@@ -368,6 +371,8 @@ class Controller:
         return [n for n in hosts if n not in bad]
 
     def abort(self, outcome: str, why: str = "") -> str:
+        if self._request() == "abort":
+            self.asked_by = f"abort asked by {self._requested_by()}"
         changed = self._phases(*CHANGED)
         self.say(f"{outcome}: rolling back {', '.join(changed) or 'nothing'}"
                  + (f" ({why})" if why else ""))

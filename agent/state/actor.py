@@ -42,9 +42,12 @@ def trigger() -> str:
     return ""
 
 
-def who() -> str:
+def who(asked_by: str = "") -> str:
+    """This process's user (and login, and the daemon that started it); asked_by (what a
+    person asked of this process through the state store, "abort asked by alice") follows."""
     uid = os.getuid()
     login = login_uid()
     text = name(uid) if login is None or login == uid else f"{name(uid)} (login {name(login)})"
     started_by = trigger()
-    return f"{text} via {started_by}" if started_by else text
+    text = f"{text} via {started_by}" if started_by else text
+    return f"{text}, {asked_by}" if asked_by else text

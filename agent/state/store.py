@@ -151,10 +151,12 @@ class Store:
             raise StateError(f"state store {self.path}: only {free // 1024} KiB free on its "
                              f"filesystem, {MIN_FREE // 1048576} MiB needed to record a run")
 
-    def begin(self, command: str, source: str, hosts: list[str], check: bool) -> begun.Begun:
+    def begin(self, command: str, source: str, hosts: list[str], check: bool,
+              asked_by: str = "") -> begun.Begun:
         """Before a run touches any host: refuse if the store is damaged (checked at most
         every CHECK_EVERY seconds) or its disk nearly full (raises StateError), record runs
-        an earlier process left unrecorded as interrupted, and note this one as begun."""
+        an earlier process left unrecorded as interrupted, and note this one as begun
+        (asked_by: as in record)."""
         try:
             stamp = self.path.with_name("state.db-checked")  # quick_check reads the whole file
             if not stamp.exists() or time.time() - stamp.stat().st_mtime > CHECK_EVERY:
@@ -170,7 +172,7 @@ class Store:
                 raise StateError(f"{e}; nothing was run") from None
             with self.transaction() as db:
                 begun.record_interrupted(db)
-                return begun.begin(db, command, who(), check, source, hosts)
+                return begun.begin(db, command, who(asked_by), check, source, hosts)
         except (OSError, sqlite3.Error) as e:
             raise StateError(f"state store {self.path}: {e}; nothing was run") from e
 
@@ -178,20 +180,21 @@ class Store:
                started: float | None = None, modes: dict[str, str] | None = None,
                facts: dict[tuple[str, str], dict[str, Any]] | None = None,
                begun_as: begun.Begun | None = None,
-               evidence: dict[tuple[str, str], Proof] | None = None) -> int:
+               evidence: dict[tuple[str, str], Proof] | None = None, asked_by: str = "") -> int:
         """Store a finished run, append an audit entry for each change it made or tried
         (changed, ran, failed), and update
         the summaries (modes: each policy's enforce | audit, for the summaries; facts:
         what kinds observed per policy and host, merged into what was known; begun_as:
         what begin() returned, replaced by this record; evidence: per policy and host,
-        what to seal into the audit log, one entry each). Every text is scrubbed of the
-        secrets resolved in this process."""
+        what to seal into the audit log, one entry each; asked_by: the person whose request
+        to another process this run carries out, said after this process's own user).
+        Every text is scrubbed of the secrets resolved in this process."""
         mask = scrub
         finished = time.time()
         if begun_as is not None:
             started = begun_as.started
         first = started if started is not None else finished - result.duration
-        actor = who()
+        actor = who(asked_by)
         sealed: list[tuple[int, str, str, audit.Entry]] = []
         with self.transaction() as db:
             if begun_as is not None:

@@ -2,7 +2,9 @@
 instances (slots blue and green, each serving from PATH/slots/NAME) behind a real nginx,
 and clients sending requests through nginx all along: cutovers lose no request; a new
 release failing its health check in the idle slot is never switched to; an abort during
-scale_down_delay moves every request back to the old slots at once."""
+scale_down_delay moves every request back to the old slots at once, and the audit log
+names who asked; after scale-down, an emergency rollback goes back through the idle slot
+without losing a request."""
 
 from __future__ import annotations
 
@@ -134,3 +136,29 @@ def test_an_abort_during_scale_down_delay_moves_every_request_back_at_once(site:
     assert load.versions["1.0"] > 0 and "1.1" not in load.versions  # all back on the old slots
     assert set(codes) == {200}, codes
     assert {site.link(n, "current") for n in NAMES} == {"1.0"}
+    audit = opsagent(site.root, "audit", "log", "--state-dir", str(site.root / "state")).stdout
+    assert "abort asked by" in audit, audit  # the controller acted; the log says for whom
+
+
+@requires_sshd
+def test_an_emergency_rollback_after_scale_down_goes_back_through_the_idle_slot(site: Site) -> None:
+    site.write()
+    for version in ("1.0", "1.1"):
+        assert site.deploy("start", "--set", f"release={version}").returncode == 0
+    assert {site.link(n, "current") for n in NAMES} == {"1.1"}  # settled: the old slot is idle
+    load = nginx.Load(f"http://127.0.0.1:{site.lb.port}/")
+    back = site.deploy("rollback", "--to", "1.0")
+    assert back.returncode == 0, back.stdout + back.stderr
+    load.versions.clear()
+    time.sleep(0.5)
+    codes = load.stop()
+    assert set(codes) == {200}, codes  # not one request lost
+    assert load.versions["1.0"] > 0 and "1.1" not in load.versions, load.versions
+    assert {site.link(n, "current") for n in NAMES} == {"1.0"}
+    assert {site.link(n, "slots/blue") for n in NAMES} == {"1.0"}  # the idle slot, made active
+    again = site.deploy("rollback", "--to", "1.0")
+    assert again.returncode == 0 and "already serves" in site.deploy("status").stdout
+    missing = site.deploy("rollback", "--to", "0.9")  # not on the hosts: nothing switched
+    assert missing.returncode == 2, missing.stdout + missing.stderr
+    assert {site.link(n, "current") for n in NAMES} == {"1.0"}
+    assert "still serves from its live slot" in site.deploy("status").stdout

@@ -247,14 +247,14 @@ def _alive(name: str) -> bool:
     return pid.isdigit() and Path(f"/proc/{pid}").exists()
 
 
-def rollback(path: Path, to: str | None, check: bool) -> None:
+def rollback(path: Path, to: str | None, check: bool, link: str = "current") -> None:
     data = load(path)
     target = to or data.get("verified")
     if not target:
         raise Refused("no verified release to roll back to on this host")
     if to and to in data.get("failed", []):
         raise Refused(f"release {to} failed its checks: it is not a release to roll back to")
-    switch(path, target, check, " (rollback)")
+    switch(path, target, check, " (rollback)", link)
 
 
 def _remove(entry: Path) -> None:
@@ -288,7 +288,7 @@ def main(job: dict[str, Any]) -> int:
         elif what == "prune":
             prune(path, int(job["keep"]), check)
         elif what == "rollback":
-            rollback(path, job.get("to"), check)
+            rollback(path, job.get("to"), check, job.get("link") or "current")
         elif what != "read":
             raise Refused(f"unknown job {what!r}")
     except (Refused, OSError, tarfile.TarError, ValueError, subprocess.SubprocessError) as e:

@@ -6,7 +6,9 @@ the command's environment, needing only python3 there) with one job per command.
   it, switch `current`, then the activate tasks;
 - settle(): mark the release verified (it passed) and prune old releases;
 - rollback(): mark the release failed, switch back to the verified one (or a given one),
-  prune (failed releases go first), then the activate tasks.
+  prune (failed releases go first), then the activate tasks;
+- back_in_slot(): a blue-green emergency rollback's first half: the release to go back
+  to switched into the idle slot (never a failed one), then the activate tasks.
 Every command ends with a STATE line, which observe reads.
 """
 
@@ -145,3 +147,9 @@ def rollback(spec: DeploySpec, host: HostInfo, to: str | None, failed: str | Non
     commands.append(_command(f"keep {spec.keep_releases} releases", spec,
                              {"do": "prune", "keep": spec.keep_releases}))
     return [_sequence("rollback", tuple(commands)), *activate(spec, host)]
+
+
+def back_in_slot(spec: DeploySpec, host: HostInfo, slot: str, to: str) -> list[Step | Sequence]:
+    """Release `to` (already on the host) into a blue-green slot, then the activate tasks."""
+    return [_sequence(f"slot {slot}", (_command(f"roll back slot {slot} to {to}", spec, {
+        "do": "rollback", "to": to, "link": f"slots/{slot}"}),)), *activate(spec, host)]

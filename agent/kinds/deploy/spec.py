@@ -303,7 +303,9 @@ class BlueGreen(BaseModel):
     blue-green on plain hosts): the new release goes to the idle slot (PATH/slots/NAME),
     is activated and health-checked beside the live one, then nginx moves every host to it
     at once (one graceful reload); the old slot keeps running for scale_down_delay, so a
-    failed analysis or an abort switches straight back. The activate, health and
+    failed analysis or an abort switches straight back; after it, `deploy rollback --to V`
+    starts V (still on the host) in the idle slot, checks it and switches to it the same
+    way. The activate, health and
     scale_down tasks see {{ slot }} and {{ slot_port }} (the slot being deployed) and
     {{ old_slot }} and {{ old_slot_port }} (the live one)."""
 
@@ -312,7 +314,8 @@ class BlueGreen(BaseModel):
     slots: dict[str, int] = Field(description="Exactly two slots: name -> port.",
                                   examples=[{"blue": 8081, "green": 8082}])
     scale_down_delay: Duration = Field(30, description="How long the old slot keeps running "
-                                       "after the switch, for an instant rollback.",
+                                       "after the switch, for an instant rollback (abort); after it, deploy rollback --to V "
+                                       "starts V in the idle slot again.",
                                        examples=["30s"])
     analysis: Analysis | None = Field(None, description="Measured after the switch; a failure "
                                       "switches back.", examples=[{"count": 3}])

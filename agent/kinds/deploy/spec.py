@@ -314,8 +314,9 @@ class BlueGreen(BaseModel):
     slots: dict[str, int] = Field(description="Exactly two slots: name -> port.",
                                   examples=[{"blue": 8081, "green": 8082}])
     scale_down_delay: Duration = Field(30, description="How long the old slot keeps running "
-                                       "after the switch, for an instant rollback (abort); after it, deploy rollback --to V "
-                                       "starts V in the idle slot again.",
+                                       "after the switch, for an instant rollback (abort); "
+                                       "after it, deploy rollback --to V starts V in the idle "
+                                       "slot again.",
                                        examples=["30s"])
     analysis: Analysis | None = Field(None, description="Measured after the switch; a failure "
                                       "switches back.", examples=[{"count": 3}])

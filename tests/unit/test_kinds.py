@@ -45,6 +45,12 @@ FACTS: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
                                  "reason": "compilers run from /tmp"}}],
         "counts": {"pass": 0, "fail": 1, "waived": 1, "na": 0, "error": 0}, "score": 0.0,
         "at": 1.7e9})],
+    "maintenance": [("git-housekeeping", "git1", {
+        "repositories": {"healthy": 3, "needs-maintenance": 0, "locked": 1, "fsck-failing": 1,
+                         "error": 0},
+        "problems": [{"path": "/srv/git/a.git", "state": "locked", "why": "gc.pid"}],
+        "at": 1700000000.0, "cleared_locks": 2,
+        "tasks": {"repack": {"at": 1700000000.0, "ok": 1, "repositories": 2}}})],
     "tasks": [("files", "web1", {})],
     "deploy": [("shop-api", "web1", {"current": "1.4.2", "verified": "1.4.1", "switched": 1.7e9,
                                      "releases": ["1.4.1", "1.4.2"], "failed": []})],

@@ -1,0 +1,48 @@
+"""The `maintenance` kind: housekeeping that acts only inside its window and only where
+it is needed. Today: git repositories (prune, geometric repack, pack-refs, commit-graph by
+thresholds; fsck at its own frequency; stale locks cleared, written repositories skipped).
+
+The folder: window.py (days, start, duration, time zone), spec.py, host_git.py (the
+program run on the host), plan.py (the window settled, the command), observe.py (facts
+and findings), metrics.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client.core import Metric
+
+from agent.core.hosts import HostInfo
+from agent.core.results import OpResult
+from agent.core.steps import Observation, Sequence, Step
+from agent.kinds.contract import Action, Facts, Finding
+from agent.kinds.maintenance import metrics, observe
+from agent.kinds.maintenance import plan as planning
+from agent.kinds.maintenance.spec import MaintenanceSpec
+
+
+class MaintenanceKind:
+    name = "maintenance"
+    Spec = MaintenanceSpec
+    actions: dict[str, Action[MaintenanceSpec, Any]] = {}
+    includes: tuple[str, ...] = ()
+    variables: tuple[str, ...] = ()
+    defaults: dict[str, Any] = {}
+
+    def plan(self, spec: MaintenanceSpec, host: HostInfo) -> list[Step | Sequence]:
+        return planning.plan(spec, host)
+
+    def observe(self, spec: MaintenanceSpec, host: HostInfo, ops: list[OpResult]
+                ) -> Observation | None:
+        return observe.observe(ops)
+
+    def families(self, rows: Facts) -> Iterable[Metric]:
+        return metrics.families(rows)
+
+    def findings(self, rows: Facts) -> list[Finding]:
+        return observe.findings(rows)
+
+
+KIND = MaintenanceKind()

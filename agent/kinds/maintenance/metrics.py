@@ -1,0 +1,48 @@
+"""The maintenance kind's metric families, from the facts its runs observed. Labels stay
+bounded: policy, host, and a state or task name from a fixed set (never a repository)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from agent.kinds.contract import Facts
+from agent.kinds.maintenance.observe import STATES
+
+TASKS = ("prune", "repack", "pack-refs", "commit-graph")
+
+
+def families(rows: Facts) -> Iterator[Metric]:
+    """rows: (policy, host, facts) of every maintenance policy and host."""
+    repos = GaugeMetricFamily("opsagent_maintenance_git_repositories", "Git repositories by "
+                              "state at the last run: healthy, needs-maintenance (pending "
+                              "outside the window or in check mode), locked (being written), "
+                              "fsck-failing, error.", labels=["policy", "host", "state"])
+    checked = GaugeMetricFamily("opsagent_maintenance_last_run_timestamp_seconds", "When the "
+                                "host's repositories were last read.", labels=["policy", "host"])
+    cleared = GaugeMetricFamily("opsagent_maintenance_git_stale_locks_cleared", "Stale locks "
+                                "(left by a crash) the last run cleared.", labels=["policy", "host"])
+    for policy, host, facts in rows:
+        counts = facts.get("repositories", {})
+        for state in STATES:
+            repos.add_metric([policy, host, state], counts.get(state, 0))
+        if "at" in facts:
+            checked.add_metric([policy, host], facts["at"])
+        cleared.add_metric([policy, host], facts.get("cleared_locks", 0))
+    yield repos
+    yield checked
+    yield cleared
+    at = GaugeMetricFamily("opsagent_maintenance_task_last_run_timestamp_seconds", "When the "
+                           "task last ran on some repository of the host.",
+                           labels=["policy", "host", "task"])
+    ok = GaugeMetricFamily("opsagent_maintenance_task_last_run_success", "1 if the task "
+                           "succeeded on every repository it last ran on.",
+                           labels=["policy", "host", "task"])
+    for policy, host, facts in rows:
+        for task, done in sorted(facts.get("tasks", {}).items()):
+            if task in TASKS:
+                at.add_metric([policy, host, task], done.get("at", 0))
+                ok.add_metric([policy, host, task], done.get("ok", 0))
+    yield at
+    yield ok

@@ -1,0 +1,85 @@
+"""The `maintenance` policy's spec: what to keep tidy on the host and when it may act."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from agent.core.durations import Duration
+from agent.kinds.maintenance.window import Window
+
+
+class Thresholds(BaseModel):
+    """When a repository needs a task: git gc --auto's own limits by default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    loose_objects: int = Field(6700, ge=0, description="More loose objects than this: prune "
+                               "the old unreachable ones and repack (git's gc.auto).",
+                               examples=[6700])
+    packs: int = Field(50, ge=1, description="More packs than this: a geometric repack "
+                       "(git's gc.autoPackLimit).", examples=[50])
+    loose_refs: int = Field(100, ge=0, description="More loose refs than this: pack-refs.",
+                            examples=[100])
+
+
+class Fsck(BaseModel):
+    """git fsck at its own pace: a repository failing it gets no writing task."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    frequency: Duration = Field(604800, description="How often each repository is checked "
+                                "in full (a failing one at every run until it passes).",
+                                examples=["1w"])
+
+
+class Git(BaseModel):
+    """Housekeeping of the git repositories on the host, only what each one needs:
+    prune (old unreachable loose objects), a geometric repack, pack-refs, the
+    commit-graph; fsck at its own frequency. A repository being written (a live gc.pid,
+    a *.lock held or recent) is skipped and reported; a stale lock is cleared and
+    reported."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    repositories: list[str] = Field(min_length=1, description="Absolute globs on the host "
+                                    "(** for any depth); bare repositories or work trees; "
+                                    "symlinks are not followed.", examples=[["/srv/git/**/*.git"]])
+    thresholds: Thresholds = Field(Thresholds(), description="When a repository needs each "
+                                   "task.", examples=[{"loose_objects": 6700, "packs": 50}])
+    fsck: Fsck | None = Field(None, description="Check repositories with git fsck --full.",
+                              examples=[{"frequency": "1w"}])
+    prune_after: Duration = Field(1209600, description="Unreachable objects older than this "
+                                  "are pruned (git's gc.pruneExpire, 2 weeks).", examples=["2w"])
+    stale_lock: Duration = Field(3600, description="A *.lock no process holds and older than "
+                                 "this was left by a crash: it is removed.", examples=["1h"])
+    nice: bool = Field(True, description="Run git under nice -n 19 and ionice -c 3 (idle).",
+                       examples=[True])
+
+    @field_validator("repositories")
+    @classmethod
+    def _absolute(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if not pattern.startswith("/"):
+                raise ValueError(f"{pattern!r}: expected an absolute path or glob, e.g. "
+                                 "/srv/git/**/*.git")
+        return value
+
+
+class MaintenanceSpec(BaseModel):
+    """Maintenance that acts only in its window and only where it is needed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    window: Window | None = Field(None, description="When the policy may act (default: at "
+                                  "every run); outside it, a run only reports what is pending.",
+                                  examples=[{"days": ["sat", "sun"], "start": "02:00",
+                                             "duration": "3h", "timezone": "Europe/Rome"}])
+    git: Git | None = Field(None, description="Git repository housekeeping.",
+                            examples=[{"repositories": ["/srv/git/**/*.git"],
+                                       "fsck": {"frequency": "1w"}}])
+
+    @model_validator(mode="after")
+    def _something(self) -> MaintenanceSpec:
+        if self.git is None:
+            raise ValueError("expected something to maintain: git")
+        return self

@@ -1,10 +1,11 @@
 """The `maintenance` kind: housekeeping that acts only inside its window and only where
 it is needed. Today: git repositories (prune, geometric repack, pack-refs, commit-graph by
-thresholds; fsck at its own frequency; stale locks cleared, written repositories skipped).
+thresholds; fsck at its own frequency; stale locks cleared, written repositories skipped)
+and disk cleanup (journal, apt cache, old files; bytes reclaimed).
 
-The folder: window.py (days, start, duration, time zone), spec.py, host_git.py (the
-program run on the host), plan.py (the window settled, the command), observe.py (facts
-and findings), metrics.py.
+The folder: window.py (days, start, duration, time zone), spec.py, host_git.py and
+host_cleanup.py (the programs run on the host), plan.py (the window settled, the
+commands), observe.py (facts and findings), metrics.py.
 """
 
 from __future__ import annotations

@@ -187,7 +187,7 @@ def needed(state: dict[str, Any], limits: dict[str, int], settled: dict[str, Any
 
 COMMANDS = {
     "prune": lambda job: ["prune", f"--expire={int(job['prune_after'])}.seconds.ago"],
-    "repack": lambda job: ["repack", "-d", "-l", "--geometric=2", "-q"],
+    "repack": lambda job: ["repack", "-d", "-l", "--geometric=2", "-q", "--threads=1"],  # one core
     "pack-refs": lambda job: ["pack-refs", "--all", "--prune"],
     "commit-graph": lambda job: ["commit-graph", "write", "--reachable", "--no-progress"],
 }

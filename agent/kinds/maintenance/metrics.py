@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from agent.kinds.contract import Facts
-from agent.kinds.maintenance.observe import STATES
+from agent.kinds.maintenance.observe import PARTS, STATES
 
 TASKS = ("prune", "repack", "pack-refs", "commit-graph")
 
@@ -46,3 +46,19 @@ def families(rows: Facts) -> Iterator[Metric]:
                 ok.add_metric([policy, host, task], done.get("ok", 0))
     yield at
     yield ok
+    reclaimed = GaugeMetricFamily("opsagent_maintenance_cleanup_reclaimed_bytes", "Bytes the "
+                                  "last cleanup gave back, by part: journal, apt_cache, paths.",
+                                  labels=["policy", "host", "part"])
+    pending = GaugeMetricFamily("opsagent_maintenance_cleanup_pending_bytes", "Bytes a cleanup "
+                                "would give back, as read by the last run that could not act "
+                                "(outside its window, or check mode).",
+                                labels=["policy", "host", "part"])
+    for policy, host, facts in rows:
+        cleanup = facts.get("cleanup")
+        if not cleanup:
+            continue
+        family = pending if cleanup.get("pending") else reclaimed
+        for part in PARTS:
+            family.add_metric([policy, host, part], cleanup.get("bytes", {}).get(part, 0))
+    yield reclaimed
+    yield pending

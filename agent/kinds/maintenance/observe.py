@@ -1,8 +1,8 @@
-"""What a maintenance run tells the store, the metrics and the report, from the REPO
-lines of its host program: the host's repositories by state (healthy, needs-maintenance,
-locked, fsck-failing, error), the ones a person should look at, and per task when it
-last ran and whether it succeeded. Check-mode runs and runs outside the window count
-too: they read the repositories as they are."""
+"""What a maintenance run tells the store, the metrics and the report, from the lines of
+its host programs: the host's repositories by state (healthy, needs-maintenance, locked,
+fsck-failing, error), per task when it last ran and whether it succeeded, the bytes the
+cleanup reclaimed by part, and what a person should look at. Check-mode runs and runs
+outside the window count too: they read the host as it is."""
 
 from __future__ import annotations
 
@@ -12,22 +12,42 @@ from typing import Any
 from agent.core.results import OpResult, Status
 from agent.core.steps import Observation
 from agent.kinds.contract import Facts, Finding
-from agent.kinds.maintenance.plan import ID
+from agent.kinds.maintenance.plan import CLEANUP, ID
 from agent.kinds.program import lines
 
 STATES = ("healthy", "needs-maintenance", "locked", "fsck-failing", "error")
 PERSON = ("locked", "fsck-failing", "error")  # states that are findings
+PARTS = ("journal", "apt_cache", "paths")
 
 
 def observe(ops: list[OpResult]) -> Observation | None:
-    op = next((o for o in ops if o.id == ID and o.status is not Status.SKIPPED), None)
-    if op is None:
-        return None
-    repos = [r for r in lines(op.stdout, "REPO ") if isinstance(r.get("path"), str)]
-    summary = lines(op.stdout, "GIT ")
-    if not repos and not summary:
-        return None
     now = time.time()
+    facts: dict[str, Any] = {}
+    said = []
+    git = _op(ops, ID)
+    if git is not None:
+        facts.update(_git(git, now))
+        counts = facts["repositories"]
+        said.append("git repositories: " + (", ".join(f"{n} {s}" for s, n in counts.items() if n)
+                                            or "none found"))
+    cleanup = _op(ops, CLEANUP)
+    if cleanup is not None:
+        facts["cleanup"] = found = _cleanup(cleanup, now)
+        said.append(f"cleanup: {sum(found['bytes'].values())} bytes "
+                    f"{'to reclaim' if cleanup.planned else 'reclaimed'}")
+    if not facts:
+        return None
+    problems = facts.get("problems", []) + (facts.get("cleanup") or {}).pop("problems", [])
+    facts.update(at=now, problems=problems)
+    return Observation(facts, summary="; ".join(said))
+
+
+def _op(ops: list[OpResult], key: str) -> OpResult | None:
+    return next((o for o in ops if o.id == key and o.status is not Status.SKIPPED), None)
+
+
+def _git(op: OpResult, now: float) -> dict[str, Any]:
+    repos = [r for r in lines(op.stdout, "REPO ") if isinstance(r.get("path"), str)]
     counts = dict.fromkeys(STATES, 0)
     problems: list[dict[str, Any]] = []  # a list: the store merges mappings, not lists
     tasks: dict[str, dict[str, Any]] = {}
@@ -43,13 +63,25 @@ def observe(ops: list[OpResult]) -> Observation | None:
             done = tasks.setdefault(task, {"at": now, "ok": 1, "repositories": 0})
             done["repositories"] += 1
             done["ok"] = int(done["ok"] and not failed)
-    cleared = sum(len(r.get("cleared", [])) for r in repos)
-    facts: dict[str, Any] = {"repositories": counts, "problems": problems, "at": now,
-                             "cleared_locks": cleared}
+    facts: dict[str, Any] = {"repositories": counts, "problems": problems,
+                             "cleared_locks": sum(len(r.get("cleared", [])) for r in repos)}
     if tasks:
         facts["tasks"] = tasks
-    said = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no repository found"
-    return Observation(facts, summary=f"git repositories: {said}")
+    return facts
+
+
+def _cleanup(op: OpResult, now: float) -> dict[str, Any]:
+    """Bytes reclaimed (or, in check mode and outside the window, to reclaim) by part."""
+    amounts = dict.fromkeys(PARTS, 0)
+    problems = []
+    for part in lines(op.stdout, "CLEANUP "):
+        name = str(part.get("part"))
+        if name in amounts:
+            amounts[name] += int(part.get("bytes") or 0)
+        if part.get("error"):
+            problems.append({"path": part.get("path") or name, "state": "cleanup failed",
+                             "why": part["error"]})
+    return {"bytes": amounts, "pending": int(op.planned), "at": now, "problems": problems}
 
 
 def findings(rows: Facts) -> list[Finding]:

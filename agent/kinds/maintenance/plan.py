@@ -1,7 +1,9 @@
-"""What a maintenance policy runs on a host: one command, the host program (host_git.py,
-sent once in the command's environment; it needs only python3 and git there) with the
-job as JSON. It reads every repository, clears stale locks and runs only the tasks each
-one needs, ending each repository with a REPO line (observe.py).
+"""What a maintenance policy runs on a host: one call with a command per part, each a
+host program sent once in the call's environment (it needs only python3 and the part's
+tools there) with its job as JSON: host_git.py reads every repository, clears stale
+locks and runs only the tasks each one needs, ending each repository with a REPO line;
+host_cleanup.py ends each part with a CLEANUP line (observe.py). A part that fails does
+not stop the next.
 
 The window is settled here, on the controller's clock: outside it the run is the
 program's check job (what would be done: pending work, reported, nothing changed), so a
@@ -10,45 +12,62 @@ scheduled run at any hour is safe.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from agent.core.hosts import HostInfo
 from agent.core.steps import Command, Sequence, Step
-from agent.kinds.maintenance.spec import Git, MaintenanceSpec
+from agent.kinds.maintenance.spec import Cleanup, Git, MaintenanceSpec
 
-ID = "git housekeeping"  # the command's id, which observe finds it by
-PROGRAM = "OPSAGENT_MAINTENANCE_PROGRAM"
-LAUNCH = f"import os; exec(compile(os.environ.pop({PROGRAM!r}), 'host_git.py', 'exec'))"
-QUIET = "^(REPO|GIT) "  # for observe; the diff shows the other lines for a person
+ID = "git housekeeping"  # the commands' ids, which observe finds them by
+CLEANUP = "disk cleanup"
+QUIET = "^(REPO|GIT|CLEANUP) "  # for observe; the diff shows the other lines for a person
 KEEP = 4_000_000  # characters of output read back: a REPO line per repository
 CHANGED = (r"^(would )?(prune|pruned|repack|repacked|pack refs of|packed refs of|"
            r"write the commit-graph of|wrote the commit-graph of|clear stale lock|"
-           r"cleared stale lock) ")
+           r"cleared stale lock|remove|removed|vacuumed|empty|emptied) ")
+PROGRAMS = {ID: ("OPSAGENT_MAINTENANCE_GIT", "host_git.py"),
+            CLEANUP: ("OPSAGENT_MAINTENANCE_CLEANUP", "host_cleanup.py")}
 
 
 @cache
-def program() -> str:
-    return (Path(__file__).parent / "host_git.py").read_text(encoding="utf-8")
+def program(name: str) -> str:
+    return (Path(__file__).parent / name).read_text(encoding="utf-8")
 
 
 def plan(spec: MaintenanceSpec, host: HostInfo, now: float | None = None) -> list[Step | Sequence]:
-    if spec.git is None:
-        return []
     at = time.time() if now is None else now
     window = spec.window
-    if window is None or window.opened(at) is not None:
-        command = Command(ID, _argv(spec.git, False), check=_argv(spec.git, True),
-                          effect="changed", changed_if=CHANGED, listing=True, quiet=QUIET,
-                          keep=KEEP, id=ID)
-    else:
-        check = _argv(spec.git, True)
-        command = Command(f"{ID} (outside its window: {window.said(at)})", check, check=check,
-                          effect="ok", listing=True, quiet=QUIET, keep=KEEP, id=ID)
-    return [Sequence("maintenance", (command,), {PROGRAM: program()})]
+    closed = "" if window is None or window.opened(at) is not None else window.said(at)
+    jobs: list[tuple[str, Callable[[bool], dict[str, Any]]]] = []
+    if spec.git is not None:
+        jobs.append((ID, functools.partial(job, spec.git)))
+    if spec.cleanup is not None:
+        jobs.append((CLEANUP, functools.partial(cleanup, spec.cleanup)))
+    commands = []
+    for key, make in jobs:
+        variable, _ = PROGRAMS[key]
+        launch = f"import os; exec(compile(os.environ.pop({variable!r}), {key!r}, 'exec'))"
+
+        def argv(check: bool, make: Callable[[bool], dict[str, Any]] = make, launch: str = launch
+                 ) -> tuple[str, ...]:
+            return ("python3", "-c", launch, json.dumps(make(check), sort_keys=True))
+
+        if not closed:
+            commands.append(Command(key, argv(False), check=argv(True), when="always",
+                                    effect="changed", changed_if=CHANGED, listing=True,
+                                    quiet=QUIET, keep=KEEP, id=key))
+        else:  # outside the window: what is pending, nothing done
+            commands.append(Command(f"{key} (outside its window: {closed})", argv(True),
+                                    check=argv(True), when="always", effect="ok", listing=True,
+                                    quiet=QUIET, keep=KEEP, id=key))
+    env = {PROGRAMS[key][0]: program(PROGRAMS[key][1]) for key, _ in jobs}
+    return [Sequence("maintenance", tuple(commands), env)] if commands else []
 
 
 def job(git: Git, check: bool) -> dict[str, Any]:
@@ -58,5 +77,7 @@ def job(git: Git, check: bool) -> dict[str, Any]:
             "check": check}
 
 
-def _argv(git: Git, check: bool) -> tuple[str, ...]:
-    return ("python3", "-c", LAUNCH, json.dumps(job(git, check), sort_keys=True))
+def cleanup(spec: Cleanup, check: bool) -> dict[str, Any]:
+    return {"journal": spec.journal.max_size if spec.journal else "", "apt_cache": spec.apt_cache,
+            "paths": [{"path": r.path, "older_than": r.older_than} for r in spec.paths],
+            "check": check}

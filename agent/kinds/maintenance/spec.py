@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agent.core.durations import Duration
@@ -65,6 +67,56 @@ class Git(BaseModel):
         return value
 
 
+class Journal(BaseModel):
+    """The systemd journal vacuumed to a size (journalctl --vacuum-size: archived files
+    only, oldest first)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_size: str = Field(description="The most the journal may keep on disk, in journald's "
+                          "units (K, M, G, T: powers of 1024).", examples=["500M"])
+
+    @field_validator("max_size")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        if not re.fullmatch(r"[1-9]\d*[KMGT]?", value):
+            raise ValueError(f"expected a size such as 500M or 2G, got {value!r}")
+        return value
+
+
+class OldFiles(BaseModel):
+    """Files and links in a folder older than an age (by modification time), and the
+    folders left empty that old; symlinks are removed as links, never followed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = Field(description="An absolute folder (not a symlink, not /).",
+                      examples=["/var/tmp"])
+    older_than: Duration = Field(description="Files not modified for this long go.",
+                                 examples=["14d"])
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/") or value.rstrip("/") == "":
+            raise ValueError(f"expected an absolute folder other than /, got {value!r}")
+        return value.rstrip("/")
+
+
+class Cleanup(BaseModel):
+    """Disk space given back: the journal, the apt cache, old files; the bytes reclaimed
+    are reported."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    journal: Journal | None = Field(None, description="Vacuum the journal to a size.",
+                                    examples=[{"max_size": "500M"}])
+    apt_cache: bool = Field(False, description="Empty the apt cache (apt-get clean).",
+                            examples=[True])
+    paths: list[OldFiles] = Field([], description="Folders cleaned of old files.",
+                                  examples=[[{"path": "/var/tmp", "older_than": "14d"}]])
+
+
 class MaintenanceSpec(BaseModel):
     """Maintenance that acts only in its window and only where it is needed."""
 
@@ -78,8 +130,12 @@ class MaintenanceSpec(BaseModel):
                             examples=[{"repositories": ["/srv/git/**/*.git"],
                                        "fsck": {"frequency": "1w"}}])
 
+    cleanup: Cleanup | None = Field(None, description="Disk cleanup.",
+                                    examples=[{"journal": {"max_size": "500M"}, "apt_cache": True,
+                                               "paths": [{"path": "/var/tmp", "older_than": "14d"}]}])
+
     @model_validator(mode="after")
     def _something(self) -> MaintenanceSpec:
-        if self.git is None:
-            raise ValueError("expected something to maintain: git")
+        if self.git is None and self.cleanup is None:
+            raise ValueError("expected something to maintain: git or cleanup")
         return self

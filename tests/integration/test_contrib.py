@@ -60,7 +60,7 @@ def test_alert_rules_pass_promtool_check_and_their_unit_tests() -> None:
     check = subprocess.run(["promtool", "check", "rules", "opsagent-rules.yml"], cwd=folder,
                            capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 16 rules found" in check.stdout
+    assert "SUCCESS: 18 rules found" in check.stdout
     tests = subprocess.run(["promtool", "test", "rules", "opsagent-rules.test.yml"], cwd=folder,
                            capture_output=True, text=True, check=False)
     assert tests.returncode == 0, tests.stdout + tests.stderr

@@ -83,7 +83,7 @@ def test_prometheus_scrapes_the_daemon_and_promql_finds_compliance(
     groups = prom.api("rules")["data"]["groups"]
     rules_file = (CONTRIB / "prometheus" / "opsagent-rules.yml").read_text()
     shipped = re.findall(r"^\s*- alert: (\w+)$", rules_file, re.M)
-    assert [g["name"] for g in groups] == ["opsagent"] and len(shipped) == 16
+    assert [g["name"] for g in groups] == ["opsagent"] and len(shipped) == 18
     assert [r["name"] for r in groups[0]["rules"]] == shipped
     assert all(r["health"] == "ok" for r in groups[0]["rules"]), groups[0]["rules"]
     for expr in dashboard_exprs():

@@ -17,7 +17,7 @@ from pathlib import Path
 
 PACKAGES = (
     "openssh-server", "python3", "iproute2", "sudo", "ca-certificates", "procps", "curl",
-    "git", "borgbackup", "nginx-light", "gitolite3",
+    "git", "borgbackup", "nginx-light", "gitolite3", "needrestart",
     # only needed by hosts booted with systemd-nspawn; inert on the others
     "systemd", "systemd-sysv", "dbus",
 )

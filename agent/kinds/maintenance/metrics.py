@@ -10,7 +10,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from agent.kinds.contract import Facts
 from agent.kinds.maintenance.observe import PARTS, STATES
 
-TASKS = ("prune", "repack", "pack-refs", "commit-graph")
+TASKS = ("prune", "repack", "pack-refs", "commit-graph", "packages", "cleanup")
 
 
 def families(rows: Facts) -> Iterator[Metric]:
@@ -62,3 +62,23 @@ def families(rows: Facts) -> Iterator[Metric]:
             family.add_metric([policy, host, part], cleanup.get("bytes", {}).get(part, 0))
     yield reclaimed
     yield pending
+    updates = GaugeMetricFamily("opsagent_maintenance_updates_pending", "Package upgrades apt "
+                                "has for the host at the last run: security ones, and all.",
+                                labels=["policy", "host", "kind"])
+    reboot = GaugeMetricFamily("opsagent_maintenance_reboot_required", "1 if the host asks for "
+                               "a reboot (/run/reboot-required, or needrestart's kernel status).",
+                               labels=["policy", "host"])
+    services = GaugeMetricFamily("opsagent_maintenance_services_restart_pending", "Services "
+                                 "still using replaced files after the last run.",
+                                 labels=["policy", "host"])
+    for policy, host, facts in rows:
+        got = facts.get("packages")
+        if not got:
+            continue
+        updates.add_metric([policy, host, "security"], got.get("pending_security", 0))
+        updates.add_metric([policy, host, "all"], got.get("pending_all", 0))
+        reboot.add_metric([policy, host], got.get("reboot_required", 0))
+        services.add_metric([policy, host], got.get("services_pending", 0))
+    yield updates
+    yield reboot
+    yield services

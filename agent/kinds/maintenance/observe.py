@@ -12,7 +12,7 @@ from typing import Any
 from agent.core.results import OpResult, Status
 from agent.core.steps import Observation
 from agent.kinds.contract import Facts, Finding
-from agent.kinds.maintenance.plan import CLEANUP, ID
+from agent.kinds.maintenance.plan import CLEANUP, ID, PACKAGES
 from agent.kinds.program import lines
 
 STATES = ("healthy", "needs-maintenance", "locked", "fsck-failing", "error")
@@ -30,6 +30,12 @@ def observe(ops: list[OpResult]) -> Observation | None:
         counts = facts["repositories"]
         said.append("git repositories: " + (", ".join(f"{n} {s}" for s, n in counts.items() if n)
                                             or "none found"))
+    updates = _op(ops, PACKAGES)
+    if updates is not None:
+        facts["packages"] = got = _packages(updates, now)
+        said.append(f"packages: {len(got['upgraded'])} upgraded, {got['pending_security']} security "
+                    f"and {got['pending_all']} in all pending"
+                    + (", reboot required" if got["reboot_required"] else ""))
     cleanup = _op(ops, CLEANUP)
     if cleanup is not None:
         facts["cleanup"] = found = _cleanup(cleanup, now)
@@ -37,7 +43,11 @@ def observe(ops: list[OpResult]) -> Observation | None:
                     f"{'to reclaim' if cleanup.planned else 'reclaimed'}")
     if not facts:
         return None
+    for key, op in (("packages", updates), ("cleanup", cleanup)):
+        if op is not None and not op.planned and op.status is not Status.SKIPPED:
+            facts.setdefault("tasks", {})[key] = {"at": now, "ok": int(op.status is not Status.FAILED)}
     problems = facts.get("problems", []) + (facts.get("cleanup") or {}).pop("problems", [])
+    problems += (facts.get("packages") or {}).pop("problems", [])
     facts.update(at=now, problems=problems)
     return Observation(facts, summary="; ".join(said))
 
@@ -68,6 +78,20 @@ def _git(op: OpResult, now: float) -> dict[str, Any]:
     if tasks:
         facts["tasks"] = tasks
     return facts
+
+
+def _packages(op: OpResult, now: float) -> dict[str, Any]:
+    """Updates pending (security, all), what was upgraded and restarted, and whether the
+    host asks for a reboot."""
+    found = lines(op.stdout, "PACKAGES ")
+    last = found[-1] if found else {}
+    pending = last.get("pending") or {}
+    return {"pending_security": int(pending.get("security", 0)), "pending_all": int(pending.get("all", 0)),
+            "upgraded": list(last.get("upgraded", [])), "restarted": list(last.get("restarted", [])),
+            "services_pending": int(last.get("services_pending", 0)),
+            "reboot_required": int(last.get("reboot_required", 0)), "at": now,
+            "problems": [{"path": "packages", "state": "failed", "why": why}
+                         for why in last.get("failed", [])]}
 
 
 def _cleanup(op: OpResult, now: float) -> dict[str, Any]:

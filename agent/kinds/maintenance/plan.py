@@ -26,12 +26,15 @@ from agent.kinds.maintenance.spec import Cleanup, Git, MaintenanceSpec
 
 ID = "git housekeeping"  # the commands' ids, which observe finds them by
 CLEANUP = "disk cleanup"
-QUIET = "^(REPO|GIT|CLEANUP) "  # for observe; the diff shows the other lines for a person
+PACKAGES = "package updates"
+QUIET = "^(REPO|GIT|CLEANUP|PACKAGES) "  # for observe; the diff shows the other lines for a person
 KEEP = 4_000_000  # characters of output read back: a REPO line per repository
 CHANGED = (r"^(would )?(prune|pruned|repack|repacked|pack refs of|packed refs of|"
            r"write the commit-graph of|wrote the commit-graph of|clear stale lock|"
-           r"cleared stale lock|remove|removed|vacuumed|empty|emptied) ")
+           r"cleared stale lock|remove|removed|vacuumed|empty|emptied|upgrade|upgraded|"
+           r"restart|restarted) ")
 PROGRAMS = {ID: ("OPSAGENT_MAINTENANCE_GIT", "host_git.py"),
+            PACKAGES: ("OPSAGENT_MAINTENANCE_PACKAGES", "host_packages.py"),
             CLEANUP: ("OPSAGENT_MAINTENANCE_CLEANUP", "host_cleanup.py")}
 
 
@@ -47,6 +50,8 @@ def plan(spec: MaintenanceSpec, host: HostInfo, now: float | None = None) -> lis
     jobs: list[tuple[str, Callable[[bool], dict[str, Any]]]] = []
     if spec.git is not None:
         jobs.append((ID, functools.partial(job, spec.git)))
+    if spec.packages is not None:
+        jobs.append((PACKAGES, functools.partial(packages, spec)))
     if spec.cleanup is not None:
         jobs.append((CLEANUP, functools.partial(cleanup, spec.cleanup)))
     commands = []
@@ -75,6 +80,12 @@ def job(git: Git, check: bool) -> dict[str, Any]:
             "fsck_every": git.fsck.frequency if git.fsck else 0,
             "prune_after": git.prune_after, "stale_lock": git.stale_lock, "nice": git.nice,
             "check": check}
+
+
+def packages(spec: MaintenanceSpec, check: bool) -> dict[str, Any]:
+    assert spec.packages is not None
+    return {"upgrade": spec.packages.upgrade, "hold": spec.packages.hold,
+            "restart_services": spec.restart_services, "check": check}
 
 
 def cleanup(spec: Cleanup, check: bool) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -117,6 +118,21 @@ class Cleanup(BaseModel):
                                   examples=[[{"path": "/var/tmp", "older_than": "14d"}]])
 
 
+class Packages(BaseModel):
+    """Package updates with apt, as unattended-upgrades makes them: never a removal or a
+    new package, the old config files kept."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    upgrade: Literal["security", "all"] = Field("security", description="security: only "
+                                                "versions from a security archive (a suite "
+                                                "ending in -security); all: every upgrade.",
+                                                examples=["security"])
+    hold: list[str] = Field([], description="Packages never upgraded, as globs (what "
+                            "unattended-upgrades calls Package-Blacklist).",
+                            examples=[["postgresql-15", "linux-image-*"]])
+
+
 class MaintenanceSpec(BaseModel):
     """Maintenance that acts only in its window and only where it is needed."""
 
@@ -130,12 +146,21 @@ class MaintenanceSpec(BaseModel):
                             examples=[{"repositories": ["/srv/git/**/*.git"],
                                        "fsck": {"frequency": "1w"}}])
 
+    packages: Packages | None = Field(None, description="Package updates with apt; check "
+                                      "mode lists what would be upgraded.",
+                                      examples=[{"upgrade": "security", "hold": ["postgresql-15"]}])
+    restart_services: bool = Field(False, description="After the upgrades, restart the "
+                                   "services needrestart lists as using replaced files, then "
+                                   "check each is active (false: only report them).",
+                                   examples=[True])
     cleanup: Cleanup | None = Field(None, description="Disk cleanup.",
                                     examples=[{"journal": {"max_size": "500M"}, "apt_cache": True,
                                                "paths": [{"path": "/var/tmp", "older_than": "14d"}]}])
 
     @model_validator(mode="after")
     def _something(self) -> MaintenanceSpec:
-        if self.git is None and self.cleanup is None:
-            raise ValueError("expected something to maintain: git or cleanup")
+        if self.git is None and self.cleanup is None and self.packages is None:
+            raise ValueError("expected something to maintain: git, packages or cleanup")
+        if self.restart_services and self.packages is None:
+            raise ValueError("restart_services restarts what package updates leave: set packages")
         return self

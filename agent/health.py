@@ -7,17 +7,20 @@ shown in progress, the recap, --json and the history like any other.
 
 from __future__ import annotations
 
+import re
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 
 from agent.core.plans import HostPlan, PlannedStep, PolicyRef, RunPlan
-from agent.core.results import OpResult, Status
+from agent.core.results import HostResult, OpResult, Status
 from agent.core.rollout import Health, Http
 from agent.core.steps import Command, Sequence
 
 HEALTH = "health"
+LOST = re.compile(r"(?i)(unreachable|could not connect|connection (reset|closed|refused|lost)|"
+                  r"session not active|socket is closed|no existing session|EOF)")
 _TRIES = ('n=$1 d=$2 c=$3; i=0\n'
           'while :; do sh -c "$c" && exit 0; s=$?; i=$((i+1))\n'
           '  if [ "$i" -gt "$n" ]; then echo "unhealthy: exit code $s, $i tries" >&2; exit $s; fi\n'
@@ -37,6 +40,15 @@ def command_plan(hosts: list[HostPlan], ref: PolicyRef, source: str) -> RunPlan:
         sequence = Sequence(command.name, (command,))
         planned.append(HostPlan(host_plan.host, (PlannedStep(ref, sequence),)))
     return RunPlan(tuple(planned), (ref,), source)
+
+
+def lost(result: HostResult) -> bool:
+    """Whether the host could not be reached for its health command, or dropped the
+    connection while it ran (a reboot): worth another try, unlike a command that failed."""
+    if result.unreachable:
+        return True
+    return any(op.id == HEALTH and op.status is Status.FAILED and LOST.search(op.error)
+               for op in result.ops)
 
 
 def probe(ref: PolicyRef, health: Health, stop: Callable[[], bool]) -> OpResult | None:

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from agent import facts
 from agent.core.hosts import Host, HostInfo
 from agent.core.plans import HostPlan, PlannedStep, PolicyRef, RunPlan
-from agent.core.rollout import Health
+from agent.core.rollout import Health, Rollout
 from agent.errors import Problem, Problems
 from agent.inventory import Inventory
 from agent.patterns import PatternError
@@ -49,6 +49,7 @@ def build_plan(
     per_host: dict[str, list[PlannedStep]] = {}
     specs: dict[str, list[tuple[PolicyRef, BaseModel]]] = {}
     health: dict[str, list[tuple[str, Health]]] = {}
+    refs: dict[str, PolicyRef] = {}  # those whose kind gives them their waves
     for policy in chosen:
         ref = _ref(policy)
         targeted = [h for h in inventory.resolve(policy.envelope.targets)
@@ -67,7 +68,10 @@ def build_plan(
                 for problem in e.problems:
                     failed_on.setdefault(problem, []).append(host.name)
                 continue
-            check = _health(policy, info, renderer, failed_on)
+            own = _own_rollout(policy, spec, host.name, failed_on)
+            if own is not None:
+                ref = refs[policy.name] = replace(ref, rollout=own)
+            check = own.health if own is not None else _health(policy, info, renderer, failed_on)
             if check is not None:
                 health.setdefault(host.name, []).append((policy.name, check))
             planned = [PlannedStep(ref, s) for s in policy.kind.plan(spec, info)
@@ -88,8 +92,7 @@ def build_plan(
                  tuple(health.get(h.name, ())), down.get(h.name, ""))
         for h in inventory.hosts if h.name in per_host or h.name in down
     )
-    refs = tuple(_ref(p) for p in chosen)
-    return RunPlan(hosts, refs, inventory_source)
+    return RunPlan(hosts, tuple(refs.get(p.name) or _ref(p) for p in chosen), inventory_source)
 
 
 Gather = Callable[[list[Host]], Mapping[str, Mapping[str, Any] | str]]
@@ -138,6 +141,20 @@ def _template_uses_facts(templates: Path, src: str) -> bool:
 def _ref(policy: Policy) -> PolicyRef:
     envelope = policy.envelope
     return PolicyRef(policy.name, envelope.kind, envelope.mode, envelope.rollout)
+
+
+def _own_rollout(policy: Policy, spec: BaseModel, host: str,
+                 failed_on: dict[Problem, list[str]]) -> Rollout | None:
+    """The waves the policy's kind gives it from its spec (a maintenance policy that
+    reboots), which leave no room for the envelope's own rollout."""
+    ask = getattr(policy.kind, "rollout", None)
+    own: Rollout | None = ask(spec) if ask is not None else None
+    if own is not None and policy.envelope.rollout is not None:
+        problem = policy.doc.problem(("rollout",), policy.label, "rollout",
+                                     "this policy's waves come from its spec (reboot: batch, "
+                                     "max_fail_percentage, health): remove rollout")
+        failed_on.setdefault(problem, []).append(host)
+    return own
 
 
 def _health(policy: Policy, host: HostInfo, renderer: Renderer,

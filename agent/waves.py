@@ -159,7 +159,30 @@ class Waves:
 
     def _check_health(self, ref: PolicyRef, hosts: list[HostPlan],
                       merged: dict[str, HostResult]) -> None:
-        self._merge(merged, self._run(health.command_plan(hosts, ref, self.plan.source)))
+        """Each host's health command (a host that cannot be reached tried again until
+        its check's `reconnect` time is up), then its HTTP probe."""
+        started = time.monotonic()
+        pending = hosts
+        while pending:
+            done = self._run(health.command_plan(pending, ref, self.plan.source))
+            again = []
+            waits = []
+            for host_plan in pending:
+                tried = next((h for h in done.hosts if h.host == host_plan.host.name), None)
+                check = host_plan.health_of(ref.name)
+                if tried is None or check is None:
+                    continue
+                if health.lost(tried) and time.monotonic() - started < check.reconnect \
+                        and not self.stop():
+                    again.append(host_plan)
+                    waits.append(float(check.delay or 1))
+                else:
+                    self._merge(merged, RunResult([tried], self.check))
+            if again:
+                self._say(f"{ref.label}: health check: {', '.join(h.host.name for h in again)} "
+                          "cannot be reached yet; trying again")
+                self._pause_quietly(min(waits))
+            pending = again
         for host_plan in hosts:
             check = host_plan.health_of(ref.name)
             result = health.probe(ref, check, self.stop) if check is not None else None
@@ -185,6 +208,11 @@ class Waves:
 
     def _pause(self, seconds: float) -> None:
         self._say(f"pausing {seconds:g}s before the next wave")
+        deadline = time.monotonic() + seconds
+        while not self.stop() and time.monotonic() < deadline:
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+    def _pause_quietly(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
         while not self.stop() and time.monotonic() < deadline:
             time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))

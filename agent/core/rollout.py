@@ -74,6 +74,10 @@ class Health(BaseModel):
     retries: int = Field(0, ge=0, le=100, description="Tries after the first before the host "
                          "counts as failed.", examples=[3])
     delay: Duration = Field(2, description="Wait between tries.", examples=["5s"])
+    reconnect: Duration = Field(0, description="How long to keep trying, delay apart, while "
+                                "the host cannot be reached or drops the connection (it "
+                                "reboots), as Ansible's wait_for_connection; 0: such a host "
+                                "fails at once.", examples=["10m"])
 
     def is_empty(self) -> bool:
         return self.command is None and self.http is None

@@ -18,6 +18,9 @@ A kind is one folder under agent/kinds/ holding an object that has:
   variables (a deploy's `version` as {{ version }}); () for none;
 - defaults: variables the kind's own runs set per host (a blue-green deploy's {{ slot }}),
   with the values validation and plain runs see; {} for none;
+- rollout(spec), optional: the waves its policies run in, from their spec (a maintenance
+  policy's reboot: batch, failure budget, health); the envelope's `rollout:` is then an
+  error. Without it, the envelope's rollout (if any) applies;
 - actions: its verbs (backup list, backup restore...). Each serves `opsagent KIND VERB
   POLICY` and the playbook step `KIND.VERB` with no command-line or playbook code of its
   own: an argument model, a check-mode preview, what to run on each host, and how to

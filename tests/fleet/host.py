@@ -2,7 +2,8 @@
 
 A plain host is `unshare` (private mount, UTS and PID namespaces) in the host's network
 namespace, chrooted into the overlay, with a shell loop as PID 1 and sshd beside it. A
-systemd host boots the same overlay with systemd-nspawn. Either way every process of
+systemd host boots the same overlay with systemd-nspawn, booted again (its disk kept,
+its /run fresh) when it reboots. Either way every process of
 the host sits in its network namespace, which is how stop() finds and kills them all.
 """
 
@@ -88,10 +89,12 @@ def umount(host: Host) -> None:
 
 def start(host: Host, net: Net, log: Path) -> None:
     with open(log, "ab") as out:
-        if host.systemd:
-            args = ["systemd-nspawn", "-D", str(host.merged), "--register=no", "--keep-unit",
-                    "-M", host.name, f"--network-namespace-path=/run/netns/{net.netns(host.index)}",
-                    "--console=passive", "-b"]
+        if host.systemd:  # booted again when it asks to reboot (nspawn exits 133), as a machine is
+            nspawn = ["systemd-nspawn", "-D", str(host.merged), "--register=no", "--keep-unit",
+                      "-M", host.name, f"--network-namespace-path=/run/netns/{net.netns(host.index)}",
+                      "--console=passive", "-b"]
+            args = ["sh", "-c", 'while :; do "$@"; rc=$?; [ "$rc" = 133 ] || exit "$rc"; done',
+                    "boot", *nspawn]
         else:
             script = BOOT_SCRIPT.format(name=host.name, merged=host.merged)
             args = ["ip", "netns", "exec", net.netns(host.index), "unshare", "--mount", "--uts",
@@ -104,7 +107,7 @@ def start(host: Host, net: Net, log: Path) -> None:
 
 def stop(host: Host, net: Net) -> None:
     """Kill every process of the host at once (as a power cut would) and wait for them."""
-    own = [host.pid] if host.pid and _ours(host.pid, host) else []
+    own = [host.pid, *_children_of(host.pid)] if host.pid and _ours(host.pid, host) else []
     kill_until_gone(lambda: [*own, *net.pids(host.index)], host.name, timeout=10)
     _reap(host.pid)
     host.pid = 0
@@ -181,6 +184,14 @@ def alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
+
+
+def _children_of(pid: int) -> list[int]:
+    """The direct children of pid (a systemd host's nspawn under its boot loop)."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def _ours(pid: int, host: Host) -> bool:

@@ -17,6 +17,7 @@ from prometheus_client.core import Metric
 
 from agent.core.hosts import HostInfo
 from agent.core.results import OpResult
+from agent.core.rollout import Rollout
 from agent.core.steps import Observation, Sequence, Step
 from agent.kinds.contract import Action, Facts, Finding
 from agent.kinds.maintenance import metrics, observe
@@ -38,6 +39,9 @@ class MaintenanceKind:
     def observe(self, spec: MaintenanceSpec, host: HostInfo, ops: list[OpResult]
                 ) -> Observation | None:
         return observe.observe(ops)
+
+    def rollout(self, spec: MaintenanceSpec) -> Rollout | None:
+        return planning.rollout(spec)
 
     def families(self, rows: Facts) -> Iterable[Metric]:
         return metrics.families(rows)

@@ -21,18 +21,31 @@ from pathlib import Path
 from typing import Any
 
 from agent.core.hosts import HostInfo
+from agent.core.rollout import Health, Rollout
 from agent.core.steps import Command, Sequence, Step
 from agent.kinds.maintenance.spec import Cleanup, Git, MaintenanceSpec
 
 ID = "git housekeeping"  # the commands' ids, which observe finds them by
 CLEANUP = "disk cleanup"
 PACKAGES = "package updates"
+REBOOT = "reboot"
+PENDING = "/run/opsagent-reboot-pending"  # on tmpfs: gone once the host has rebooted
+REBOOT_SCRIPT = (
+    'reason=""; for f in /run/reboot-required /var/run/reboot-required; do '
+    '[ -e "$f" ] && { reason="$f says so"; break; }; done; '
+    '[ "$1" = always ] && reason="${reason:-the policy reboots every run}"; '
+    '[ -n "$reason" ] || exit 0; '
+    'if [ "$2" = check ]; then echo "would reboot: $reason"; exit 0; fi; '
+    f'touch {PENDING} && '
+    'if command -v systemd-run >/dev/null && [ -d /run/systemd/system ]; then '
+    'systemd-run --quiet --on-active=2 /bin/systemctl reboot; '
+    'else (sleep 2; reboot) </dev/null >/dev/null 2>&1 & fi && echo "rebooting: $reason"')
 QUIET = "^(REPO|GIT|CLEANUP|PACKAGES) "  # for observe; the diff shows the other lines for a person
 KEEP = 4_000_000  # characters of output read back: a REPO line per repository
 CHANGED = (r"^(would )?(prune|pruned|repack|repacked|pack refs of|packed refs of|"
            r"write the commit-graph of|wrote the commit-graph of|clear stale lock|"
            r"cleared stale lock|remove|removed|vacuumed|empty|emptied|upgrade|upgraded|"
-           r"restart|restarted) ")
+           r"restart|restarted|reboot:|rebooting:) ")
 PROGRAMS = {ID: ("OPSAGENT_MAINTENANCE_GIT", "host_git.py"),
             PACKAGES: ("OPSAGENT_MAINTENANCE_PACKAGES", "host_packages.py"),
             CLEANUP: ("OPSAGENT_MAINTENANCE_CLEANUP", "host_cleanup.py")}
@@ -71,8 +84,41 @@ def plan(spec: MaintenanceSpec, host: HostInfo, now: float | None = None) -> lis
             commands.append(Command(f"{key} (outside its window: {closed})", argv(True),
                                     check=argv(True), when="always", effect="ok", listing=True,
                                     quiet=QUIET, keep=KEEP, id=key))
+    if spec.reboot is not None:
+        commands.append(reboot(spec, closed))
     env = {PROGRAMS[key][0]: program(PROGRAMS[key][1]) for key, _ in jobs}
     return [Sequence("maintenance", tuple(commands), env)] if commands else []
+
+
+def reboot(spec: MaintenanceSpec, closed: str) -> Command:
+    """A reboot two seconds after the command returns (so its result comes back), marked
+    by a file on /run that the reboot removes: the wave's health check waits for that."""
+    assert spec.reboot is not None
+    when = "required" if spec.reboot.when_required else "always"
+
+    def argv(check: bool) -> tuple[str, ...]:
+        return ("sh", "-c", REBOOT_SCRIPT, "reboot", when, "check" if check else "apply")
+
+    if closed:
+        return Command(f"{REBOOT} (outside its window: {closed})", argv(True), check=argv(True),
+                       when="always", effect="ok", listing=True, id=REBOOT)
+    return Command(REBOOT, argv(False), check=argv(True), when="always", effect="changed",
+                   changed_if=CHANGED, listing=True, id=REBOOT)
+
+
+def rollout(spec: MaintenanceSpec) -> Rollout | None:
+    """The waves a policy that reboots runs in: its batch and failure budget, and a health
+    check that first waits for the reboot (the pending mark gone) and then runs the
+    policy's checks, for up to `timeout`."""
+    if spec.reboot is None:
+        return None
+    r = spec.reboot
+    commands = [f"test ! -e {PENDING}"] + [f"( {h.command} )" for h in r.health if h.command]
+    http = next((h.http for h in r.health if h.http is not None), None)
+    delay = max(r.delay, 1, -(-r.timeout // 100))  # a rollout's health tries at most 100 times
+    check = Health(command=" && ".join(commands), http=http, retries=max(1, r.timeout // delay),
+                   delay=delay, reconnect=r.timeout)
+    return Rollout(batch=(r.batch,), max_fail_percentage=r.max_fail_percentage, health=check)
 
 
 def job(git: Git, check: bool) -> dict[str, Any]:

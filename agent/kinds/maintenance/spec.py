@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agent.core.durations import Duration
+from agent.core.rollout import Health, Size
 from agent.kinds.maintenance.window import Window
 
 
@@ -133,6 +134,38 @@ class Packages(BaseModel):
                             examples=[["postgresql-15", "linux-image-*"]])
 
 
+class Reboot(BaseModel):
+    """Reboots in waves: the policy's hosts converge `batch` at a time; a host that asks
+    for a reboot (or every host, with when_required false) reboots at the end of its
+    maintenance, and the next wave starts only once it is back and passes `health`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    when_required: bool = Field(True, description="Reboot only a host that asks for it "
+                                "(/run/reboot-required, as unattended-upgrades' "
+                                "Automatic-Reboot); false: every host, every run in the window.",
+                                examples=[True])
+    batch: Size = Field(1, description="Hosts per wave, a count or a percentage.",
+                        examples=[1, "25%"])
+    max_fail_percentage: float = Field(0, ge=0, le=100, description="Stop the waves left once "
+                                       "more than this share of the hosts failed; 0: the first "
+                                       "failure stops them.", examples=[0])
+    health: list[Health] = Field([], description="Checked on each host of a wave once it is "
+                                 "back (the commands all pass, and the HTTP probe answers).",
+                                 examples=[[{"command": "systemctl is-system-running --wait"}]])
+    timeout: Duration = Field(600, description="How long a host may take to come back and "
+                              "pass its health check.", examples=["10m"])
+    delay: Duration = Field(5, description="Wait between tries while it is not back.",
+                            examples=["5s"])
+
+    @field_validator("health")
+    @classmethod
+    def _one_probe(cls, value: list[Health]) -> list[Health]:
+        if sum(1 for h in value if h.http is not None) > 1:
+            raise ValueError("expected at most one http check")
+        return value
+
+
 class MaintenanceSpec(BaseModel):
     """Maintenance that acts only in its window and only where it is needed."""
 
@@ -153,14 +186,19 @@ class MaintenanceSpec(BaseModel):
                                    "services needrestart lists as using replaced files, then "
                                    "check each is active (false: only report them).",
                                    examples=[True])
+    reboot: Reboot | None = Field(None, description="Reboot in waves after the maintenance "
+                                  "(the run service's waves: batch, health, failure budget).",
+                                  examples=[{"when_required": True, "batch": 1,
+                                             "health": [{"command": "systemctl is-system-running --wait"}]}])
     cleanup: Cleanup | None = Field(None, description="Disk cleanup.",
                                     examples=[{"journal": {"max_size": "500M"}, "apt_cache": True,
                                                "paths": [{"path": "/var/tmp", "older_than": "14d"}]}])
 
     @model_validator(mode="after")
     def _something(self) -> MaintenanceSpec:
-        if self.git is None and self.cleanup is None and self.packages is None:
-            raise ValueError("expected something to maintain: git, packages or cleanup")
+        if self.git is None and self.cleanup is None and self.packages is None \
+                and self.reboot is None:
+            raise ValueError("expected something to maintain: git, packages, reboot or cleanup")
         if self.restart_services and self.packages is None:
             raise ValueError("restart_services restarts what package updates leave: set packages")
         return self

@@ -181,7 +181,7 @@ class Waves:
             if again:
                 self._say(f"{ref.label}: health check: {', '.join(h.host.name for h in again)} "
                           "cannot be reached yet; trying again")
-                self._pause_quietly(min(waits))
+                self._wait(min(waits))
             pending = again
         for host_plan in hosts:
             check = host_plan.health_of(ref.name)
@@ -208,11 +208,10 @@ class Waves:
 
     def _pause(self, seconds: float) -> None:
         self._say(f"pausing {seconds:g}s before the next wave")
-        deadline = time.monotonic() + seconds
-        while not self.stop() and time.monotonic() < deadline:
-            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        self._wait(seconds)
 
-    def _pause_quietly(self, seconds: float) -> None:
+    def _wait(self, seconds: float) -> None:
+        """Sleep up to seconds, ending early on a stop."""
         deadline = time.monotonic() + seconds
         while not self.stop() and time.monotonic() < deadline:
             time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))

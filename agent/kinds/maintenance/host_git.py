@@ -197,20 +197,18 @@ WOULD = {"prune": "would prune", "repack": "would repack", "pack-refs": "would p
          "commit-graph": "would write the commit-graph of"}
 
 
-def fsck_due(repository: Path, job: dict[str, Any], now: float) -> bool:
-    last = load(repository).get("fsck") or {}
+def fsck_due(last: dict[str, Any], job: dict[str, Any], now: float) -> bool:
+    """Whether fsck is due, given its last result (the state file's "fsck")."""
     every = int(job.get("fsck_every") or 0)
     return bool(every) and (not last.get("ok") or now - float(last.get("at", 0)) >= every)
 
 
-def fsck(repository: Path, nice: list[str], now: float) -> tuple[bool, str]:
+def fsck(repository: Path, nice: list[str], now: float) -> dict[str, Any]:
+    """git fsck --full: its result as the state file keeps it (at, ok, error)."""
     done = git(repository, "fsck", "--no-progress", "--no-dangling", "--full", nice=nice)
     said = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
     ok = done.returncode == 0
-    data = load(repository)
-    data["fsck"] = {"at": now, "ok": ok, "error": "; ".join(said[:3])[:500] if not ok else ""}
-    save(repository, data)
-    return ok, data["fsck"]["error"]
+    return {"at": now, "ok": ok, "error": "; ".join(said[:3])[:500] if not ok else ""}
 
 
 def tidy(repository: Path, job: dict[str, Any], held: set[str], now: float) -> dict[str, Any]:
@@ -232,20 +230,21 @@ def tidy(repository: Path, job: dict[str, Any], held: set[str], now: float) -> d
             print(f"cleared stale lock {name} of {repository}")
         entry["cleared"].append(name)
     entry["before"] = before = read(repository)
-    last = load(repository).get("fsck") or {}
-    if fsck_due(repository, job, now):
+    data = load(repository)
+    last = data.get("fsck") or {}
+    if fsck_due(last, job, now):
         if check:
             print(f"would fsck {repository}")
         else:
-            ok, error = fsck(repository, nice, now)
-            last = {"ok": ok, "error": error, "at": now}
-            print(f"fsck {repository}: {'clean' if ok else 'FAILED: ' + error}")
+            data["fsck"] = last = fsck(repository, nice, now)
+            save(repository, data)
+            print(f"fsck {repository}: {'clean' if last['ok'] else 'FAILED: ' + last['error']}")
     if last and not last.get("ok"):
         entry.update(state="fsck-failing", why=last.get("error") or "git fsck failed")
         if check:
             print(f"fsck of {repository} failed at its last run: {entry['why']}")
         return entry
-    tasks = needed(before, job["limits"], load(repository).get("settled"))
+    tasks = needed(before, job["limits"], data.get("settled"))
     entry["tasks"] = [task for task, _ in tasks]
     for task, why in tasks:
         if check:
@@ -260,7 +259,6 @@ def tidy(repository: Path, job: dict[str, Any], held: set[str], now: float) -> d
         print(f"{DONE[task]} {repository} ({why})")
     entry["after"] = after = read(repository) if tasks and not check else before
     if tasks and not check:
-        data = load(repository)
         data["settled"] = {"loose_objects": after["loose_objects"], "packs": after["packs"]}
         save(repository, data)
     entry["state"] = ("needs-maintenance" if check and tasks else "maintained" if tasks

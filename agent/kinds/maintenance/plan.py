@@ -76,14 +76,7 @@ def plan(spec: MaintenanceSpec, host: HostInfo, now: float | None = None) -> lis
                  ) -> tuple[str, ...]:
             return ("python3", "-c", launch, json.dumps(make(check), sort_keys=True))
 
-        if not closed:
-            commands.append(Command(key, argv(False), check=argv(True), when="always",
-                                    effect="changed", changed_if=CHANGED, listing=True,
-                                    quiet=QUIET, keep=KEEP, id=key))
-        else:  # outside the window: what is pending, nothing done
-            commands.append(Command(f"{key} (outside its window: {closed})", argv(True),
-                                    check=argv(True), when="always", effect="ok", listing=True,
-                                    quiet=QUIET, keep=KEEP, id=key))
+        commands.append(_command(key, argv, closed, quiet=QUIET, keep=KEEP))
     if spec.reboot is not None:
         commands.append(reboot(spec, closed))
     env = {PROGRAMS[key][0]: program(PROGRAMS[key][1]) for key, _ in jobs}
@@ -99,11 +92,19 @@ def reboot(spec: MaintenanceSpec, closed: str) -> Command:
     def argv(check: bool) -> tuple[str, ...]:
         return ("sh", "-c", REBOOT_SCRIPT, "reboot", when, "check" if check else "apply")
 
+    return _command(REBOOT, argv, closed)
+
+
+def _command(key: str, argv: Callable[[bool], tuple[str, ...]], closed: str, **output: Any
+             ) -> Command:
+    """A part's command; outside the window (closed says when it opens) its check
+    variant, which only reports what is pending. Every part runs whatever the one
+    before did."""
     if closed:
-        return Command(f"{REBOOT} (outside its window: {closed})", argv(True), check=argv(True),
-                       when="always", effect="ok", listing=True, id=REBOOT)
-    return Command(REBOOT, argv(False), check=argv(True), when="always", effect="changed",
-                   changed_if=CHANGED, listing=True, id=REBOOT)
+        return Command(f"{key} (outside its window: {closed})", argv(True), check=argv(True),
+                       when="always", effect="ok", listing=True, id=key, **output)
+    return Command(key, argv(False), check=argv(True), when="always", effect="changed",
+                   changed_if=CHANGED, listing=True, id=key, **output)
 
 
 def rollout(spec: MaintenanceSpec) -> Rollout | None:

@@ -26,7 +26,7 @@ spec:
   reboot:
     batch: 1
     max_fail_percentage: 0
-    timeout: 40s
+    timeout: 90s
     delay: 2s
     health:
       - command: 's=$(systemctl is-system-running --wait); [ "$s" = running ] || [ "$s" = degraded ]'

@@ -1,6 +1,7 @@
 """What a report says: compliance now per policy and host, what the kinds' last runs left
 for a person (their findings: a sync conflict), the security controls per control and
-per host (compliance), the deploys and how they ended, and the changes and failures of the
+per host (compliance), the deploys and how they ended, where the time went (the slowest
+policies and operations against the period before), and the changes and failures of the
 period (changes from the audit log, which retention never prunes; failures from the
 operation results still kept)."""
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from agent.kinds import KINDS
 from agent.kinds.contract import Finding
 from agent.kinds.security.compliance import Compliance, compliance
+from agent.report.timing import TimeSpent, time_spent
 from agent.state import deploys
 from agent.state.store import Store
 
@@ -66,6 +68,7 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     compliance: Compliance = field(default_factory=Compliance)  # security policies' controls
     deploys: list[DeployRow] = field(default_factory=list)
+    time: TimeSpent | None = None
     runs: int = 0
     failed_runs: int = 0
     audit_head: str = ""  # SEQ:HASH of the audit log's newest entry, to keep elsewhere
@@ -86,7 +89,8 @@ class Report:
         return next((c for c in self.cells if c.policy == policy and c.host == host), None)
 
 
-def collect(store: Store, since: float) -> Report:
+def collect(store: Store, since: float, top: int = 10) -> Report:
+    """top: how many policies and operations 'where the time goes' lists."""
     db: sqlite3.Connection = store.db
     report = Report(since=since, made=time.time())
     report.cells = [Cell(row[0], row[1], row[2], bool(row[3]), row[4], row[5], row[6])
@@ -107,6 +111,7 @@ def collect(store: Store, since: float) -> Report:
                                 sum(h.phase == "rolled back" for h in deploys.hosts(store, d.id)),
                                 d.error)
                       for d in deploys.recent(store, 200) if d.started >= since]
+    report.time = time_spent(db, since, report.made, top)
     report.runs, report.failed_runs = db.execute(
         "SELECT count(*), coalesce(sum(failed), 0) FROM runs WHERE finished >= ?", (since,)).fetchone()
     seq, digest = store.audit_head()

@@ -13,6 +13,7 @@ from importlib.resources import files
 from jinja2 import Environment, select_autoescape
 
 from agent.report.data import Report
+from agent.report.timing import NOTICEABLE, SLOWER
 
 
 def to_json(report: Report) -> str:
@@ -21,7 +22,13 @@ def to_json(report: Report) -> str:
                        "changes": len(report.changes), "failures": len(report.failures),
                        "findings": len(report.findings), "deploys": len(report.deploys),
                        "controls_failing": sum(bool(c.failing) for c in report.compliance.controls),
-                       "runs": report.runs, "failed_runs": report.failed_runs}
+                       "runs": report.runs, "failed_runs": report.failed_runs,
+                       "slower": sum(t.slower for t in report.time.policies) if report.time else 0}
+    if report.time:  # the derived figures, beside the stored ones
+        for key, rows in (("policies", report.time.policies), ("operations", report.time.operations)):
+            for row, timing in zip(data["time"][key], rows, strict=True):
+                row.update(change=timing.change, slower=timing.slower)
+        data["time"]["previous_partial"] = report.time.previous_partial
     return json.dumps(data, indent=2)
 
 
@@ -65,8 +72,20 @@ def to_html(report: Report) -> str:
     env = Environment(autoescape=select_autoescape(default=True), trim_blocks=True,
                       lstrip_blocks=True)
     env.filters["when"] = lambda t: time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
+    env.filters["seconds"] = _seconds
     template = env.from_string(files("agent.report").joinpath("report.html.j2").read_text())
-    return template.render(r=report)
+    return template.render(r=report, slower_ratio=SLOWER, noticeable=NOTICEABLE)
+
+
+def _seconds(value: float) -> str:
+    """3.2 ms, 0.41 s, 12.3 s, 2 h 03 min: readable at a glance, to two or three digits."""
+    if value < 0.1:
+        return f"{value * 1000:.1f} ms"
+    if value < 60:
+        return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
+    minutes = int(value // 60)
+    return f"{minutes} min {int(value % 60):02d} s" if minutes < 60 else \
+        f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def _iso(t: float) -> str:

@@ -67,6 +67,21 @@ def test_alert_rules_pass_promtool_check_and_their_unit_tests() -> None:
     assert "SUCCESS" in tests.stdout
 
 
+@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool (Debian: prometheus) not installed")
+def test_trend_and_anomaly_rules_pass_promtool_check_and_their_unit_tests() -> None:
+    """A week of history, then a change: z-scores, the ratio to a week before, growth rates,
+    and alerts that fire on a real change and not on a wobble, a constant or a young series."""
+    folder = CONTRIB / "prometheus"
+    check = subprocess.run(["promtool", "check", "rules", "opsagent-trends.yml"], cwd=folder,
+                           capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "SUCCESS: 21 rules found" in check.stdout
+    tests = subprocess.run(["promtool", "test", "rules", "opsagent-trends.test.yml"], cwd=folder,
+                           capture_output=True, text=True, check=False)
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert "SUCCESS" in tests.stdout
+
+
 def dashboard_exprs() -> list[str]:
     data = json.loads((CONTRIB / "grafana" / "opsagent-dashboard.json").read_text())
     return [t["expr"] for p in data["panels"] for t in p["targets"]]
@@ -82,7 +97,11 @@ def test_dashboard_panels_have_queries_on_opsagent_metrics() -> None:
     for name in ("opsagent_backup_last_success_timestamp_seconds", "opsagent_backup_check_success",
                  "opsagent_backup_restore_drill_success", "opsagent_backup_repository_bytes",
                  "opsagent_sync_merges_total", "opsagent_sync_conflict_since_timestamp_seconds",
-                 "opsagent_sync_last_success_timestamp_seconds"):
+                 "opsagent_sync_last_success_timestamp_seconds", "opsagent_maintenance_git_size_bytes",
+                 "policy:opsagent_run_duration_seconds:mean1h_ratio_1w",
+                 "policy_host:opsagent_last_run_duration_seconds:zscore_1w",
+                 "policy_host:opsagent_backup_last_archive_original_bytes:zscore_1w",
+                 "policy_host:opsagent_backup_repository_bytes:deriv1d"):
         assert name in used, name
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from agent.metrics import exposition, registry_for
 from tests.support.project import opsagent, snapshot
 
 ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
@@ -195,6 +196,12 @@ def test_only_what_is_needed_runs_reachable_objects_stay_and_a_second_apply_chan
         code, op = run(tmp_path)
         assert code == 0 and op["status"] == "ok", op
         assert {e["state"] for name, e in repos(op).items() if name != "held"} == {"healthy"}
+        read = [loose, many, refs, stale, tidy]  # held is locked: not read; link.git not followed
+        size = 1024 * sum(counted(r)["size"] + counted(r)["size-pack"] for r in read)
+        db = tmp_path / "state" / "state.db"
+        text = exposition(db, registry_for(db)).decode()
+        assert (f'opsagent_maintenance_git_size_bytes{{host="@local",policy="git-housekeeping"}} '
+                f'{float(size)}') in text, text
     finally:
         holder.kill()
         holder.wait()

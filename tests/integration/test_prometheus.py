@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -14,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ruamel.yaml import YAML
 
 from tests.integration.test_contrib import CONTRIB, dashboard_exprs
 from tests.integration.test_daemon import make
 from tests.support.daemon import Daemon, free_port, wait_for
 
+yaml = YAML(typ="safe")
 pytestmark = pytest.mark.skipif(not shutil.which("prometheus"),
                                 reason="prometheus (Debian: prometheus) not installed")
 
@@ -27,9 +30,10 @@ class Prometheus:
     def __init__(self, folder: Path, target: int) -> None:
         self.port = free_port()
         shutil.copy(CONTRIB / "prometheus" / "opsagent-rules.yml", folder / "rules.yml")
+        shutil.copy(CONTRIB / "prometheus" / "opsagent-trends.yml", folder / "trends.yml")
         (folder / "prometheus.yml").write_text(
             "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-            "rule_files: [rules.yml]\n"
+            "rule_files: [rules.yml, trends.yml]\n"
             "scrape_configs:\n"
             f"  - job_name: opsagent\n    static_configs: [{{targets: ['127.0.0.1:{target}']}}]\n")
         self.log = (folder / "prometheus.log").open("w")
@@ -43,7 +47,9 @@ class Prometheus:
         try:
             with urllib.request.urlopen(url, timeout=10) as r:
                 return json.loads(r.read())
-        except OSError:
+        except urllib.error.HTTPError as e:  # a query Prometheus refuses: its JSON says why
+            return json.loads(e.read())
+        except OSError:  # not up yet
             return None
 
     def query(self, expr: str) -> list[dict[str, Any]]:
@@ -83,9 +89,14 @@ def test_prometheus_scrapes_the_daemon_and_promql_finds_compliance(
     groups = prom.api("rules")["data"]["groups"]
     rules_file = (CONTRIB / "prometheus" / "opsagent-rules.yml").read_text()
     shipped = re.findall(r"^\s*- alert: (\w+)$", rules_file, re.M)
-    assert [g["name"] for g in groups] == ["opsagent"] and len(shipped) == 18
+    assert [g["name"] for g in groups] == ["opsagent", "opsagent-trends"] and len(shipped) == 18
     assert [r["name"] for r in groups[0]["rules"]] == shipped
     assert all(r["health"] == "ok" for r in groups[0]["rules"]), groups[0]["rules"]
+    trends = yaml.load((CONTRIB / "prometheus" / "opsagent-trends.yml").read_text())
+    rules = trends["groups"][0]["rules"]
+    assert [r.get("record") or r["alert"] for r in rules] == [r["name"] for r in groups[1]["rules"]]
+    for rule in rules:  # the group runs every 5 minutes: evaluate each expression now instead
+        prom.query(rule["expr"])
     for expr in dashboard_exprs():
         prom.query(expr.replace("$__rate_interval", "1m").replace("$instance", ".*"))
     answer = prom.api("query", query="sum(opsagent_policy_compliant) / count(opsagent_policy_compliant)")

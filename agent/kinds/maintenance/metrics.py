@@ -23,14 +23,20 @@ def families(rows: Facts) -> Iterator[Metric]:
                                 "host's repositories were last read.", labels=["policy", "host"])
     cleared = GaugeMetricFamily("opsagent_maintenance_git_stale_locks_cleared", "Stale locks "
                                 "(left by a crash) the last run cleared.", labels=["policy", "host"])
+    size = GaugeMetricFamily("opsagent_maintenance_git_size_bytes", "Disk used by the objects "
+                             "(loose and packed) of the host's repositories that the last run "
+                             "could read.", labels=["policy", "host"])
     for policy, host, facts in rows:
         counts = facts.get("repositories", {})
         for state in STATES:
             repos.add_metric([policy, host, state], counts.get(state, 0))
+        if "size_bytes" in facts:
+            size.add_metric([policy, host], facts["size_bytes"])
         if "at" in facts:
             checked.add_metric([policy, host], facts["at"])
         cleared.add_metric([policy, host], facts.get("cleared_locks", 0))
     yield repos
+    yield size
     yield checked
     yield cleared
     at = GaugeMetricFamily("opsagent_maintenance_task_last_run_timestamp_seconds", "When the "

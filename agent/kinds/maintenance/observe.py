@@ -1,6 +1,6 @@
 """What a maintenance run tells the store, the metrics and the report, from the lines of
 its host programs: the host's repositories by state (healthy, needs-maintenance, locked,
-fsck-failing, error), per task when it last ran and whether it succeeded, the bytes the
+fsck-failing, error) and their size on disk, per task when it last ran and whether it succeeded, the bytes the
 cleanup reclaimed by part, and what a person should look at. Check-mode runs and runs
 outside the window count too: they read the host as it is."""
 
@@ -73,8 +73,10 @@ def _git(op: OpResult, now: float) -> dict[str, Any]:
             done = tasks.setdefault(task, {"at": now, "ok": 1, "repositories": 0})
             done["repositories"] += 1
             done["ok"] = int(done["ok"] and not failed)
+    read = [r.get("after") or r.get("before") for r in repos]
     facts: dict[str, Any] = {"repositories": counts, "problems": problems,
-                             "cleared_locks": sum(len(r.get("cleared", [])) for r in repos)}
+                             "cleared_locks": sum(len(r.get("cleared", [])) for r in repos),
+                             "size_bytes": 1024 * sum(int(r.get("size_kib", 0)) for r in read if r)}
     if tasks:
         facts["tasks"] = tasks
     return facts

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.utils import floatToGoString
 
 from agent.metrics import exposition, registry_for
 from tests.support.project import opsagent, snapshot
@@ -201,7 +202,7 @@ def test_only_what_is_needed_runs_reachable_objects_stay_and_a_second_apply_chan
         db = tmp_path / "state" / "state.db"
         text = exposition(db, registry_for(db)).decode()
         assert (f'opsagent_maintenance_git_size_bytes{{host="@local",policy="git-housekeeping"}} '
-                f'{float(size)}') in text, text
+                f'{floatToGoString(size)}') in text, text  # type: ignore[no-untyped-call]
     finally:
         holder.kill()
         holder.wait()

@@ -66,7 +66,7 @@ def test_json_report_counts_compliance_changes_and_failures(project: Path) -> No
     data = json.loads(done.stdout)
     assert data["summary"] == {"cells": 3, "compliant": 1, "changes": 1, "failures": 1, "runs": 1,
                                "failed_runs": 1, "findings": 0, "controls_failing": 0,
-                               "deploys": 0}
+                               "deploys": 0, "slower": 0}
     cells = {c["policy"]: (c["result"], c["compliant"], c["drift"]) for c in data["cells"]}
     assert cells == {"good": ("success", True, 0), "watch": ("success", False, 1),
                      "broken": ("failed", False, 0)}

@@ -150,6 +150,8 @@ def children_of(pid: int) -> list[bytes]:
 
 def test_a_commit_too_large_is_refused_and_pruned(tmp_path: Path) -> None:
     upstream, agent, marker = pulled_project(tmp_path)
+    with (agent / "agent.yml").open("a") as config:  # fetch every second, not every minute
+        config.write("pull: {url: 'file:///elsewhere#x', interval: 1s}\n")
     d = Daemon(agent, "--pull", f"file://{upstream}#main")
     try:
         d.up()

@@ -7,7 +7,9 @@ Subcommand modules are imported only when used, so `opsagent --help` and
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
+import pkgutil
 import sys
 
 from agent import __version__
@@ -41,6 +43,14 @@ def usage() -> str:
             + "\nRun `opsagent COMMAND --help` for a command's options.\n")
 
 
+def kind_names() -> set[str]:
+    """The kinds' names, from their package's folder: importing the kinds would load
+    pyinfra, which gevent must patch first, and a typo needs neither."""
+    spec = importlib.util.find_spec("agent.kinds")
+    assert spec is not None and spec.submodule_search_locations is not None
+    return {m.name for m in pkgutil.iter_modules(spec.submodule_search_locations)}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help", "help"):
@@ -50,7 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"opsagent {__version__}")
         return 0
     command = args[0]
-    if command in PARALLEL or command not in COMMANDS:
+    if command not in COMMANDS and command not in kind_names():
+        sys.stderr.write(f"opsagent: unknown command {command!r}\n\n{usage()}")
+        return 1
+    if command in PARALLEL or command not in COMMANDS:  # a kind's action
         from gevent import monkey
 
         monkey.patch_all()

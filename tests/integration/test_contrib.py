@@ -55,28 +55,19 @@ def test_a_missing_destination_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not shutil.which("promtool"), reason="promtool (Debian: prometheus) not installed")
-def test_alert_rules_pass_promtool_check_and_their_unit_tests() -> None:
+@pytest.mark.parametrize(("rules", "count"), [
+    ("opsagent-rules", 18),
+    # a week of history, then a change: z-scores, the ratio to a week before, growth rates,
+    # and alerts that fire on a real change, not on a wobble, a constant or a young series
+    ("opsagent-trends", 21),
+])
+def test_rules_pass_promtool_check_and_their_unit_tests(rules: str, count: int) -> None:
     folder = CONTRIB / "prometheus"
-    check = subprocess.run(["promtool", "check", "rules", "opsagent-rules.yml"], cwd=folder,
+    check = subprocess.run(["promtool", "check", "rules", f"{rules}.yml"], cwd=folder,
                            capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 18 rules found" in check.stdout
-    tests = subprocess.run(["promtool", "test", "rules", "opsagent-rules.test.yml"], cwd=folder,
-                           capture_output=True, text=True, check=False)
-    assert tests.returncode == 0, tests.stdout + tests.stderr
-    assert "SUCCESS" in tests.stdout
-
-
-@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool (Debian: prometheus) not installed")
-def test_trend_and_anomaly_rules_pass_promtool_check_and_their_unit_tests() -> None:
-    """A week of history, then a change: z-scores, the ratio to a week before, growth rates,
-    and alerts that fire on a real change and not on a wobble, a constant or a young series."""
-    folder = CONTRIB / "prometheus"
-    check = subprocess.run(["promtool", "check", "rules", "opsagent-trends.yml"], cwd=folder,
-                           capture_output=True, text=True, check=False)
-    assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 21 rules found" in check.stdout
-    tests = subprocess.run(["promtool", "test", "rules", "opsagent-trends.test.yml"], cwd=folder,
+    assert f"SUCCESS: {count} rules found" in check.stdout
+    tests = subprocess.run(["promtool", "test", "rules", f"{rules}.test.yml"], cwd=folder,
                            capture_output=True, text=True, check=False)
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert "SUCCESS" in tests.stdout

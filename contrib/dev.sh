@@ -69,8 +69,9 @@ case "$cmd" in
         setup_venv
         .venv/bin/ruff check agent tests bench
         .venv/bin/mypy
-        # pytest exits 5 when no test ran; any non-zero exit fails this script.
-        exec .venv/bin/python -m pytest
+        # pytest exits 5 when no test ran; any non-zero exit fails this script. Two workers:
+        # most tests wait on hosts and timeouts; the fleet's tests stay on one (tests/conftest.py).
+        exec .venv/bin/python -m pytest -n 2 --dist loadgroup
         ;;
     *)
         echo "usage: sh contrib/dev.sh demo|test" >&2

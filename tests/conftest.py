@@ -2,8 +2,9 @@
 directory of the session's own so that no test writes to /var/lib/opsagent.
 
 Under pytest-xdist (`-n 2 --dist loadgroup`, as contrib/dev.sh runs the suite) every test
-that uses the fleet is in one group: one worker makes the one fleet of the run's slot and
-runs them one after the other, while the other tests share out the workers."""
+that uses the fleet, and every end-to-end test, is in one group: one worker makes the one
+fleet of the run's slot and runs them one after the other, while the other tests share
+out the workers."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ __all__ = ["fleet", "fresh_fleet", "fresh_host", "systemd_host"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "fleet" in getattr(item, "fixturenames", ()):
+    for item in items:  # the e2e tests that make hosts of their own too (tests/fleet's own)
+        if "fleet" in getattr(item, "fixturenames", ()) or "/tests/e2e/" in str(item.path):
             item.add_marker(pytest.mark.xdist_group("fleet"))
 
 

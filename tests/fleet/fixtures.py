@@ -31,7 +31,7 @@ def unavailable() -> str:
     missing = [t for t in TOOLS if shutil.which(t) is None]
     if missing:
         return f"the test fleet needs {', '.join(missing)} (sh contrib/dev.sh test installs them as root)"
-    probe = f"ofl{SLOT}-probe"
+    probe = f"ofl{SLOT}-probe{os.getpid()}"  # two processes may ask at once (xdist workers)
     made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True, check=False)
     if made.returncode != 0:
         return f"cannot create network namespaces here: {made.stderr.strip()}"
@@ -43,6 +43,8 @@ def unavailable() -> str:
 def fleet() -> Iterator[Fleet]:
     """Three plain hosts h1-h3 for the whole session (more may be added by other fixtures)."""
     reason = unavailable()
+    if reason and os.environ.get("CI") and os.geteuid() == 0:
+        pytest.fail(f"CI runs as root, where the fleet must work: {reason}")  # never a quiet skip
     if reason:
         pytest.skip(reason)
     sweep(SLOT)  # whatever a killed earlier run left

@@ -19,11 +19,11 @@ from tests.fleet.fixtures import fleet, fresh_fleet, fresh_host, systemd_host
 __all__ = ["fleet", "fresh_fleet", "fresh_host", "systemd_host"]
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:  # the e2e tests that make hosts of their own too (tests/fleet's own)
-        if "fleet" in getattr(item, "fixturenames", ()) or "/tests/e2e/" in str(item.path):
-            item.add_marker(pytest.mark.xdist_group("fleet"))
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """As each test is collected, before pytest-xdist reads the groups in its own
+    pytest_collection_modifyitems (marked there, the order of the two hooks decided)."""
+    if "fleet" in getattr(item, "fixturenames", ()) or "/tests/e2e/" in str(item.path):
+        item.add_marker(pytest.mark.xdist_group("fleet"))  # and the e2e tests' own hosts
 
 
 @pytest.fixture(autouse=True)

@@ -145,3 +145,19 @@ def test_a_host_cannot_change_this_machines_kernel_settings(fleet: Fleet) -> Non
                            "cat /proc/sys/net/ipv4/ip_forward")
     assert done.stdout == f"{other}\n"
     assert Path("/proc/sys/net/ipv4/ip_forward").read_text() == ours_forward
+
+
+def test_a_sweep_goes_on_past_a_mount_already_gone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mount listed, then gone with another before its turn (a lazy unmount of the one
+    below it): the sweep goes on and removes the rest. It used to stop there, leaving a
+    half-removed fleet that made the next run's tests fail."""
+    from tests.fleet import fleet as fleet_module
+
+    if unavailable():
+        pytest.skip(unavailable())
+    top = fleet_module.RUN_ROOT / str(SPARE_SLOT)
+    (top / "hosts").mkdir(parents=True, exist_ok=True)
+    listed = iter([[str(top / "hosts" / "h1" / "merged")]])
+    monkeypatch.setattr(fleet_module, "_mounts_under", lambda _: next(listed, []))
+    fleet_module.sweep(SPARE_SLOT)
+    assert not top.exists() and leftovers(SPARE_SLOT) == []

@@ -206,7 +206,8 @@ def sweep(slot: int) -> None:
         lambda: [p for ns in net.namespaces() for p in netns_pids(ns)] + _pids_naming(marker),
         f"fleet {slot}", timeout=2.5)
     for target in sorted(_mounts_under(top), key=len, reverse=True):
-        if subprocess.run(["umount", target], capture_output=True, check=False).returncode:
+        umounted = subprocess.run(["umount", target], capture_output=True, check=False)
+        if umounted.returncode and target in _mounts_under(top):  # gone with another: done
             sh("umount", "-l", target)
     net.down()
     if (top / "nspawn-run").exists():  # we mounted /run/systemd/nspawn for our systemd hosts

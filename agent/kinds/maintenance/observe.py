@@ -1,7 +1,7 @@
 """What a maintenance run tells the store, the metrics and the report, from the lines of
 its host programs: the host's repositories by state (healthy, needs-maintenance, locked,
-fsck-failing, error) and their size on disk, per task when it last ran and whether it succeeded, the bytes the
-cleanup reclaimed by part, and what a person should look at. Check-mode runs and runs
+fsck-failing, error) and their size on disk, per task when it last ran and whether it
+succeeded, the bytes the cleanup reclaimed by part, and what a person should look at. Check-mode runs and runs
 outside the window count too: they read the host as it is."""
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """pyinfra operations by dotted name, with an argument model built from each real signature.
 
 `tasks` policies and playbooks name operations as `module.function`; a wrong name or
-argument is caught here, at validation time, never on a host.
+argument is caught here, at validation time, never on a host. Names and signatures come
+from the catalogue of signatures.py (pyinfra read once per version); the functions
+themselves, to run or to document, from pyinfra.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from functools import cache
 from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from agent.engine import signatures
 
 # pyinfra's global arguments that a task may set. Execution arguments (_serial,
 # _parallel, _run_once) must agree across hosts, callables cannot be written in
@@ -51,8 +55,46 @@ class UnknownOperation(ValueError):
 RESERVED_ARGUMENTS = frozenset({"name", "host", "state", "op_func"})
 
 
-@cache
 def modules() -> tuple[str, ...]:
+    return tuple(signatures.catalogue())
+
+
+def operations(module_name: str) -> tuple[str, ...]:
+    """The operations of one pyinfra module, e.g. files: block, directory, ... (sorted)."""
+    found = signatures.catalogue().get(module_name)
+    if found is None:
+        close = difflib.get_close_matches(module_name, modules(), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UnknownOperation(f"unknown operation module {module_name!r}{hint}")
+    return tuple(found)
+
+
+def check(name: str) -> None:
+    """UnknownOperation, saying what was meant, unless 'module.function' is an operation."""
+    module_name, _, func_name = name.partition(".")
+    names = operations(module_name)
+    if not func_name:
+        raise UnknownOperation(f"{module_name!r} is an operation module: name one of its "
+                               f"operations, e.g. {module_name}.{names[0]} (opsagent explain "
+                               f"tasks {module_name} lists them)")
+    if func_name not in names:
+        close = difflib.get_close_matches(func_name, names, n=1)
+        hint = f"did you mean '{module_name}.{close[0]}'?" if close else "expected one of " + (
+            ", ".join(names)
+        )
+        raise UnknownOperation(f"unknown operation {name!r}; {hint}")
+
+
+@cache
+def operation(name: str) -> Any:
+    """The pyinfra operation function for 'module.function' (imports its module)."""
+    check(name)
+    module_name, _, func_name = name.partition(".")
+    return getattr(importlib.import_module(f"pyinfra.operations.{module_name}"), func_name)
+
+
+def live_modules() -> tuple[str, ...]:
+    """pyinfra's operation modules, read from pyinfra itself (for the catalogue)."""
     import pyinfra.operations
 
     return tuple(
@@ -60,36 +102,11 @@ def modules() -> tuple[str, ...]:
     )
 
 
-@cache
-def operations(module_name: str) -> tuple[str, ...]:
-    """The operations of one pyinfra module, e.g. files: block, directory, ... (sorted)."""
-    if module_name not in modules():
-        close = difflib.get_close_matches(module_name, modules(), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise UnknownOperation(f"unknown operation module {module_name!r}{hint}")
+def live_operations(module_name: str) -> tuple[str, ...]:
     module = importlib.import_module(f"pyinfra.operations.{module_name}")
     return tuple(sorted(
         n for n, f in vars(module).items() if callable(f) and hasattr(f, "_inner") and n[0] != "_"
     ))
-
-
-@cache
-def operation(name: str) -> Any:
-    """The pyinfra operation function for 'module.function'."""
-    module_name, _, func_name = name.partition(".")
-    names = operations(module_name)
-    if not func_name:
-        raise UnknownOperation(f"{module_name!r} is an operation module: name one of its "
-                               f"operations, e.g. {module_name}.{names[0]} (opsagent explain "
-                               f"tasks {module_name} lists them)")
-    module = importlib.import_module(f"pyinfra.operations.{module_name}")
-    if func_name not in names:
-        close = difflib.get_close_matches(func_name, names, n=1)
-        hint = f"did you mean '{module_name}.{close[0]}'?" if close else "expected one of " + (
-            ", ".join(names)
-        )
-        raise UnknownOperation(f"unknown operation {name!r}; {hint}")
-    return getattr(module, func_name)
 
 
 def is_idempotent(name: str) -> bool:
@@ -98,24 +115,19 @@ def is_idempotent(name: str) -> bool:
 
 @cache
 def arguments_model(name: str) -> type[BaseModel]:
-    """A pydantic model of the operation's parameters plus the allowed global arguments."""
-    inner = operation(name)._inner
-    signature = inspect.signature(inner)
-    try:
-        hints = typing.get_type_hints(inner)
-    except Exception:  # an annotation pyinfra's module cannot resolve: fall back per parameter
-        hints = {}
+    """A pydantic model of the operation's parameters plus the allowed global arguments,
+    from the signature catalogue (pyinfra itself for an operation it marks live)."""
+    check(name)
+    module_name, _, func_name = name.partition(".")
+    entry = signatures.catalogue()[module_name][func_name]
     fields: dict[str, Any] = {}
-    takes_any = False
-    for pname, param in signature.parameters.items():
-        if param.kind is inspect.Parameter.VAR_KEYWORD:
-            takes_any = True
-            continue
-        if param.kind is inspect.Parameter.VAR_POSITIONAL:
-            continue
-        annotation = _yaml_type(hints.get(pname), param.default)
-        default = ... if param.default is inspect.Parameter.empty else param.default
-        fields[_field_name(pname)] = (annotation, Field(default, alias=pname))
+    if entry.get("live"):
+        takes_any = _live_fields(operation(name)._inner, fields)
+    else:
+        takes_any = bool(entry["any"])
+        for param in entry["params"]:
+            fields[_field_name(param["name"])] = (signatures.read_type(param["type"]), Field(
+                param.get("default", ...), alias=param["name"]))
     for gname, gtype in GLOBAL_ARGUMENTS.items():
         fields[_field_name(gname)] = (gtype | None, Field(None, alias=gname))
     config = ConfigDict(extra="allow" if takes_any else "forbid", arbitrary_types_allowed=True,
@@ -124,6 +136,25 @@ def arguments_model(name: str) -> type[BaseModel]:
         name.replace(".", "_"), __config__=config, **fields
     )
     return model
+
+
+def _live_fields(inner: Any, fields: dict[str, Any]) -> bool:
+    """The fields of the operation's signature read from pyinfra; whether it takes **kwargs."""
+    try:
+        hints = typing.get_type_hints(inner)
+    except Exception:  # an annotation pyinfra's module cannot resolve: fall back per parameter
+        hints = {}
+    takes_any = False
+    for pname, param in inspect.signature(inner).parameters.items():
+        if param.kind is inspect.Parameter.VAR_KEYWORD:
+            takes_any = True
+            continue
+        if param.kind is inspect.Parameter.VAR_POSITIONAL:
+            continue
+        annotation = yaml_type(hints.get(pname), param.default)
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[_field_name(pname)] = (annotation, Field(default, alias=pname))
+    return takes_any
 
 
 def _field_name(name: str) -> str:
@@ -137,15 +168,11 @@ def argument_names(name: str) -> set[str]:
 
 
 def parameter_names(name: str) -> list[str]:
-    inner = operation(name)._inner
-    return [
-        p.name
-        for p in inspect.signature(inner).parameters.values()
-        if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
-    ]
+    return [alias for n, f in arguments_model(name).model_fields.items()
+            if (alias := f.alias or n) not in GLOBAL_ARGUMENTS]
 
 
-def _yaml_type(hint: Any, default: Any) -> Any:
+def yaml_type(hint: Any, default: Any) -> Any:
     """The type a YAML value must have for this parameter."""
     if hint is None:
         if default is inspect.Parameter.empty or default is None:

@@ -31,14 +31,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from prometheus_client.core import Metric
 from pydantic import BaseModel
 
 from agent.core.hosts import HostInfo
 from agent.core.results import HostResult, OpResult
 from agent.core.steps import Observation, Sequence, Step
+
+if TYPE_CHECKING:  # validating a policy needs no metrics library
+    from prometheus_client.core import Metric
 
 S = TypeVar("S", bound=BaseModel)
 A = TypeVar("A", bound=BaseModel)

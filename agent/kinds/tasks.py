@@ -31,9 +31,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client.core import Metric
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -57,6 +56,9 @@ from agent.kinds.contract import Action, Facts, Finding
 from agent.kinds.loop import LoopControl, expand, failures
 from agent.policy.messages import invalid, suggest
 from agent.policy.render import FILE_OPTIONS, LOOP, VARS, Renderer, TemplateFileError
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
 
 REGISTERED = "registered"  # in the validation context: names registered so far
 _SRC_OPS = ("files.template", "files.put")
@@ -340,7 +342,7 @@ KIND = TasksKind()
 
 def _check_args(op: str, args: Any, info: ValidationInfo, outside: bool) -> None:
     try:
-        catalog.operation(op)
+        catalog.check(op)
     except catalog.UnknownOperation as e:
         raise invalid((op,), "unknown_operation", str(e), op) from None
     if not isinstance(args, dict):

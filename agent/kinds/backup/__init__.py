@@ -13,18 +13,19 @@ actions.py (backup list and backup restore).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
-
-from prometheus_client.core import Metric
+from typing import TYPE_CHECKING, Any
 
 from agent.core.hosts import HostInfo
 from agent.core.results import OpResult
 from agent.core.steps import Observation, Sequence, Step
-from agent.kinds.backup import metrics, observe
+from agent.kinds.backup import observe
 from agent.kinds.backup import plan as planning
 from agent.kinds.backup.actions import ACTIONS
 from agent.kinds.backup.spec import BackupSpec
 from agent.kinds.contract import Facts, Finding
+
+if TYPE_CHECKING:  # the metrics library: only when metrics are exported
+    from prometheus_client.core import Metric
 
 
 class BackupKind:
@@ -42,6 +43,8 @@ class BackupKind:
         return observe.observe(spec, ops)
 
     def families(self, rows: Facts) -> Iterable[Metric]:
+        from agent.kinds.backup import metrics
+
         return metrics.families(rows)
 
     def findings(self, rows: Facts) -> list[Finding]:

@@ -11,17 +11,18 @@ read each host's release state; `opsagent deploy start` deploys.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
-
-from prometheus_client.core import Metric
+from typing import TYPE_CHECKING, Any
 
 from agent.core.hosts import HostInfo
 from agent.core.results import OpResult
 from agent.core.steps import Observation, Sequence, Step
 from agent.kinds.contract import Action, Facts, Finding
-from agent.kinds.deploy import metrics, observe
+from agent.kinds.deploy import observe
 from agent.kinds.deploy import plan as planning
 from agent.kinds.deploy.spec import SLOT_VARIABLES, DeploySpec
+
+if TYPE_CHECKING:  # the metrics library: only when metrics are exported
+    from prometheus_client.core import Metric
 
 
 class DeployKind:
@@ -39,6 +40,8 @@ class DeployKind:
         return observe.observe(ops)
 
     def families(self, rows: Facts) -> Iterable[Metric]:
+        from agent.kinds.deploy import metrics
+
         return metrics.families(rows)
 
     def findings(self, rows: Facts) -> list[Finding]:

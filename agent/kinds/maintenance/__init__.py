@@ -11,18 +11,19 @@ commands), observe.py (facts and findings), metrics.py.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
-
-from prometheus_client.core import Metric
+from typing import TYPE_CHECKING, Any
 
 from agent.core.hosts import HostInfo
 from agent.core.results import OpResult
 from agent.core.rollout import Rollout
 from agent.core.steps import Observation, Sequence, Step
 from agent.kinds.contract import Action, Facts, Finding
-from agent.kinds.maintenance import metrics, observe
+from agent.kinds.maintenance import observe
 from agent.kinds.maintenance import plan as planning
 from agent.kinds.maintenance.spec import MaintenanceSpec
+
+if TYPE_CHECKING:  # the metrics library: only when metrics are exported
+    from prometheus_client.core import Metric
 
 
 class MaintenanceKind:
@@ -44,6 +45,8 @@ class MaintenanceKind:
         return planning.rollout(spec)
 
     def families(self, rows: Facts) -> Iterable[Metric]:
+        from agent.kinds.maintenance import metrics
+
         return metrics.families(rows)
 
     def findings(self, rows: Facts) -> list[Finding]:

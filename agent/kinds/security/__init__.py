@@ -11,17 +11,18 @@ metrics.py.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
-
-from prometheus_client.core import Metric
+from typing import TYPE_CHECKING, Any
 
 from agent.core.hosts import HostInfo
 from agent.core.results import OpResult
 from agent.core.steps import Observation, Sequence, Step
 from agent.kinds.contract import Action, Facts, Finding
-from agent.kinds.security import metrics, observe
+from agent.kinds.security import observe
 from agent.kinds.security import plan as planning
 from agent.kinds.security.spec import SecuritySpec
+
+if TYPE_CHECKING:  # the metrics library: only when metrics are exported
+    from prometheus_client.core import Metric
 
 
 class SecurityKind:
@@ -40,6 +41,8 @@ class SecurityKind:
         return observe.observe(spec, ops)
 
     def families(self, rows: Facts) -> Iterable[Metric]:
+        from agent.kinds.security import metrics
+
         return metrics.families(rows)
 
     def findings(self, rows: Facts) -> list[Finding]:

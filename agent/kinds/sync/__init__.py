@@ -15,18 +15,19 @@ findings) and metrics.py, actions.py (sync rollback).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
-
-from prometheus_client.core import Metric
+from typing import TYPE_CHECKING, Any
 
 from agent.core.hosts import HostInfo
 from agent.core.results import OpResult
 from agent.core.steps import Observation, Sequence, Step
 from agent.kinds.contract import Action, Facts, Finding
-from agent.kinds.sync import metrics, observe
+from agent.kinds.sync import observe
 from agent.kinds.sync import plan as planning
 from agent.kinds.sync.actions import ACTIONS
 from agent.kinds.sync.spec import SyncSpec
+
+if TYPE_CHECKING:  # the metrics library: only when metrics are exported
+    from prometheus_client.core import Metric
 
 
 class SyncKind:
@@ -44,6 +45,8 @@ class SyncKind:
         return observe.observe(spec, ops)
 
     def families(self, rows: Facts) -> Iterable[Metric]:
+        from agent.kinds.sync import metrics
+
         return metrics.families(rows)
 
     def findings(self, rows: Facts) -> list[Finding]:

@@ -112,6 +112,9 @@ class AgentConfig(BaseModel):
                                                  "is converging.")
     stop_timeout: Duration = Field(60, description="On SIGTERM, how long running operations "
                                                    "get to end before they are killed.")
+    warm_runs: bool = Field(True, description="Fork each run from a warm parent that has "
+                            "imported opsagent once (about 1 s of CPU less per run); false: "
+                            "a new interpreter per run.")
     log_format: Literal["auto", "json", "text"] = Field(
         "auto", description="auto: text on a terminal, JSON lines otherwise.")
     retention: Retention = Field(default_factory=Retention)

@@ -3,12 +3,13 @@ runs (it must not grow), and /metrics scrape time with 1,000 hosts x 20 policies
 
 Run by hand (not in CI):
     .venv/bin/python bench/daemon.py help|idle|scrape
-    .venv/bin/python bench/daemon.py runs [--runs 1000]
+    .venv/bin/python bench/daemon.py runs [--runs 1000] [--cold]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -76,20 +77,43 @@ def bench_idle() -> None:
             d.stop()
 
 
-def bench_runs(total: int) -> None:
+def cpu_seconds(pid: int) -> float:
+    """CPU of a process and of the children it waited for (/proc/PID/stat utime..cstime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_runs(total: int, cold: bool) -> None:
+    """RSS of the daemon and its fork server, and CPU per run (the daemon, the server and
+    every run: each is waited for by one of them), 4 policies every second."""
     with tempfile.TemporaryDirectory() as tmp:
-        d = Daemon(project(Path(tmp), ["schedule: {every: 1s}"] * 4))
+        root = project(Path(tmp), ["schedule: {every: 1s}"] * 4)
+        if cold:
+            with (root / "agent.yml").open("a") as f:
+                f.write("warm_runs: false\n")
+        d = Daemon(root)
         try:
             d.up()
-            marks = sorted({10, total // 10, total // 2, total})
+            wait_for(lambda: d.count("run_finished") >= 8, timeout=60, what="8 runs")
+            ready = [e for e in d.events() if e.get("event") == "warm_ready"]
+            server = int(ready[0]["message"].split("pid ")[1].split(")")[0]) if ready else None
+            pids = [d.proc.pid, *([server] if server else [])]
+            base_runs, base_cpu = d.count("run_finished"), sum(map(cpu_seconds, pids))
+            marks = sorted({base_runs + 10, total // 10, total // 2, total} - {0})
             started = time.monotonic()
             for mark in marks:
                 wait_for(lambda mark=mark: d.count("run_finished") >= mark, timeout=3600,
                          what=f"{mark} runs")
-                print(f"after {d.count('run_finished'):5d} runs ({time.monotonic() - started:6.0f} s): "
-                      f"daemon RSS {rss_kib(d.proc.pid) / 1024:.1f} MiB", flush=True)
-            failed = [e for e in d.events() if e.get("event") == "run_finished" and e["exit_code"]]
-            print(f"runs that failed: {len(failed)}")
+                runs, cpu = d.count("run_finished"), sum(map(cpu_seconds, pids))
+                per_run = (cpu - base_cpu) / max(1, runs - base_runs)
+                rss = " + ".join(f"{rss_kib(p) / 1024:.1f}" for p in pids)
+                print(f"after {runs:5d} runs ({time.monotonic() - started:6.0f} s): RSS "
+                      f"{rss} MiB (daemon{' + fork server' if server else ''}); "
+                      f"CPU {per_run:.3f} s per run", flush=True)
+            finished = [e for e in d.events() if e.get("event") == "run_finished"]
+            print(f"{'cold' if cold else 'warm'} runs: {sum(e['warm'] for e in finished)} of "
+                  f"{len(finished)} forked warm; failed: {sum(1 for e in finished if e['exit_code'])}"
+                  f"; median wall time {statistics.median(e['seconds'] for e in finished):.3f} s")
         finally:
             d.stop()
 
@@ -128,9 +152,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("what", choices=("help", "idle", "runs", "scrape"))
     parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--cold", action="store_true", help="runs: with warm_runs: false")
     args = parser.parse_args()
     {"help": bench_help, "idle": bench_idle, "scrape": bench_scrape,
-     "runs": lambda: bench_runs(args.runs)}[args.what]()
+     "runs": lambda: bench_runs(args.runs, args.cold)}[args.what]()
 
 
 if __name__ == "__main__":

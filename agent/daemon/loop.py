@@ -31,6 +31,7 @@ from agent.daemon.isolated import Validation, last_good
 from agent.daemon.policyset import PolicySet, drop_unused, signature
 from agent.daemon.pull import Puller, PullError, insecure
 from agent.daemon.scheduler import Scheduler
+from agent.daemon.warm import ForkServer
 from agent.errors import Problems
 from agent.metrics import exposition, registry_for
 from agent.state.locks import DaemonLock
@@ -87,6 +88,7 @@ class Daemon:
         self.hooks: Hooks | None = None
         self.settings = runner.Settings(state_dir, config.timeout, config.lock_wait, cwd,
                                        config.audit_syslog)
+        self.warm = ForkServer(self.flags.wake.set) if config.warm_runs else None
 
     # -- sources: files named in agent.yml, or the pulled checkout -----------------------
 
@@ -233,7 +235,8 @@ class Daemon:
             return
         started = self.scheduler.take(now, slots)
         for policy, hosts in started:
-            self.children.append(runner.start(policy, hosts, self.current, self.settings, now))
+            self.children.append(runner.start(policy, hosts, self.current, self.settings, now,
+                                              self.warm))
         if started:
             self.next_runs_saved = False
         self.info.running = len(self.children)
@@ -289,6 +292,8 @@ class Daemon:
                         "way can change what runs here as %s; %s", self.puller.url,
                         "root" if os.getuid() == 0 else "this user", checked,
                         extra={"event": "pull_insecure"})
+        if self.warm is not None:
+            self.warm.start()
         if self.puller is None or self.puller.checkout is not None:
             self.reload("start")  # broken files: the daemon stays up and says so
         next_pull = time.monotonic()  # the first fetch at once, without waiting for it
@@ -321,6 +326,8 @@ class Daemon:
                         next_prune = mono + PRUNE_EVERY
                         self._prune(store, now)
                     self._reap(store)
+                    if self.warm is not None:
+                        self.warm.start()  # again, if it ended (at most once a minute)
                     self._hooked(now)
                     self._launch(store, now)
                     if not self.next_runs_saved:
@@ -399,6 +406,8 @@ class Daemon:
         for child in self.children:
             runner.stop(child, "the daemon was stopped")
         runner.wait_all(self.children, self.config.stop_timeout)
+        if self.warm is not None:
+            self.warm.close()
         try:
             self._reap(store)
         except (sqlite3.Error, OSError) as e:

@@ -24,6 +24,7 @@ from typing import Any
 from agent.cli.output import FORMAT
 from agent.core.results import HostResult, OpResult, RunResult, Status
 from agent.daemon.policyset import PolicySet, Scheduled
+from agent.daemon.warm import ForkServer, Lost, WarmProc
 from agent.state.store import Store
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class Child:
     policy: Scheduled
     hosts: tuple[str, ...]
     policy_set: PolicySet
-    proc: subprocess.Popen[bytes]
+    proc: subprocess.Popen[bytes] | WarmProc
     out: Any  # temporary files for the child's stdout and stderr
     err: Any
     started: float  # wall clock, for the records
@@ -55,7 +56,8 @@ class Settings:
 
 
 def start(policy: Scheduled, hosts: tuple[str, ...], policy_set: PolicySet, settings: Settings,
-          now: float) -> Child:
+          now: float, warm: ForkServer | None = None) -> Child:
+    """The run in a child: forked by the warm server when it is up, else a new interpreter."""
     args = [sys.executable, "-m", "agent", "apply", *map(str, policy_set.policy_paths),
             "-i", policy_set.inventory, "--templates", str(policy_set.templates),
             "--policy", policy.name, "--json", "--state-dir", str(settings.state_dir),
@@ -68,10 +70,18 @@ def start(policy: Scheduled, hosts: tuple[str, ...], policy_set: PolicySet, sett
            "PYINFRA_PROGRESS": "off"}
     out = tempfile.TemporaryFile()  # noqa: SIM115 (closed in finish(), when the child ends)
     err = tempfile.TemporaryFile()  # noqa: SIM115
-    proc = subprocess.Popen(args, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
-                            cwd=settings.cwd, start_new_session=True)
+    proc: subprocess.Popen[bytes] | WarmProc | None = None
+    if warm is not None:
+        try:
+            proc = warm.run(args[3:], env, settings.cwd, out, err)
+        except Lost as e:
+            log.debug("policy %s: a cold start (fork server: %s)", policy.name, e)
+    if proc is None:
+        proc = subprocess.Popen(args, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
+                                cwd=settings.cwd, start_new_session=True)
     log.info("policy %s: run started on %s", policy.name, ", ".join(hosts),
-             extra={"policy": policy.name, "hosts": list(hosts), "event": "run_started"})
+             extra={"policy": policy.name, "hosts": list(hosts), "event": "run_started",
+                    "pid": proc.pid, "warm": isinstance(proc, WarmProc)})
     begun = time.monotonic()
     return Child(policy, hosts, policy_set, proc, out, err, now,
                  begun + policy.schedule.timeout, begun)
@@ -118,7 +128,8 @@ def finish(child: Child) -> RunResult | None:
     name = child.policy.name
     seconds = time.monotonic() - child.begun
     fields = {"policy": name, "hosts": list(child.hosts), "event": "run_finished",
-              "seconds": round(seconds, 3), "exit_code": code}
+              "seconds": round(seconds, 3), "exit_code": code, "pid": child.proc.pid,
+              "warm": isinstance(child.proc, WarmProc)}
     result = _report(stdout) if code in (0, 2) else None
     if code in (0, 2) and result is None:
         stderr = f"its output is not apply --json format {FORMAT}\n{stderr}"

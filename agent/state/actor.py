@@ -4,8 +4,9 @@ environment claims.
 The user is the real uid's name. The login uid (set by pam_loginuid at login, kept
 through sudo and su, unset for services) names the person behind it when it differs.
 The daemon marks its runs with OPSAGENT_TRIGGER="opsagent daemon (pid N)"; any caller can
-set that, so it is believed only when N is this process or its parent, and even then the
-uids above are still said: a person who fakes it is named by their login.
+set that, so it is believed only when N is this process, its parent, or its parent's
+parent through the daemon's fork server, and even then the uids above are still said: a
+person who fakes it is named by their login.
 """
 
 from __future__ import annotations
@@ -37,9 +38,25 @@ def login_uid() -> int | None:
 def trigger() -> str:
     claimed = os.environ.get("OPSAGENT_TRIGGER", "")
     match = _TRIGGER.fullmatch(claimed)
-    if match and int(match.group(1)) in (os.getpid(), os.getppid()):
+    if match and int(match.group(1)) in (os.getpid(), os.getppid(), _server_parent()):
         return claimed
     return ""
+
+
+def _server_parent() -> int | None:
+    """The daemon, for a run its fork server forked: the parent's parent, when the parent
+    is `python -m agent.daemon.forkserver` (which only the daemon starts)."""
+    ppid = os.getppid()
+    try:
+        with open(f"/proc/{ppid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+        with open(f"/proc/{ppid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    if argv[1:3] != [b"-m", b"agent.daemon.forkserver"]:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
 
 
 def who(asked_by: str = "") -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import textwrap
 import types
 import typing
 from typing import Any
@@ -57,6 +58,7 @@ def main(argv: list[str]) -> int:
             names = catalog.operations(module)
             if names:
                 print(f"  {module}: {', '.join(names)}")
+        print("\n" + textwrap.fill(catalog.BATCHED, 88))
     for verb, action in kind.actions.items():
         print(f"\naction {args.kind} {verb}: {action.help} (opsagent {args.kind} {verb} POLICY; "
               f"playbook step {args.kind}.{verb})")

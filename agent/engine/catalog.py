@@ -46,6 +46,15 @@ GLOBAL_ARGUMENTS: dict[str, Any] = {
 }
 
 
+# How a step's facts are read (agent/engine/prefetch.py), as `opsagent explain tasks` says.
+BATCHED = ("Facts: every step's facts are read together with the other steps' in one remote "
+           "command per round, so a converged host costs two or three commands however many "
+           "steps it has. Two kinds of step read theirs the way pyinfra does, one command each: "
+           "a step with global arguments (_sudo, _su_user, _env, _chdir, _timeout, ...), and "
+           "the step after one that changed something. A host without python3 reads every "
+           "fact that way. Commands (server.shell, ...) run as always.")
+
+
 class UnknownOperation(ValueError):
     pass
 

@@ -12,12 +12,14 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from functools import cache
 from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import gevent
 from pyinfra.api import Config, Inventory, State
+from pyinfra.api import arguments as _arguments
 from pyinfra.api.connect import connect_all, disconnect_all
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operation import OperationMeta, add_op
@@ -32,8 +34,13 @@ from agent.engine import catalog, login, sequence
 from agent.engine.capture import Capture, capture
 from agent.engine.environment import explicit_environment
 from agent.engine.guards import guard_script, guarded
+from agent.engine.prefetch import Prefetch, Verdict
 from agent.engine.redact import redact, redact_host
 from agent.engine.registered import Registered
+
+# pyinfra reads its global arguments' type hints again for every fact and operation
+# (typing.get_type_hints, a sixth of a converged host's CPU): they never change.
+_arguments.all_global_arguments = cache(_arguments.all_global_arguments)
 
 OnResult = Callable[[str, OpResult], None]
 STOPPED = "stopped: opsagent was asked to stop; the rest of this host's operations were skipped"
@@ -141,9 +148,8 @@ def _disconnect(state: State) -> None:
                 client.close()
 
 
-def _add(state: State, host: Any, planned: PlannedStep, judge_only: bool) -> OperationMeta:
-    step = planned.step
-    assert isinstance(step, Step)
+def _call(step: Step) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """The pyinfra operation a step calls, its arguments, and its global arguments."""
     args = dict(step.args)
     operation = step.operation
     if isinstance(args.get("src"), Rendered):  # a template rendered at validation: put its text
@@ -152,23 +158,64 @@ def _add(state: State, host: Any, planned: PlannedStep, judge_only: bool) -> Ope
         args["src"].template = rendered.source  # as pyinfra's files.template marks it
         operation = "files.put"
     options = {k: args.pop(k) for k in list(args) if k in catalog.GLOBAL_ARGUMENTS}
+    if step.guard is not None:
+        return guarded, {"op_name": operation, "args": args,
+                         "script": guard_script(step.guard)}, options
+    return catalog.operation(operation), args, options
+
+
+def _add(state: State, host: Any, planned: PlannedStep, judge_only: bool) -> OperationMeta:
+    step = planned.step
+    assert isinstance(step, Step)
+    function, args, options = _call(step)
     if judge_only:  # never executed, even if the run executes: facts are read, nothing done
         options["_if"] = _never
     name = f"{planned.policy.label} | {step.name}"
-    if step.guard is not None:
-        metas = add_op(state, guarded, host=host, name=name, op_name=operation, args=args,
-                       script=guard_script(step.guard), **options)
-    else:
-        metas = add_op(state, catalog.operation(operation), host=host, name=name,
-                       **args, **options)
+    metas = add_op(state, function, host=host, name=name, **args, **options)
     meta: OperationMeta = metas[host]
     return meta
+
+
+def _walker(planned: PlannedStep) -> Callable[[], Any] | None:
+    """The step's operation generator, to judge it from prefetched facts; None for a step
+    that cannot be judged so (a command sequence, a step with global arguments)."""
+    step = planned.step
+    if not isinstance(step, Step) or any(k in catalog.GLOBAL_ARGUMENTS for k in step.args):
+        return None
+
+    def walk() -> Any:
+        function, args, _ = _call(step)
+        return function._inner(**args)
+
+    return walk
+
+
+def _verdict(prefetch: Prefetch, host: Any, steps: tuple[PlannedStep, ...], index: int,
+             logs: Capture) -> Verdict | None:
+    """Whether steps[index] changes something, judged from facts read in batches."""
+    if index not in prefetch.verdicts and prefetch.ready():
+        ahead = []
+        for at in range(index, len(steps)):
+            step = steps[at].step
+            if isinstance(step, Step) and (step.skip or step.handler):
+                continue  # never runs, or runs only after a change (which ends the look)
+            ahead.append((at, _walker(steps[at])))
+        saved = logs.step.get(host.name)
+        logs.step[host.name] = -1  # what the walks log is not any step's output
+        try:
+            prefetch.judge(ahead)
+        finally:
+            logs.step[host.name] = saved if saved is not None else index
+            logs.diffs.pop((host.name, -1), None)
+            logs.errors.pop((host.name, -1), None)
+    return prefetch.verdicts.get(index)
 
 
 def _judge(state: State, host: Any, steps: tuple[PlannedStep, ...], result: HostResult, logs: Capture,
            on_result: OnResult | None, stop: Callable[[], bool]) -> None:
     """Check mode: add every operation (which reads facts) and report what would change."""
     notified, registered = Notified(), Registered()
+    prefetch = Prefetch(state, host, executes=False)
     with ctx_host.use(host):
         for index, planned in enumerate(steps):
             step = planned.step
@@ -180,7 +227,8 @@ def _judge(state: State, host: Any, steps: tuple[PlannedStep, ...], result: Host
                 continue
             logs.step[host.name] = index
             if isinstance(step, Sequence):
-                _commands(host, planned, True, result, on_result)
+                with prefetch.reading():
+                    _commands(host, planned, True, result, on_result)
                 continue
             why, error = (step.skip, "") if step.skip else registered.blocked(step)
             if why or error:
@@ -188,6 +236,13 @@ def _judge(state: State, host: Any, steps: tuple[PlannedStep, ...], result: Host
                 continue
             if step.handler:
                 notified.would_run(planned, result, on_result)
+                continue
+            verdict = _verdict(prefetch, host, steps, index, logs)
+            if verdict is not None and not verdict.changes:  # converged: nothing to show
+                _finish(planned, result, Status.OK, True, verdict.seconds, logs, host.name, index,
+                        on_result)
+                notified.add(planned, Status.OK)
+                registered.add(step, result.ops[-1])
                 continue
             started = time.monotonic()
             try:
@@ -207,7 +262,7 @@ def _judge(state: State, host: Any, steps: tuple[PlannedStep, ...], result: Host
 def _converge(state: State, host: Any, steps: tuple[PlannedStep, ...], result: HostResult, logs: Capture,
               on_result: OnResult | None, stop: Callable[[], bool]) -> None:
     """Apply: add and execute operations in order; a failure skips the rest of its policy."""
-    notified, registered = Notified(), Registered()
+    notified, registered, prefetch = Notified(), Registered(), Prefetch(state, host)
     with ctx_host.use(host):
         failed_policies: set[str] = set()
         for index, planned in enumerate(steps):
@@ -237,13 +292,24 @@ def _converge(state: State, host: Any, steps: tuple[PlannedStep, ...], result: H
                 continue
             logs.step[host.name] = index
             if isinstance(planned.step, Sequence):
-                ops = _commands(host, planned, policy.mode == "audit", result, on_result)
+                audit = policy.mode == "audit"
+                with prefetch.reading() if audit else contextlib.nullcontext():
+                    ops = _commands(host, planned, audit, result, on_result)
                 if any(op.status is Status.FAILED for op in ops):
                     failed_policies.add(policy.name)
                     _lost(state, host, result)
                 continue
+            verdict = _verdict(prefetch, host, steps, index, logs)
+            if verdict is not None and not verdict.changes:  # converged: pyinfra need not run it
+                _finish(planned, result, Status.OK, policy.mode == "audit", verdict.seconds, logs,
+                        host.name, index, on_result)
+                notified.add(planned, Status.OK)
+                registered.add(planned.step, result.ops[-1])
+                continue
             started = time.monotonic()
             status, judged, error, meta = _apply_one(state, host, planned, logs, index)
+            if not judged:  # it ran on the host: what was read may have changed
+                prefetch.changed(status in (Status.CHANGED, Status.RAN, Status.FAILED))
             if status is Status.FAILED:
                 failed_policies.add(policy.name)
                 if _lost(state, host, result):

@@ -29,10 +29,10 @@ PubkeyAuthentication yes
 UsePAM no
 StrictModes no
 PermitRootLogin prohibit-password
-MaxStartups 200:30:400
+MaxStartups 1000:30:1000
 MaxSessions 100
 Subsystem sftp internal-sftp
-LogLevel ERROR
+LogLevel {log_level}
 # root's shell start-up files are slow here; commands should not pay for them
 SetEnv SHLVL=1
 """
@@ -76,8 +76,11 @@ class Keys:
 
 
 class Sshd:
-    def __init__(self, keys: Keys, directory: Path, port: int | None = None) -> None:
+    def __init__(self, keys: Keys, directory: Path, port: int | None = None,
+                 log_level: str = "ERROR") -> None:
+        """log_level VERBOSE logs each command run ("Starting session: command")."""
         self.keys = keys
+        self.log_level = log_level
         self.dir = directory
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -87,7 +90,8 @@ class Sshd:
         if not (self.dir / "host_key").exists():
             keygen(self.dir / "host_key")
         config = self.dir / "sshd_config"
-        config.write_text(CONFIG.format(port=self.port, dir=self.dir, keys=self.keys.dir))
+        config.write_text(CONFIG.format(port=self.port, dir=self.dir, keys=self.keys.dir,
+                                        log_level=self.log_level))
         Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
         with open(self.dir / "sshd.log", "ab") as log:
             self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=log)

@@ -20,6 +20,7 @@ arguments; a kind's command sequence, already one call).
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -77,6 +78,7 @@ class Prefetch:
         self.real_run = host.run_shell_command
         self.real_put = host.put_file
         self.cache: dict[Key, tuple[bool, CommandOutput]] = {}
+        self.facts: dict[str, Any] = {}  # while judging: each fact's value, as pyinfra made it
         self.verdicts: dict[int, Verdict] = {}
         self.wanted: dict[Key, str] = {}  # fact command lines to read in the next round
         self.waited: dict[int, float] = {}  # step index -> seconds of rounds it waited on
@@ -91,12 +93,20 @@ class Prefetch:
 
     # -- what pyinfra calls ---------------------------------------------------------------
 
-    def _get_fact(self, *args: Any, **kwargs: Any) -> Any:
+    def _get_fact(self, cls: Any, *args: Any, **kwargs: Any) -> Any:
+        key = None
+        if self.judging and not any(k.startswith("_") for k in kwargs):
+            key = _fact_key(cls, args, kwargs)  # outside any operation: default arguments
+            if key is not None and key in self.facts:
+                return copy.deepcopy(self.facts[key])
         self.depth += 1
         try:
-            return self.real_fact(*args, **kwargs)
+            value = self.real_fact(cls, *args, **kwargs)
         finally:
             self.depth -= 1
+        if key is not None and self.host not in self.state.failed_hosts:
+            self.facts[key] = copy.deepcopy(value)
+        return value
 
     def _run(self, command: Any, *args: Any, **kwargs: Any) -> tuple[bool, CommandOutput]:
         if not self.depth:  # an operation's own command: the host may change
@@ -122,6 +132,7 @@ class Prefetch:
     def forget(self) -> None:
         """The host may have changed: what was read no longer answers."""
         self.cache.clear()
+        self.facts.clear()
         self.verdicts.clear()
 
     def changed(self, changed: bool) -> None:
@@ -223,6 +234,13 @@ class Prefetch:
             "print_output", "print_input", "_get_pty", "_timeout", "_stdin", "_success_exit_codes")}
         unix = make_unix_command_for_host(self.state, self.host, command, **arguments)
         return str(unix.get_raw_value())
+
+
+def _fact_key(cls: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    try:
+        return json.dumps([cls.__module__, cls.__qualname__, args, kwargs], sort_keys=True)
+    except (TypeError, ValueError):  # an argument JSON cannot hold: read it as pyinfra does
+        return None
 
 
 def _key(command: Any, kwargs: dict[str, Any]) -> Key | None:

@@ -12,14 +12,12 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from functools import cache
 from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import gevent
 from pyinfra.api import Config, Inventory, State
-from pyinfra.api import arguments as _arguments
 from pyinfra.api.connect import connect_all, disconnect_all
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operation import OperationMeta, add_op
@@ -30,7 +28,7 @@ from agent.core.hosts import Host
 from agent.core.plans import PlannedStep, RunPlan
 from agent.core.results import HostResult, OpResult, RunResult, Status
 from agent.core.steps import Rendered, Sequence, Step
-from agent.engine import catalog, login, sequence
+from agent.engine import catalog, login, sequence, speedups
 from agent.engine.capture import Capture, capture
 from agent.engine.environment import explicit_environment
 from agent.engine.guards import guard_script, guarded
@@ -38,9 +36,7 @@ from agent.engine.prefetch import Prefetch, Verdict
 from agent.engine.redact import redact, redact_host
 from agent.engine.registered import Registered
 
-# pyinfra reads its global arguments' type hints again for every fact and operation
-# (typing.get_type_hints, a sixth of a converged host's CPU): they never change.
-_arguments.all_global_arguments = cache(_arguments.all_global_arguments)
+speedups.install()
 
 OnResult = Callable[[str, OpResult], None]
 STOPPED = "stopped: opsagent was asked to stop; the rest of this host's operations were skipped"

@@ -1,18 +1,27 @@
-"""opsagent apply vs the pyinfra CLI vs ansible-playbook, on the same work, on SSH hosts.
+"""opsagent apply vs the pyinfra CLI vs ansible-playbook vs the physical floor, on the same
+work, on SSH hosts.
 
-Run by hand (not in CI):  .venv/bin/python bench/compare.py [--hosts 1 10 50] [--reps 3]
+Run by hand (not in CI):
+    .venv/bin/python bench/compare.py [--hosts 1 10 50 200 500] [--reps 3] [--tools ...]
 
 Each host gets: a directory, 20 files with given content, 10 lines ensured in a config
 file, and one shell command. Hosts are names for one loopback sshd (as in
 ../shared/PERF.md), each with its own folder. Cases: first run (empty folders) and
-no-op run (already converged). Tools are interleaved (A B C C B A ...) and medians
-printed with the ratios opsagent/pyinfra and ansible/opsagent. Ansible is skipped when
-ansible-playbook is not installed (pip install ansible-core).
+no-op run (already converged). The floor is what that work cannot cost less than: per
+host one OpenSSH connection running one shell script that checks all of it (and makes
+it, on a first run), all hosts at once. Tools are interleaved (A B C C B A ...); medians
+are printed with each tool's time as a ratio of the floor measured in the same run, and
+opsagent's peak RSS. Ansible is skipped when ansible-playbook is not installed (pip
+install ansible-core); pyinfra and Ansible are left out above 50 hosts unless --tools
+names them (minutes per run).
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import hashlib
+import os
 import shutil
 import statistics
 import subprocess
@@ -21,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -29,6 +39,8 @@ from tests.support import sshd  # noqa: E402
 BIN = Path(sys.executable).parent
 FILES = 20
 LINES = 10
+FLOOR_AT_ONCE = 100  # ssh clients at a time (the loopback sshd takes 1000 at once)
+TOOLS = ("floor", "opsagent", "pyinfra", "ansible")
 
 
 def write_sources(work: Path) -> None:
@@ -38,7 +50,8 @@ def write_sources(work: Path) -> None:
         (src / f"f{i:02}.txt").write_text(f"file {i}\n" + "content line\n" * 20)
 
 
-def opsagent_project(work: Path, names: list[str], keys: sshd.Keys, port: int) -> Callable[[], None]:
+def opsagent_project(work: Path, names: list[str], keys: sshd.Keys, port: int
+                     ) -> Callable[[], int]:
     tasks = ['    - files.directory: {path: "{{ root }}"}']
     tasks += [f'    - files.put: {{src: files/f{i:02}.txt, dest: "{{{{ root }}}}/f{i:02}.txt"}}'
               for i in range(FILES)]
@@ -56,7 +69,8 @@ def opsagent_project(work: Path, names: list[str], keys: sshd.Keys, port: int) -
     return lambda: run(cmd, work)
 
 
-def pyinfra_project(work: Path, names: list[str], keys: sshd.Keys, port: int) -> Callable[[], None]:
+def pyinfra_project(work: Path, names: list[str], keys: sshd.Keys, port: int
+                    ) -> Callable[[], int]:
     hosts = ",\n".join(
         f'    ("{n}", {{"ssh_hostname": "127.0.0.1", "ssh_port": {port}, "ssh_user": "root", '
         f'"ssh_key": "{keys.client}", "ssh_known_hosts_file": "{keys.known_hosts}", '
@@ -78,7 +92,7 @@ server.shell(commands=["uptime"])
 
 
 def ansible_project(work: Path, names: list[str], keys: sshd.Keys, port: int
-                    ) -> Callable[[], None] | None:
+                    ) -> Callable[[], int] | None:
     playbook = shutil.which("ansible-playbook", path=str(BIN)) or shutil.which("ansible-playbook")
     if playbook is None:
         return None
@@ -107,35 +121,74 @@ def ansible_project(work: Path, names: list[str], keys: sshd.Keys, port: int
     return lambda: run(cmd, work, env)
 
 
-def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise SystemExit(f"{cmd[0]} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n"
-                         f"{proc.stderr[-2000:]}")
+def floor_project(work: Path, names: list[str], keys: sshd.Keys, port: int
+                  ) -> Callable[[], None]:
+    """One ssh per host, all at once, each running one script doing the same work."""
+    sums = {i: hashlib.sha1((work / "templates" / "files" / f"f{i:02}.txt").read_bytes())
+            .hexdigest() for i in range(FILES)}
+    script = ['d="$1"', 'test -d "$d" || mkdir -p "$d"']
+    for i in range(FILES):
+        source = work / "templates" / "files" / f"f{i:02}.txt"
+        script.append(f'echo "{sums[i]}  $d/f{i:02}.txt" | sha1sum -c --status 2>/dev/null || '
+                      f'cp {source} "$d/f{i:02}.txt"')  # a first run copies (one host here)
+    for i in range(LINES):
+        script.append(f'grep -qxF "key{i} = value{i}" "$d/app.conf" 2>/dev/null || '
+                      f'echo "key{i} = value{i}" >> "$d/app.conf"')
+    script.append("uptime >/dev/null")
+    (work / "floor.sh").write_text("\n".join(script) + "\n")
+    ssh = ["ssh", "-i", str(keys.client), "-p", str(port), "-o", "BatchMode=yes",
+           "-o", f"UserKnownHostsFile={keys.known_hosts}", "-o", "StrictHostKeyChecking=yes",
+           "-F", "/dev/null", "-T", f"{getpass.getuser()}@127.0.0.1"]
+
+    def floor() -> None:
+        procs = []
+        for start in range(0, len(names), FLOOR_AT_ONCE):
+            for n in names[start:start + FLOOR_AT_ONCE]:
+                with (work / "floor.sh").open("rb") as script_file:
+                    procs.append(subprocess.Popen([*ssh, "sh", "-s", "--",
+                                                   f"{work}/out/floor/{n}"], stdin=script_file,
+                                                  stdout=subprocess.DEVNULL))
+            for proc in procs:
+                if proc.wait() != 0:
+                    raise SystemExit(f"the floor's ssh failed ({proc.returncode})")
+            procs = []
+
+    return floor
 
 
-def timed(fn: Callable[[], None]) -> float:
+def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> int:
+    """Run it; its peak RSS in KiB (with the children it waited for)."""
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            out.seek(0)
+            raise SystemExit(f"{cmd[0]} failed ({proc.returncode}):\n"
+                             f"{out.read().decode(errors='replace')[-4000:]}")
+    return int(usage.ru_maxrss)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, int]:
     start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+    rss = fn()
+    return time.perf_counter() - start, rss or 0
 
 
-def measure(n: int, reps: int, keys: sshd.Keys, port: int, ansible: bool
-            ) -> dict[str, dict[str, list[float]]]:
-    times: dict[str, dict[str, list[float]]] = {}
+def measure(n: int, reps: int, keys: sshd.Keys, port: int, tools: list[str]
+            ) -> dict[str, dict[str, list[tuple[float, int]]]]:
+    times: dict[str, dict[str, list[tuple[float, int]]]] = {}
+    makers = {"floor": floor_project, "opsagent": opsagent_project, "pyinfra": pyinfra_project,
+              "ansible": ansible_project}
     for rep in range(reps):
         with tempfile.TemporaryDirectory(prefix="opsagent-bench-") as tmp:
             work = Path(tmp)
             write_sources(work)
             names = [f"h{i:03}" for i in range(n)]
-            tools: dict[str, Callable[[], None] | None] = {
-                "opsagent": opsagent_project(work, names, keys, port),
-                "pyinfra": pyinfra_project(work, names, keys, port),
-                "ansible": ansible_project(work, names, keys, port) if ansible else None,
-            }
-            order = list(tools) if rep % 2 == 0 else list(reversed(tools))
+            made = {tool: makers[tool](work, names, keys, port) for tool in tools}
+            order = list(made) if rep % 2 == 0 else list(reversed(made))
             for tool in order:
-                fn = tools[tool]
+                fn = made[tool]
                 if fn is None:
                     continue
                 case = times.setdefault(tool, {"first": [], "no-op": []})
@@ -146,8 +199,10 @@ def measure(n: int, reps: int, keys: sshd.Keys, port: int, ansible: bool
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hosts", type=int, nargs="+", default=[1, 10, 50])
+    parser.add_argument("--hosts", type=int, nargs="+", default=[1, 10, 50, 200, 500])
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--tools", nargs="+", choices=TOOLS[1:],
+                        help="default: opsagent, and pyinfra and ansible up to 50 hosts")
     parser.add_argument("--no-ansible", action="store_true", help="skip Ansible (slow at 50 hosts)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="opsagent-bench-sshd-") as tmp:
@@ -155,17 +210,20 @@ def main() -> int:
         server = sshd.Sshd(keys, Path(tmp) / "sshd").start()
         try:
             server.wait()
-            print(f"{'hosts':>5} {'case':>6} {'opsagent':>9} {'pyinfra':>8} {'ansible':>8} "
-                  f"{'opsagent/pyinfra':>17} {'ansible/opsagent':>17}")
+            print(f"{'hosts':>5} {'case':>6} {'floor':>6} " + " ".join(
+                f"{t:>9} {'/floor':>6}" for t in TOOLS[1:]) + f" {'opsagent RSS':>13}")
             for n in args.hosts:
-                times = measure(n, args.reps, keys, server.port, not args.no_ansible)
+                tools = args.tools or [t for t in TOOLS[1:] if t == "opsagent" or n <= 50]
+                if args.no_ansible and "ansible" in tools:
+                    tools.remove("ansible")
+                times = measure(n, args.reps, keys, server.port, ["floor", *tools])
                 for case in ("first", "no-op"):
-                    med = {t: statistics.median(v[case]) for t, v in times.items()}
-                    ans = med.get("ansible")
-                    print(f"{n:>5} {case:>6} {med['opsagent']:>9.2f} {med['pyinfra']:>8.2f} "
-                          f"{ans if ans is not None else float('nan'):>8.2f} "
-                          f"{med['opsagent'] / med['pyinfra']:>17.2f} "
-                          f"{(ans / med['opsagent']) if ans else float('nan'):>17.2f}", flush=True)
+                    med = {t: statistics.median(s for s, _ in v[case]) for t, v in times.items()}
+                    cells = [f"{med[t]:>9.2f} {med[t] / med['floor']:>5.1f}x" if t in med
+                             else f"{'-':>9} {'':>6}" for t in TOOLS[1:]]
+                    rss = max(r for _, r in times["opsagent"][case]) / 1024
+                    print(f"{n:>5} {case:>6} {med['floor']:>6.2f} " + " ".join(cells) +
+                          f" {rss:>10.0f} MB", flush=True)
         finally:
             server.stop()
     return 0

@@ -4,11 +4,13 @@ runs (it must not grow), and /metrics scrape time with 1,000 hosts x 20 policies
 Run by hand (not in CI):
     .venv/bin/python bench/daemon.py help|idle|scrape
     .venv/bin/python bench/daemon.py runs [--runs 1000] [--cold]
+    .venv/bin/python bench/daemon.py fleet [--hosts 500] [--policies 4] [--minutes 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import calendar
 import os
 import statistics
 import subprocess
@@ -16,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -118,6 +121,88 @@ def bench_runs(total: int, cold: bool) -> None:
             d.stop()
 
 
+FLEET_POLICY = """\
+apiVersion: opsagent/v1
+kind: tasks
+metadata: {name: %(name)s}
+targets: [all]
+schedule: {every: 1m}
+spec:
+  tasks:
+    - files.directory: {path: "{{ root }}/%(name)s"}
+%(tasks)s
+"""
+
+
+def bench_fleet(hosts: int, policies: int, minutes: int) -> None:
+    """hosts x policies every minute on loopback SSH hosts: per minute, how long until
+    every run of that minute ended (a share of the minute), and how late each started."""
+    from tests.support import sshd
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        keys = sshd.Keys.make(root / "keys")
+        server = sshd.Sshd(keys, root / "sshd").start()
+        try:
+            server.wait()
+            (root / "policies").mkdir()
+            (root / "templates" / "files").mkdir(parents=True)
+            for i in range(5):
+                (root / "templates" / "files" / f"f{i}").write_text(f"file {i}\n" * 20)
+            tasks = "\n".join(
+                [f'    - files.put: {{src: files/f{i}, dest: "{{{{ root }}}}/%(name)s/f{i}"}}'
+                 for i in range(5)] +
+                [f'    - files.line: {{path: "{{{{ root }}}}/%(name)s/conf", line: "k{i} = {i}"}}'
+                 for i in range(3)])
+            for p in range(policies):
+                name = f"p{p}"
+                (root / "policies" / f"{name}.yml").write_text(
+                    FLEET_POLICY % {"name": name, "tasks": tasks % {"name": name}})
+            names = {f"h{i:03}": server.port for i in range(hosts)}
+            (root / "inventory.yml").write_text(sshd.inventory_yaml(
+                keys, names, {n: {"root": str(root / "out" / n)} for n in names}))
+            (root / "agent.yml").write_text(
+                "policies: [policies]\ninventory: inventory.yml\nstate_dir: state\n"
+                f"log_format: json\nconcurrency: {policies}\n")
+            d = Daemon(root)
+            try:
+                d.up()
+                wait_for(lambda: d.count("run_finished") >= policies, timeout=600,
+                         what="the first minute's runs (a first run: everything changes)")
+                first = d.count("run_finished")
+                wait_for(lambda: d.count("run_finished") >= first + minutes * policies,
+                         timeout=120 * minutes + 600, what=f"{minutes} more minutes of runs")
+                _fleet_report(d, policies, first)
+            finally:
+                d.stop()
+        finally:
+            server.stop()
+
+
+def _fleet_report(d: Daemon, policies: int, skip: int) -> None:
+    events = d.events()
+    started = {e["pid"]: e for e in events if e.get("event") == "run_started"}
+    finished = [e for e in events if e.get("event") == "run_finished"][skip:]
+    by_minute: dict[int, list[tuple[float, float]]] = {}  # minute -> (start, end) in it
+    for f in finished:
+        begun = _ts(started[f["pid"]])
+        minute = int(begun // 60)
+        by_minute.setdefault(minute, []).append((begun - minute * 60, _ts(f) - minute * 60))
+    for minute, runs in sorted(by_minute.items()):
+        end = max(e for _, e in runs)
+        print(f"minute {minute % 1440 // 60:02d}:{minute % 60:02d}: {len(runs)} runs started "
+              f"{min(b for b, _ in runs):.0f}-{max(b for b, _ in runs):.0f} s into it, all ended "
+              f"at {end:.0f} s ({end / 60:.0%} of the minute)")
+    failed = [f for f in finished if f["exit_code"]]
+    median = statistics.median(f["seconds"] for f in finished)
+    print(f"runs: {len(finished)}, failed {len(failed)}; median run {median:.1f} s; "
+          f"daemon RSS {rss_kib(d.proc.pid) / 1024:.1f} MiB")
+
+
+def _ts(event: dict[str, Any]) -> float:
+    return calendar.timegm(time.strptime(event["time"], "%Y-%m-%dT%H:%M:%S"))
+
+
 def bench_scrape(hosts: int = 1000, policies: int = 20, reps: int = 10) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = project(Path(tmp), [""])  # one unscheduled policy: the daemon only serves metrics
@@ -150,12 +235,16 @@ def bench_scrape(hosts: int = 1000, policies: int = 20, reps: int = 10) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("what", choices=("help", "idle", "runs", "scrape"))
+    parser.add_argument("what", choices=("help", "idle", "runs", "scrape", "fleet"))
+    parser.add_argument("--hosts", type=int, default=500)
+    parser.add_argument("--policies", type=int, default=4)
+    parser.add_argument("--minutes", type=int, default=3)
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--cold", action="store_true", help="runs: with warm_runs: false")
     args = parser.parse_args()
     {"help": bench_help, "idle": bench_idle, "scrape": bench_scrape,
-     "runs": lambda: bench_runs(args.runs, args.cold)}[args.what]()
+     "runs": lambda: bench_runs(args.runs, args.cold),
+     "fleet": lambda: bench_fleet(args.hosts, args.policies, args.minutes)}[args.what]()
 
 
 if __name__ == "__main__":

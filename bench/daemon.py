@@ -180,27 +180,34 @@ def bench_fleet(hosts: int, policies: int, minutes: int) -> None:
 
 
 def _fleet_report(d: Daemon, policies: int, skip: int) -> None:
+    """Per policy: its converged runs' length and the gap between its starts (60 s when
+    on time). The minute's share: the converged runs of all policies, which take turns
+    on each host (host locks), against the 60 s they are due in."""
     events = d.events()
     started = {e["pid"]: e for e in events if e.get("event") == "run_started"}
-    finished = [e for e in events if e.get("event") == "run_finished"][skip:]
-    by_minute: dict[int, list[tuple[float, float]]] = {}  # minute -> (start, end) in it
+    finished = [e for e in events if e.get("event") == "run_finished"]
+    by_policy: dict[str, list[tuple[float, float]]] = {}
     for f in finished:
-        begun = _ts(started[f["pid"]])
-        minute = int(begun // 60)
-        by_minute.setdefault(minute, []).append((begun - minute * 60, _ts(f) - minute * 60))
-    for minute, runs in sorted(by_minute.items()):
-        end = max(e for _, e in runs)
-        print(f"minute {minute % 1440 // 60:02d}:{minute % 60:02d}: {len(runs)} runs started "
-              f"{min(b for b, _ in runs):.0f}-{max(b for b, _ in runs):.0f} s into it, all ended "
-              f"at {end:.0f} s ({end / 60:.0%} of the minute)")
-    failed = [f for f in finished if f["exit_code"]]
-    median = statistics.median(f["seconds"] for f in finished)
-    print(f"runs: {len(finished)}, failed {len(failed)}; median run {median:.1f} s; "
+        by_policy.setdefault(f["policy"], []).append((_ts(started[f["pid"]]), f["seconds"]))
+    work = 0.0
+    for policy, runs in sorted(by_policy.items()):
+        runs.sort()
+        gaps = [b[0] - a[0] for a, b in zip(runs, runs[1:], strict=False)]
+        converged = [seconds for _, seconds in runs[1:]]  # the first run changes everything
+        work += statistics.median(converged) if converged else runs[0][1]
+        print(f"{policy}: first run {runs[0][1]:.0f} s; converged runs "
+              f"{', '.join(f'{c:.0f}' for c in converged) or '-'} s; starts "
+              f"{', '.join(f'{g:.0f}' for g in gaps) or '-'} s apart (60 when on time)")
+    late = sum(1 for runs in by_policy.values() for a, b in zip(runs, runs[1:], strict=False)
+               if b[0] - a[0] > 61)
+    print(f"a minute's converged work: {work:.0f} s, {work / 60:.0%} of the minute; "
+          f"late starts: {late}; failed runs: {sum(1 for f in finished if f['exit_code'])}; "
           f"daemon RSS {rss_kib(d.proc.pid) / 1024:.1f} MiB")
 
 
 def _ts(event: dict[str, Any]) -> float:
-    return calendar.timegm(time.strptime(event["time"], "%Y-%m-%dT%H:%M:%S"))
+    whole, _, fraction = event["time"].rstrip("Z").partition(".")  # 2026-12-06T11:21:33.594Z
+    return calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S")) + float(f"0.{fraction or 0}")
 
 
 def bench_scrape(hosts: int = 1000, policies: int = 20, reps: int = 10) -> None:

@@ -149,21 +149,28 @@ def arguments_model(name: str) -> type[BaseModel]:
 
 def _live_fields(inner: Any, fields: dict[str, Any]) -> bool:
     """The fields of the operation's signature read from pyinfra; whether it takes **kwargs."""
+    params, takes_any = read_signature(inner)
+    for pname, annotation, default in params:
+        fields[_field_name(pname)] = (annotation, Field(default, alias=pname))
+    return takes_any
+
+
+def read_signature(inner: Any) -> tuple[list[tuple[str, Any, Any]], bool]:
+    """An operation's parameters as (name, the type a YAML value must have, its default or
+    ...), and whether it takes **kwargs; *args are left out."""
     try:
         hints = typing.get_type_hints(inner)
     except Exception:  # an annotation pyinfra's module cannot resolve: fall back per parameter
         hints = {}
+    params = []
     takes_any = False
     for pname, param in inspect.signature(inner).parameters.items():
         if param.kind is inspect.Parameter.VAR_KEYWORD:
             takes_any = True
-            continue
-        if param.kind is inspect.Parameter.VAR_POSITIONAL:
-            continue
-        annotation = yaml_type(hints.get(pname), param.default)
-        default = ... if param.default is inspect.Parameter.empty else param.default
-        fields[_field_name(pname)] = (annotation, Field(default, alias=pname))
-    return takes_any
+        elif param.kind is not inspect.Parameter.VAR_POSITIONAL:
+            default = ... if param.default is inspect.Parameter.empty else param.default
+            params.append((pname, yaml_type(hints.get(pname), param.default), default))
+    return params, takes_any
 
 
 def _field_name(name: str) -> str:

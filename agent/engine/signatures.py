@@ -13,7 +13,6 @@ file that cannot be read is built again, and one that cannot be written is not k
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 import operator
 import os
@@ -78,28 +77,19 @@ def build() -> dict[str, dict[str, Entry]]:
 
 def entry(inner: Any) -> Entry:
     """One operation's parameters as the file keeps them, or {"live": True}."""
-    from agent.engine.catalog import yaml_type
+    from agent.engine.catalog import read_signature
 
-    try:
-        hints = typing.get_type_hints(inner)
-    except Exception:  # as the live reading does: no hints, a type per default
-        hints = {}
+    found, takes_any = read_signature(inner)
     params: list[dict[str, Any]] = []
-    takes_any = False
-    for name, param in inspect.signature(inner).parameters.items():
-        if param.kind is inspect.Parameter.VAR_KEYWORD:
-            takes_any = True
-            continue
-        if param.kind is inspect.Parameter.VAR_POSITIONAL:
-            continue
-        written = write_type(yaml_type(hints.get(name), param.default))
+    for name, tp, default in found:
+        written = write_type(tp)
         if written is None:
             return {"live": True}
         item: dict[str, Any] = {"name": name, "type": written}
-        if param.default is not inspect.Parameter.empty:
-            if not _json_exact(param.default):
+        if default is not ...:
+            if not _json_exact(default):
                 return {"live": True}
-            item["default"] = param.default
+            item["default"] = default
         params.append(item)
     return {"params": params, "any": takes_any}
 

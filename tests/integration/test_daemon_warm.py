@@ -6,22 +6,11 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.integration.test_daemon import make, ticks
+from tests.integration.test_daemon import daemons, make, ticks  # noqa: F401 (fixture)
 from tests.support.daemon import Daemon, wait_for
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for d in started:
-        d.stop()
 
 
 def started(d: Daemon) -> list[dict[str, Any]]:
@@ -44,7 +33,7 @@ def whos(root: Path) -> set[str]:
 
 
 def test_runs_are_forked_warm_and_recorded_as_cold_ones_are(tmp_path: Path,
-                                                            daemons: list[Daemon]) -> None:
+                                                            daemons: list[Daemon]) -> None:  # noqa: F811
     root = make(tmp_path, every="1s")
     d = Daemon(root)
     daemons.append(d)
@@ -63,7 +52,7 @@ def test_runs_are_forked_warm_and_recorded_as_cold_ones_are(tmp_path: Path,
 
 
 def test_a_run_killed_by_a_signal_is_a_failed_run_and_the_next_is_warm(
-        tmp_path: Path, daemons: list[Daemon]) -> None:
+        tmp_path: Path, daemons: list[Daemon]) -> None:  # noqa: F811
     root = make(tmp_path, every="1s")
     policy = root / "policies" / "tick.yml"
     policy.write_text(policy.read_text().replace(
@@ -87,7 +76,7 @@ def test_a_run_killed_by_a_signal_is_a_failed_run_and_the_next_is_warm(
 
 
 def test_a_fork_server_killed_is_replaced_and_no_run_is_lost(tmp_path: Path,
-                                                             daemons: list[Daemon]) -> None:
+                                                             daemons: list[Daemon]) -> None:  # noqa: F811
     root = make(tmp_path, every="1s", sleep="2")
     d = Daemon(root)
     daemons.append(d)
@@ -104,7 +93,7 @@ def test_a_fork_server_killed_is_replaced_and_no_run_is_lost(tmp_path: Path,
     assert d.stop() == 0
 
 
-def test_warm_runs_false_starts_each_run_cold(tmp_path: Path, daemons: list[Daemon]) -> None:
+def test_warm_runs_false_starts_each_run_cold(tmp_path: Path, daemons: list[Daemon]) -> None:  # noqa: F811
     root = make(tmp_path, every="1s", extra="warm_runs: false\n")
     d = Daemon(root)
     daemons.append(d)

@@ -4,6 +4,10 @@ that logs every command it starts."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,3 +102,24 @@ def test_a_change_is_found_shown_and_made_as_before(
     assert done == {"file 3": "changed", "guarded": "changed"}  # a guard knows
     assert (host / "f3").read_text() == "file 3\n" and (host / "built").exists()
     assert set(statuses(run_json(root, "apply", inventory)[1])["h1"]) == {"ok"}
+
+
+def test_a_host_without_python3_reads_its_facts_the_way_pyinfra_does(tmp_path: Path) -> None:
+    """@local with a PATH that has every command but python3: the round's program cannot
+    start, and every fact is read on its own, with the same results."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in Path("/usr/bin").iterdir():
+        if "python" not in tool.name:
+            (bin_dir / tool.name).symlink_to(tool)
+    root = project(tmp_path)
+    inventory = tmp_path / "local.yml"
+    inventory.write_text(f"hosts: {{'@local': {{vars: {{sandbox: {tmp_path / 'host'}}}}}}}\n")
+    env = {**os.environ, "PATH": str(bin_dir)}
+    for expected in ({"changed"}, {"ok"}):
+        done = subprocess.run([sys.executable, "-m", "agent", "apply", "policies", "-i",
+                               str(inventory), "--json"], cwd=root, env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        assert set(statuses(json.loads(done.stdout))["@local"]) == expected
+    assert (tmp_path / "host" / "f5").read_text() == "file 5\n"

@@ -31,6 +31,8 @@ from typing import Any
 from pyinfra.api import StringCommand
 from pyinfra.connectors.util import CommandOutput, OutputLine, make_unix_command_for_host
 
+from agent.engine.sequence import LAUNCH  # the same launcher: source, then the job, on stdin
+
 ROUNDS = 6  # an operation reading more facts one after another than this keeps today's path
 # The host's side: one JSON line of command lines in; per command one JSON line out.
 FACTS = """\
@@ -48,7 +50,6 @@ for command in json.loads(sys.stdin.readline()):
     sys.stdout.write(json.dumps(out) + "\\n")
     sys.stdout.flush()
 """
-LAUNCH = "python3 -c 'import json,sys;exec(json.loads(sys.stdin.readline()))'"
 # A fact read with any of these set is read as pyinfra reads it (a password, a pty, a
 # timeout or retries of its own): only how the command is written may differ.
 LIVE_ARGUMENTS = ("_sudo", "_sudo_user", "_use_sudo_login", "_sudo_password", "_su_user",

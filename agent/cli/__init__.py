@@ -89,12 +89,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
+    sys.exit(exit_code())
+
+
+def exit_code(argv: list[str] | None = None) -> int:
+    """main(), with an interrupt or a reader gone away (e.g. `| head`) as exit codes."""
     try:
-        code = main()
+        return main(argv)
     except KeyboardInterrupt:
         sys.stderr.write("opsagent: interrupted\n")
-        code = 130
-    except BrokenPipeError:  # the reader went away (e.g. `| head`); say nothing more
+        return 130
+    except BrokenPipeError:  # say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        code = 1
-    sys.exit(code)
+        return 1

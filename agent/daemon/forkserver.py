@@ -128,9 +128,11 @@ def _child(sock: socket.socket, request: dict[str, Any], fds: list[int]) -> None
         import gevent
 
         gevent.reinit()
-        from agent.cli import main
+        from agent.cli import exit_code
 
-        code = _run(main, request["args"])
+        code = exit_code(request["args"])
+    except SystemExit as e:  # as the interpreter would end a cold run
+        code = e.code if isinstance(e.code, int) else 1
     except BaseException:
         import traceback
 
@@ -140,22 +142,6 @@ def _child(sock: socket.socket, request: dict[str, Any], fds: list[int]) -> None
             with contextlib.suppress(OSError, ValueError):
                 stream.flush()
         os._exit(code)
-
-
-def _run(main: Any, args: list[str]) -> int:
-    """agent.cli.run() without its sys.exit."""
-    try:
-        return int(main(args))
-    except KeyboardInterrupt:
-        sys.stderr.write("opsagent: interrupted\n")
-        return 130
-    except SystemExit as e:
-        return e.code if isinstance(e.code, int) else 1
-    except BaseException:
-        import traceback
-
-        traceback.print_exc()
-        return 70
 
 
 def _ended(sock: socket.socket, ident: int, status: int) -> None:

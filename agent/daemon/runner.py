@@ -58,7 +58,7 @@ class Settings:
 def start(policy: Scheduled, hosts: tuple[str, ...], policy_set: PolicySet, settings: Settings,
           now: float, warm: ForkServer | None = None) -> Child:
     """The run in a child: forked by the warm server when it is up, else a new interpreter."""
-    args = [sys.executable, "-m", "agent", "apply", *map(str, policy_set.policy_paths),
+    args = ["apply", *map(str, policy_set.policy_paths),
             "-i", policy_set.inventory, "--templates", str(policy_set.templates),
             "--policy", policy.name, "--json", "--state-dir", str(settings.state_dir),
             "--timeout", str(settings.timeout), "--lock-wait", str(settings.lock_wait)]
@@ -73,12 +73,13 @@ def start(policy: Scheduled, hosts: tuple[str, ...], policy_set: PolicySet, sett
     proc: subprocess.Popen[bytes] | WarmProc | None = None
     if warm is not None:
         try:
-            proc = warm.run(args[3:], env, settings.cwd, out, err)
+            proc = warm.run(args, env, settings.cwd, out, err)
         except Lost as e:
             log.debug("policy %s: a cold start (fork server: %s)", policy.name, e)
     if proc is None:
-        proc = subprocess.Popen(args, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
-                                cwd=settings.cwd, start_new_session=True)
+        proc = subprocess.Popen([sys.executable, "-m", "agent", *args], stdout=out, stderr=err,
+                                stdin=subprocess.DEVNULL, env=env, cwd=settings.cwd,
+                                start_new_session=True)
     log.info("policy %s: run started on %s", policy.name, ", ".join(hosts),
              extra={"policy": policy.name, "hosts": list(hosts), "event": "run_started",
                     "pid": proc.pid, "warm": isinstance(proc, WarmProc)})

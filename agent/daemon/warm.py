@@ -78,7 +78,8 @@ class ForkServer:
         self.was_ready = True  # the last server got ready: a new one may start at once
         self.started_at = -RESTART_EVERY
         self.procs: dict[int, WarmProc] = {}
-        self.answers: dict[int, dict[str, Any]] = {}
+        self.answers: dict[int, dict[str, Any]] = {}  # request id -> its pid (or error)
+        self.early: dict[int, int] = {}  # request id -> exit code read before its pid was taken
         self.answered = threading.Condition()
         self.next_id = 0
 
@@ -127,9 +128,8 @@ class ForkServer:
             if answer is None or "pid" not in answer:
                 raise Lost(answer["error"] if answer else "no answer")
             proc = self.procs[ident] = WarmProc(answer["pid"])
-            early = self.answers.pop(-ident, None)  # its end, read before we took the pid
-            if early is not None:
-                proc._end(early["exit"])
+            if ident in self.early:
+                proc._end(self.early.pop(ident))
                 del self.procs[ident]
         return proc
 
@@ -163,7 +163,7 @@ class ForkServer:
                 if "exit" in message:
                     done = self.procs.pop(ident, None)
                     if done is None:
-                        self.answers[-ident] = message
+                        self.early[ident] = message["exit"]
                     else:
                         done._end(message["exit"])
                 else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 
@@ -16,6 +16,7 @@ class DaemonCollector(Collector):
         self.reload_ok_at = 0.0
         self.pull_ok: bool | None = None
         self.pull_ok_at = 0.0
+        self.commit: str | None = None  # pull mode: the commit the policies in force came from
         self.running = 0
         self.store_ok = True
 
@@ -50,3 +51,7 @@ class DaemonCollector(Collector):
         if self.pull_ok_at:
             yield GaugeMetricFamily("opsagent_pull_last_success_timestamp_seconds", "When the "
                                     "policy repository was last fetched.", value=self.pull_ok_at)
+        if self.commit:
+            yield InfoMetricFamily("opsagent_pull_commit", "The commit of the policy repository "
+                                   "whose policies are in force (the last good one).",
+                                   value={"commit": self.commit})

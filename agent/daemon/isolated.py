@@ -49,7 +49,8 @@ def describe(policy_set: PolicySet) -> dict[str, Any]:
 
 def from_description(data: dict[str, Any]) -> PolicySet:
     policies = tuple(Scheduled(p["name"], p["kind"], p["mode"],
-                               Schedule.model_validate(p["schedule"]), tuple(p["hosts"]))
+                               Schedule.model_validate(p["schedule"]), tuple(p["hosts"]),
+                               p.get("fingerprint", ""))
                      for p in data["policies"])
     return PolicySet(Path(data["root"]), data["digest"], policies, tuple(data["unscheduled"]),
                      tuple(data.get("paths", ["policies"])))  # a set from before includes

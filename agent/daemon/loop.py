@@ -137,6 +137,8 @@ class Daemon:
             if trial:
                 assert self.puller is not None
                 self.puller.accept()
+            if self.puller is not None:
+                self.info.commit = self.puller.good
         if self.reload_again[0]:
             (again, on_trial), self.reload_again = self.reload_again, ("", False)
             self.reload(again, on_trial)

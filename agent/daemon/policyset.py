@@ -9,9 +9,12 @@ is reported, and the last good set keeps running until the files are fixed.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from agent.core.hosts import LOCAL
 from agent.errors import Problems
@@ -19,7 +22,7 @@ from agent.inventory import Inventory, load_inventory, local
 from agent.plan import build_plan
 from agent.policy.load import find_files
 from agent.policy.model import Schedule
-from agent.policy.validate import read_policies
+from agent.policy.validate import Policy, read_policies
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class Scheduled:
     mode: str
     schedule: Schedule
     hosts: tuple[str, ...]
+    fingerprint: str = ""  # what the policy is made of (see fingerprint()); changes run it
 
 
 @dataclass(frozen=True)
@@ -102,8 +106,33 @@ def load_set(paths: list[Path], inventory: str, templates: Path, store_dir: Path
             unscheduled.append(policy.name)
             continue
         hosts = tuple(h.name for h in inv.resolve(env.targets))
-        scheduled.append(Scheduled(policy.name, env.kind, env.mode, env.schedule, hosts))
+        scheduled.append(Scheduled(policy.name, env.kind, env.mode, env.schedule, hosts,
+                                   fingerprint(policy, inventory, templates)))
     return PolicySet(root, digest, tuple(scheduled), tuple(unscheduled), run_paths)
+
+
+def fingerprint(policy: Policy, inventory: str, templates: Path) -> str:
+    """A digest of what the policy is made of: its document, the task files it includes,
+    the templates it names and the inventory. Another policy's edit leaves it alone."""
+    h = hashlib.sha256(json.dumps(policy.doc.data, sort_keys=True, default=str).encode())
+    named = sorted({s for s in _strings(policy.doc.data) if s and (templates / s).is_file()})
+    files = [*policy.doc.included, *(templates / s for s in named)]
+    if inventory != LOCAL:
+        files.append(Path(inventory))
+    for path in files:
+        h.update(b"\0" + str(path).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _strings(data: Any) -> Iterator[str]:
+    if isinstance(data, str):
+        yield data
+    elif isinstance(data, dict):
+        for value in data.values():
+            yield from _strings(value)
+    elif isinstance(data, list):
+        for item in data:
+            yield from _strings(item)
 
 
 def _digest(files: list[Path]) -> str:

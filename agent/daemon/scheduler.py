@@ -25,16 +25,21 @@ class Scheduler:
     busy: set[str] = field(default_factory=set)  # hosts a run holds
 
     def load(self, policies: tuple[Scheduled, ...], last: dict[Pair, float], now: float) -> None:
-        """Take a (new) policy set; pairs kept from the old set keep their due times."""
+        """Take a (new) policy set; pairs kept from the old set keep their due times. A
+        policy on `every` whose definition changed (its fingerprint) is due at once, as a
+        pulled commit should take effect; `at` and `cron` keep their windows."""
         old_due, old_policies = self.due, self.policies
         self.policies = {p.name: p for p in policies}
         self.due = {}
         for policy in policies:
             before = old_policies.get(policy.name)
             same = before is not None and before.schedule == policy.schedule
+            edited = same and before is not None and before.fingerprint != policy.fingerprint
             for host in policy.hosts:
                 pair = (policy.name, host)
                 kept = old_due.get(pair) if same else None
+                if kept is not None and edited and policy.schedule.every:
+                    kept = min(kept, now)
                 self.due[pair] = kept if kept is not None else next_run(
                     policy.schedule, policy.name, host, last.get(pair), now, self.started)
 

@@ -51,7 +51,7 @@ def test_pull_mode_follows_fast_forwards_and_keeps_the_last_good_checkout(tmp_pa
     try:
         d.up()
         wait_for(lambda: marker.exists() and marker.read_text() == "v1\n", what="v1 converged")
-        commit(upstream, POLICY % {"v": "v2", "file": marker}, "v2")
+        second = commit(upstream, POLICY % {"v": "v2", "file": marker}, "v2")
         wait_for(lambda: marker.read_text() == "v2\n", timeout=90, what="v2 pulled and converged")
 
         broken = commit(upstream, (POLICY % {"v": "v3", "file": marker}).replace("every", "evry"),
@@ -61,7 +61,9 @@ def test_pull_mode_follows_fast_forwards_and_keeps_the_last_good_checkout(tmp_pa
         assert f"reload (pulled {broken[:12]}): " in problem
         assert problem.endswith("tasks 'release' > schedule.evry: unknown field 'evry'; "
                                 "did you mean 'every'?")
-        assert "opsagent_config_last_reload_successful 0.0" in d.get("/metrics")[1]
+        metrics = d.get("/metrics")[1]
+        assert "opsagent_config_last_reload_successful 0.0" in metrics
+        assert f'opsagent_pull_commit_info{{commit="{second}"}} 1.0' in metrics  # still in force
         assert marker.read_text() == "v2\n"  # the last good checkout keeps running
 
         git(upstream, "reset", "-q", "--hard", first)  # history rewritten: not a fast-forward

@@ -71,3 +71,19 @@ def test_a_clock_stepped_back_keeps_intervals_and_moves_at_to_the_new_time() -> 
     assert s.due[("nightly", "h1")] == next_run(daily.schedule, "nightly", "h1", None, stepped,
                                                s.started)
     assert s.next_due() == min(s.due.values())
+
+
+def test_a_policy_whose_definition_changed_is_due_at_once_unless_it_keeps_a_window() -> None:
+    s = Scheduler(started=T0)
+    tick = Scheduled("tick", "tasks", "enforce", Schedule(every=3600), ("h1",), "v1")
+    nightly = Scheduled("nightly", "tasks", "enforce", Schedule(at="02:30"), ("h1",), "v1")
+    s.load((tick, nightly), {("tick", "h1"): T0 - 1, ("nightly", "h1"): T0 - 1}, T0)
+    window = s.due[("nightly", "h1")]
+    assert s.due[("tick", "h1")] > T0 + 1800
+    s.load((tick, nightly), {}, T0 + 5)  # the same definitions: nothing moves
+    assert s.due[("tick", "h1")] > T0 + 1800
+    edited = (Scheduled("tick", "tasks", "enforce", Schedule(every=3600), ("h1",), "v2"),
+              Scheduled("nightly", "tasks", "enforce", Schedule(at="02:30"), ("h1",), "v2"))
+    s.load(edited, {}, T0 + 10)
+    assert s.due[("tick", "h1")] == T0 + 10  # a pulled commit takes effect at once
+    assert s.due[("nightly", "h1")] == window  # a window is kept

@@ -134,15 +134,18 @@ class ForkServer:
         return proc
 
     def close(self, timeout: float = 5.0) -> None:
-        """End the server: it exits when its socket closes (no run is under way by then)."""
-        if self.sock is not None:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        if self.proc is not None:
+        """End the server: it exits when its socket closes (no run is under way by then).
+        The reader thread may be closing both at the same moment (the server ended)."""
+        sock, proc = self.sock, self.proc
+        if sock is not None:
+            with contextlib.suppress(OSError):  # closed already
+                sock.shutdown(socket.SHUT_RDWR)
+        if proc is not None:
             try:
-                self.proc.wait(timeout)
+                proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                proc.kill()
+                proc.wait()
 
     def _read(self, sock: socket.socket, proc: subprocess.Popen[bytes]) -> None:
         while True:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import signal
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 
@@ -144,7 +145,10 @@ class Daemon:
             self.reload(again, on_trial)
 
     def _reload_failed(self, store: Store, why: str, e: Problems) -> None:
+        checkout = self.puller.checkout if self.puller is not None else None
         for problem in e.problems:
+            if checkout is not None and problem.file.startswith(f"{checkout}/"):
+                problem = replace(problem, file=problem.file.removeprefix(f"{checkout}/"))
             log.error("reload (%s): %s", why, problem, extra={"event": "reload_problem"})
         if self.current is None:
             self._resume_last_good(store)
@@ -211,6 +215,9 @@ class Daemon:
         self.info.pulled(True)
         if changed or self.current is None:
             commit = self.puller.candidate or self.puller.good or ""
+            if changed:
+                log.info("pull: new commit %s; validating it", commit[:12],
+                         extra={"event": "pull_new", "commit": commit})
             self.reload(f"pulled {commit[:12]}", trial=changed)
 
     # -- runs ---------------------------------------------------------------------------
@@ -322,7 +329,8 @@ class Daemon:
                         self._pull()
                     elif self.puller is not None and mono >= next_pull and not (
                             self.validation is not None and self.validation.trial):
-                        next_pull = mono + self.pull_every
+                        # 0.9 to 1.1 intervals: a fleet started at once soon fetches out of step
+                        next_pull = mono + self.pull_every * random.uniform(0.9, 1.1)
                         self._start_fetch()
                     if mono >= next_prune:
                         next_prune = mono + PRUNE_EVERY

@@ -65,7 +65,7 @@ class Fleet:
         for sub in ("keys", "logs", "hostkeys", "hosts"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         if not self.client_key.exists():
-            _keygen(self.client_key)
+            keygen(self.client_key)
         self.net.up()
         if systemd:
             _nspawn_run_dir(self.dir)
@@ -81,7 +81,7 @@ class Fleet:
         h = Host(name, index, self.net.address(index), str(self.dir / "hosts" / name), systemd)
         self.hosts[name] = h
         self.net.add_host(index)
-        _keygen(self.dir / "hostkeys" / name / "ssh_host_ed25519_key")
+        keygen(self.dir / "hostkeys" / name / "ssh_host_ed25519_key")
         self._boot(h)
         return h
 
@@ -251,7 +251,7 @@ def _nspawn_run_dir(top: Path) -> None:
     (top / "nspawn-run").write_text("")
 
 
-def _keygen(path: Path) -> None:
+def keygen(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "opsagent-fleet", "-f", str(path))

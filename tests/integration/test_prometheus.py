@@ -3,71 +3,29 @@ the compliance series, the alert rules load, and every dashboard query evaluates
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
-import subprocess
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from ruamel.yaml import YAML
 
 from tests.integration.test_contrib import CONTRIB, dashboard_exprs
 from tests.integration.test_daemon import make
-from tests.support.daemon import Daemon, free_port, wait_for
+from tests.support.daemon import Daemon, wait_for
+from tests.support.prometheus import RULES, Prometheus
 
 yaml = YAML(typ="safe")
 pytestmark = pytest.mark.skipif(not shutil.which("prometheus"),
                                 reason="prometheus (Debian: prometheus) not installed")
 
 
-class Prometheus:
-    def __init__(self, folder: Path, target: int) -> None:
-        self.port = free_port()
-        shutil.copy(CONTRIB / "prometheus" / "opsagent-rules.yml", folder / "rules.yml")
-        shutil.copy(CONTRIB / "prometheus" / "opsagent-trends.yml", folder / "trends.yml")
-        (folder / "prometheus.yml").write_text(
-            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-            "rule_files: [rules.yml, trends.yml]\n"
-            "scrape_configs:\n"
-            f"  - job_name: opsagent\n    static_configs: [{{targets: ['127.0.0.1:{target}']}}]\n")
-        self.log = (folder / "prometheus.log").open("w")
-        self.proc = subprocess.Popen(
-            ["prometheus", f"--config.file={folder / 'prometheus.yml'}",
-             f"--storage.tsdb.path={folder / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}"],
-            stdout=self.log, stderr=subprocess.STDOUT)
-
-    def api(self, path: str, **params: str) -> Any:
-        url = f"http://127.0.0.1:{self.port}/api/v1/{path}?{urllib.parse.urlencode(params)}"
-        try:
-            with urllib.request.urlopen(url, timeout=10) as r:
-                return json.loads(r.read())
-        except urllib.error.HTTPError as e:  # a query Prometheus refuses: its JSON says why
-            return json.loads(e.read())
-        except OSError:  # not up yet
-            return None
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        answer = self.api("query", query=expr)
-        assert answer is None or answer["status"] == "success", answer
-        return answer["data"]["result"] if answer else []
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
-        self.log.close()
-
-
 @pytest.fixture
 def prometheus_and_daemon(tmp_path: Path) -> Iterator[tuple[Prometheus, Daemon]]:
     root = make(tmp_path / "project", every="2s")
     daemon = Daemon(root)
-    prom = Prometheus(tmp_path, daemon.port)
+    prom = Prometheus(tmp_path, [f"127.0.0.1:{daemon.port}"], job="opsagent", rules=RULES)
     try:
         daemon.up()
         yield prom, daemon

@@ -62,9 +62,9 @@ class Pull(BaseModel):
     url: str = Field(description="Git URL of the policy repository, optionally #BRANCH. "
                      "Credentials in it (https://USER:TOKEN@host/...) are taken out: they "
                      "reach git through a credential helper, never its command line or a log.")
-    interval: Duration = Field(60, ge=1, description="Fetch this often (each fetch 0.9 to "
-                                                    "1.1 intervals after the last, so a fleet "
-                                                    "does not fetch in step).")
+    interval: Duration = Field(60, ge=1, description="Fetch at least this often (each "
+                                                    "fetch 0.9 to 1 interval after the last, so a "
+                                                    "fleet does not fetch in step).")
     username: str | None = Field(None, description="User name for an HTTP(S) repository.")
     password: Annotated[SecretRef | None, never_inline("a password", "{env: NAME} or "
                                                        "{file: PATH}")] = Field(

@@ -84,9 +84,10 @@ def main() -> int:
         print(f"{args.hosts} hosts and a git server up, every daemon started and converged to "
               f"v1 in {time.monotonic() - started:.1f} s")
         prom = Prometheus(work / "prometheus", [f"{h.address}:{PORT}" for h in pf.agents],
-                          job="opsagent", rules=RULES, interval="2s")
+                          job="opsagent", rules=RULES, interval="15s")
         prom.wait_for(f'count(up{{job="opsagent"}} == 1) == {args.hosts}', timeout=120)
-        print(f"pull interval {interval:g} s; each commit pushed at a random moment of it\n")
+        print(f"pull interval {interval:g} s; each commit pushed at a random moment of it; "
+              f"Prometheus scrapes every 15 s\n")
 
         worst = []
         for n in range(2, args.commits + 2):

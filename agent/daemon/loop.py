@@ -329,8 +329,9 @@ class Daemon:
                         self._pull()
                     elif self.puller is not None and mono >= next_pull and not (
                             self.validation is not None and self.validation.trial):
-                        # 0.9 to 1.1 intervals: a fleet started at once soon fetches out of step
-                        next_pull = mono + self.pull_every * random.uniform(0.9, 1.1)
+                        # 0.9 to 1 interval: a fleet started at once soon fetches out of
+                        # step, and a commit is never fetched later than one interval
+                        next_pull = mono + self.pull_every * random.uniform(0.9, 1.0)
                         self._start_fetch()
                     if mono >= next_prune:
                         next_prune = mono + PRUNE_EVERY

@@ -65,7 +65,9 @@ def test_a_commit_reaches_every_host_and_a_broken_one_is_refused_on_every_host(
 
     second = pf.commit("v2", "release v2")
     pf.wait_release("v2", timeout=90)  # the policy's own schedule is 5 minutes away
-    prom.wait_for(f'count(opsagent_pull_commit_info{{commit="{second}"}}) == {HOSTS}')
+    commits = panel("Hosts per policy commit (pull mode)")
+    prom.wait_for(f"({commits}) == {HOSTS}")
+    assert [(r["metric"]["commit"], r["value"][1]) for r in prom.query(commits)] == [(second, "10")]
     assert prom.query(panel("Rejected policy reloads"))[0]["value"][1] == "0"
 
     broken = pf.commit("", "a typo", (POLICY % {"release": "v3"}).replace("every", "evry"))
@@ -77,7 +79,7 @@ def test_a_commit_reaches_every_host_and_a_broken_one_is_refused_on_every_host(
         assert pf.release(h) == "v2"  # the last good commit keeps running
         assert f'opsagent_pull_commit_info{{commit="{second}"}} 1.0' in pf.metrics(h)
         assert all(alive(pid) for pid in pf.daemon_pids(h).values()), h.name
-    assert len(prom.query(f'opsagent_pull_commit_info{{commit="{second}"}}')) == HOSTS
+    assert [(r["metric"]["commit"], r["value"][1]) for r in prom.query(commits)] == [(second, "10")]
 
     pf.commit("v3", "the typo fixed")
     pf.wait_release("v3", timeout=90)

@@ -57,7 +57,10 @@ class Prometheus:
             with urllib.request.urlopen(url, timeout=10) as answer:
                 return json.loads(answer.read())
         except urllib.error.HTTPError as e:  # a query Prometheus refuses: its JSON says why
-            return json.loads(e.read())
+            try:
+                return json.loads(e.read())
+            except ValueError:  # 503 in plain text while it starts
+                return None
         except OSError:
             return None
 

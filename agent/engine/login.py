@@ -8,8 +8,10 @@ own connection at once.
 
 from __future__ import annotations
 
+import errno
 import logging
 import shlex
+import time
 from typing import Any
 
 from pyinfra.api import StringCommand
@@ -17,6 +19,10 @@ from pyinfra.connectors.ssh import SSHConnector
 
 from agent.core.results import OpResult, Status
 from agent.core.steps import Login
+
+# sshd re-executes itself on a reload (SIGHUP): for that moment nothing listens on its
+# port, so a connection refused is tried again for this long before it counts as a failure
+REFUSED_FOR = 10.0
 
 
 def prove(host: Any, login: Login, op: OpResult) -> None:
@@ -47,7 +53,7 @@ def new_login(host: Any, confirm: tuple[str, ...]) -> str:
     paramiko.addHandler(quiet)
     paramiko.propagate = False
     try:
-        fresh.connect()
+        _connect(fresh)
         ok, output = fresh.run_shell_command(StringCommand(shlex.join(confirm)),
                                              print_output=False, print_input=False)
         if not ok:
@@ -61,3 +67,29 @@ def new_login(host: Any, confirm: tuple[str, ...]) -> str:
         client = getattr(fresh, "client", None)
         if client is not None:
             client.close()
+
+
+def _connect(fresh: SSHConnector) -> None:
+    deadline = time.monotonic() + REFUSED_FOR
+    while True:
+        try:
+            fresh.connect()
+            return
+        except Exception as e:
+            if not _refused(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def _refused(e: BaseException | None) -> bool:
+    """Whether the connection was refused (nothing listened), through pyinfra's and
+    paramiko's wrapping exceptions."""
+    while e is not None:
+        if isinstance(e, ConnectionRefusedError):
+            return True
+        errors = getattr(e, "errors", None)  # paramiko's NoValidConnectionsError: per address
+        if isinstance(errors, dict) and errors and all(
+                getattr(x, "errno", None) == errno.ECONNREFUSED for x in errors.values()):
+            return True
+        e = e.__cause__ or e.__context__
+    return False

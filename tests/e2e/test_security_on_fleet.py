@@ -60,6 +60,15 @@ def apply(root: Path, fleet: Fleet, mode: str, skip: list[str], extra: str = ""
     return proc.returncode, host
 
 
+def sshd_settings(fleet: Fleet, name: str) -> str:
+    """`sshd -T` over a new SSH login, once sshd listens again: a reload (SIGHUP) makes it
+    execute itself anew, and for that moment connections are refused."""
+    deadline = time.monotonic() + 20
+    while (done := fleet.ssh(name, "sshd -T")).returncode == 255 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return done.stdout
+
+
 def results(host: dict[str, Any]) -> dict[str, str]:
     [check] = [op for op in host["ops"] if op["name"] == "check controls"]
     found = {}
@@ -220,11 +229,11 @@ def test_an_sshd_change_nobody_confirms_is_put_back_by_the_host_itself(
     done = fleet.run("h1", "python3 /srv/sshd_fix.py \"$(cat /srv/sshd_job.json)\"")
     assert time.monotonic() - started < 2  # it does not wait for the watcher
     assert "changed sshd drop-in" in done.stdout
-    assert "maxauthtries 3" in fleet.ssh("h1", "sshd -T").stdout
+    assert "maxauthtries 3" in sshd_settings(fleet, "h1")
     deadline = time.monotonic() + 20
     while h1.path(file).exists():
         assert time.monotonic() < deadline, "the drop-in stayed"
         time.sleep(0.2)
     time.sleep(0.5)  # the reload after the file is back
-    assert "maxauthtries 6" in fleet.ssh("h1", "sshd -T").stdout  # sshd's default again
+    assert "maxauthtries 6" in sshd_settings(fleet, "h1")  # sshd's default again
     assert fleet.run("h1", f"test ! -e {pending}", check=False).returncode == 0

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         from gevent import monkey
 
         monkey.patch_all()
-    from agent.state.store import StateError
+    from agent.state.errors import StateError
 
     try:
         if command in COMMANDS:

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from agent.core.hosts import LOCAL, Host
 from agent.core.plans import RunPlan
@@ -16,7 +16,9 @@ from agent.inventory import Inventory, load_inventory, local
 from agent.plan import Gather, build_plan
 from agent.policy.validate import read_policies
 from agent.project import NAME, Project, load_project
-from agent.state.store import Store
+
+if TYPE_CHECKING:  # imported when a store is opened: validate and plan need none
+    from agent.state.store import Store
 
 DEFAULT_INVENTORY = Path("inventories/local.yml")
 
@@ -113,7 +115,7 @@ def add_state_dir(parser: argparse.ArgumentParser) -> None:
 
 
 def open_store(args: argparse.Namespace) -> Store:
-    from agent.state.store import state_dir
+    from agent.state.store import Store, state_dir
 
     return Store(state_dir(args.state_dir))
 

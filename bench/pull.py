@@ -26,10 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.core.durations import parse_duration  # noqa: E402
-from tests.fleet.fleet import Fleet, sweep  # noqa: E402
 from tests.fleet.host import Host  # noqa: E402
 from tests.fleet.pull import POLICY, PORT, PullFleet, usage  # noqa: E402
-from tests.fleet.reaper import Reaper  # noqa: E402
+from tests.fleet.reaper import owned  # noqa: E402
 from tests.support.prometheus import RULES, Prometheus, panel  # noqa: E402
 
 
@@ -71,11 +70,13 @@ def main() -> int:
     parser.add_argument("--cold", action="store_true", help="warm_runs: false on every host")
     parser.add_argument("--slot", type=int, default=20, help="fleet slot (10.213.SLOT.0/24)")
     args = parser.parse_args()
-    interval = parse_duration(args.interval)
-    sweep(args.slot)
-    reaper = Reaper(args.slot)
     work = Path(tempfile.mkdtemp(prefix="opsagent-pull-bench-"))
-    pf = PullFleet(Fleet(args.slot), work, interval=args.interval, warm=not args.cold)
+    with owned(args.slot) as fleet:
+        pf = PullFleet(fleet, work, interval=args.interval, warm=not args.cold)
+        return bench(pf, args, parse_duration(args.interval))
+
+
+def bench(pf: PullFleet, args: argparse.Namespace, interval: float) -> int:
     prom = None
     try:
         started = time.monotonic()
@@ -83,7 +84,7 @@ def main() -> int:
         pf.wait_release("v1", timeout=300)
         print(f"{args.hosts} hosts and a git server up, every daemon started and converged to "
               f"v1 in {time.monotonic() - started:.1f} s")
-        prom = Prometheus(work / "prometheus", [f"{h.address}:{PORT}" for h in pf.agents],
+        prom = Prometheus(pf.work / "prometheus", [f"{h.address}:{PORT}" for h in pf.agents],
                           job="opsagent", rules=RULES, interval="15s")
         prom.wait_for(f'count(up{{job="opsagent"}} == 1) == {args.hosts}', timeout=120)
         print(f"pull interval {interval:g} s; each commit pushed at a random moment of it; "
@@ -106,8 +107,7 @@ def main() -> int:
             print(f"  waiting for the pull {summary([p[0] for p in parts])}")
             print(f"  fetch to loaded      {summary([p[1] for p in parts])}")
             print(f"  run                  {summary([p[2] for p in parts])}")
-        runs = [phases(pf, h, commit, pushed)[2] for h in pf.agents]
-        aim = interval + statistics.median(runs) + 2.0
+        aim = interval + statistics.median(p[2] for p in parts) + 2.0  # the last commit's runs
         print(f"\ncommit to every host compliant: worst {max(worst):.2f} s, median of commits "
               f"{statistics.median(worst):.2f} s (aim: one interval + one run + validation "
               f"~{aim:.1f} s)")
@@ -140,8 +140,6 @@ def main() -> int:
     finally:
         if prom is not None:
             prom.stop()
-        pf.fleet.down()
-        reaper.release()
 
 
 if __name__ == "__main__":

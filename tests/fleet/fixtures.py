@@ -15,9 +15,9 @@ from functools import cache
 
 import pytest
 
-from tests.fleet.fleet import Fleet, sweep
+from tests.fleet.fleet import Fleet
 from tests.fleet.host import Host
-from tests.fleet.reaper import Reaper
+from tests.fleet.reaper import owned
 
 SLOT = int(os.environ.get("OPSAGENT_FLEET_SLOT", "2"))
 TOOLS = ("ip", "unshare", "nsenter", "mount", "mmdebstrap", "nft", "ssh", "ssh-keygen")
@@ -39,23 +39,22 @@ def unavailable() -> str:
     return ""
 
 
-@pytest.fixture(scope="session")
-def fleet() -> Iterator[Fleet]:
-    """Three plain hosts h1-h3 for the whole session (more may be added by other fixtures)."""
+def require() -> None:
+    """Skip the test, with the reason, where no fleet can be made; fail it under CI as root."""
     reason = unavailable()
     if reason and os.environ.get("CI") and os.geteuid() == 0:
         pytest.fail(f"CI runs as root, where the fleet must work: {reason}")  # never a quiet skip
     if reason:
         pytest.skip(reason)
-    sweep(SLOT)  # whatever a killed earlier run left
-    watchdog = Reaper(SLOT)
-    made = Fleet(SLOT)
-    try:
+
+
+@pytest.fixture(scope="session")
+def fleet() -> Iterator[Fleet]:
+    """Three plain hosts h1-h3 for the whole session (more may be added by other fixtures)."""
+    require()
+    with owned(SLOT) as made:
         made.up(3)
         yield made
-    finally:
-        made.down()
-        watchdog.release()
 
 
 @pytest.fixture

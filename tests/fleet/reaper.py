@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
+
+from tests.fleet.fleet import Fleet, sweep
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,8 +35,20 @@ class Reaper:
         self.proc.wait(timeout=60)
 
 
-def wait_for_owner_then_sweep(slot: int) -> None:
-    from tests.fleet.fleet import sweep
+@contextmanager
+def owned(slot: int) -> Iterator[Fleet]:
+    """Fleet `slot` for this process: what a killed earlier run left is swept first, and
+    it is torn down after, by this process or, if it dies, by a reaper."""
+    sweep(slot)
+    watchdog = Reaper(slot)
+    made = Fleet(slot)
+    try:
+        yield made
+    finally:
+        made.down()
+        watchdog.release()
 
+
+def wait_for_owner_then_sweep(slot: int) -> None:
     sys.stdin.buffer.read()  # returns at end of file: the owner is gone or done
     sweep(slot)

@@ -7,17 +7,15 @@ every host while the last good one keeps running. Times are measured by bench/pu
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.fleet.fixtures import SLOT, unavailable
-from tests.fleet.fleet import Fleet, sweep
+from tests.fleet.fixtures import SLOT, require
 from tests.fleet.host import alive
 from tests.fleet.pull import POLICY, PORT, PullFleet
-from tests.fleet.reaper import Reaper
+from tests.fleet.reaper import owned
 from tests.support.prometheus import RULES, Prometheus, available, panel
 
 pytestmark = [pytest.mark.slow, pytest.mark.fleet,
@@ -27,21 +25,11 @@ HOSTS = 10
 
 @pytest.fixture(scope="module")
 def pull_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PullFleet]:
-    reason = unavailable()
-    if reason and os.environ.get("CI") and os.geteuid() == 0:
-        pytest.fail(f"CI runs as root, where the fleet must work: {reason}")
-    if reason:
-        pytest.skip(reason)
-    slot = SLOT + 10  # a fleet of its own, beside the session's
-    sweep(slot)
-    watchdog = Reaper(slot)
-    made = PullFleet(Fleet(slot), tmp_path_factory.mktemp("pull-fleet"), interval="3s")
-    try:
+    require()
+    with owned(SLOT + 10) as fleet:  # a fleet of its own, beside the session's
+        made = PullFleet(fleet, tmp_path_factory.mktemp("pull-fleet"), interval="3s")
         made.up(HOSTS)
         yield made
-    finally:
-        made.fleet.down()
-        watchdog.release()
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
-"""A converged host costs a couple of remote commands, however many operations it has:
-the facts are read in rounds (agent/engine/prefetch.py), counted here by a real sshd
-that logs every command it starts."""
+"""A converged host costs one remote command, however many operations it has: the facts
+are read in rounds (agent/engine/prefetch.py), the files' checksums along with their
+stat (agent/engine/fact_reader.py), counted here by a real sshd that logs every command
+it starts."""
 
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ def project(tmp_path: Path) -> Path:
     return root
 
 
-def test_a_converged_host_is_judged_in_two_remote_commands(
+def test_a_converged_host_is_judged_in_one_remote_command(
         counted: tuple[Path, sshd.Sshd], tmp_path: Path) -> None:
     inventory, server = counted
     root = project(tmp_path)
@@ -74,12 +75,12 @@ def test_a_converged_host_is_judged_in_two_remote_commands(
     before = commands(server)
     code, second = run_json(root, "apply", inventory)
     assert code == 0 and set(statuses(second)["h1"]) == {"ok"}
-    # 18 operations: their first facts in one command, the files' checksums in a second
-    assert commands(server) - before == 2
+    # 18 operations: their facts in one command, the files' checksums with their stat
+    assert commands(server) - before == 1
     before = commands(server)
     code, plan = run_json(root, "plan", inventory, "--diff")
     assert code == 0 and set(statuses(plan)["h1"]) == {"ok"}
-    assert commands(server) - before == 2
+    assert commands(server) - before == 1
 
 
 def test_a_change_is_found_shown_and_made_as_before(

@@ -6,11 +6,15 @@ Subcommand modules are imported only when used, so `opsagent --help` and
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import importlib
 import importlib.util
 import os
 import pkgutil
 import sys
+import threading
+from typing import NoReturn
 
 from agent import __version__
 
@@ -89,7 +93,30 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    sys.exit(exit_code())
+    leave(exit_code())
+
+
+def leave(code: int) -> NoReturn:
+    """End the process with code, skipping the interpreter's teardown.
+
+    Python's teardown frees every object of pyinfra, gevent, paramiko and pydantic one by
+    one: 0.1-0.2 s after a run, a sixth of a converged run of one host, for nothing a
+    finished command needs. What the command kept is in place before main returns (the
+    store and the audit log are closed by then); here threads still working are waited
+    for, what is buffered is written, and exit handlers (temporary folders, logging) run,
+    as they would at a normal exit.
+    """
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):  # the reader went away; stdout closed
+        code = code or 1
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()
+    atexit._run_exitfuncs()
+    os._exit(code)
 
 
 def exit_code(argv: list[str] | None = None) -> int:

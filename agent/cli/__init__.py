@@ -68,9 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"opsagent: unknown command {command!r}\n\n{usage()}")
         return 1
     if command in PARALLEL or command not in COMMANDS:  # a kind's action
-        from gevent import monkey
+        from agent import patching
 
-        monkey.patch_all()
+        patching.patch_all()
     from agent.state.errors import StateError
 
     try:

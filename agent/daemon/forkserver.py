@@ -34,9 +34,9 @@ PACKET = 1 << 20  # a request's largest size: args and env, a megabyte is ample
 
 def preload() -> None:
     """gevent's patches first, as `opsagent apply` does, then everything a run imports."""
-    from gevent import monkey
+    from agent import patching
 
-    monkey.patch_all()
+    patching.patch_all()
     import agent.cli.apply  # noqa: F401
     from agent.engine import catalog
     from agent.kinds import KINDS

@@ -48,8 +48,11 @@ GLOBAL_ARGUMENTS: dict[str, Any] = {
 
 # How a step's facts are read (agent/engine/prefetch.py), as `opsagent explain tasks` says.
 BATCHED = ("Facts: every step's facts are read together with the other steps' in one remote "
-           "command per round, so a converged host costs two or three commands however many "
-           "steps it has. Two kinds of step read theirs the way pyinfra does, one command each: "
+           "command per round, so a converged host costs one or two commands however many "
+           "steps it has. There, file facts (File, Directory, Link, Sha1File, and the line "
+           "search of files.line) are answered without starting a process when the answer is "
+           "sure to be what their command prints, and a small file's checksum comes with its "
+           "stat. Two kinds of step read theirs the way pyinfra does, one command each: "
            "a step with global arguments (_sudo, _su_user, _env, _chdir, _timeout, ...), and "
            "the step after one that changed something. A host without python3 reads every "
            "fact that way. Commands (server.shell, ...) run as always.")

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-SPECULATE = 1 << 20  # bytes: a stat'ed file up to this size has its SHA-1 sent along
+SMALL = 1 << 20  # bytes: a file up to this size has its SHA-1 sent with its stat, and a
+# line search reads it whole (a larger one is left to grep, which streams it)
 # Characters GNU stat's %N (shell-escape-always) prints between plain single quotes.
 PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/@%+=:,-")
 GONE = (FileNotFoundError, NotADirectoryError)  # `test -e` and `test -L` both say no
@@ -84,7 +85,7 @@ def stat_line(path: str) -> dict[str, Any]:
             f"atime={st.st_atime_ns // 10**9} mtime={st.st_mtime_ns // 10**9} "
             f"ctime={st.st_ctime_ns // 10**9} size={st.st_size} {name}\n")
     answer: dict[str, Any] = {"rc": 0, "stdout": line, "stderr": ""}
-    if stat.S_ISREG(st.st_mode) and st.st_size <= SPECULATE and TOOLS["sha1"]:
+    if stat.S_ISREG(st.st_mode) and st.st_size <= SMALL and usable("sha1"):
         with contextlib.suppress(OSError):
             answer["sha1"] = sha1(path)
     return answer
@@ -101,7 +102,7 @@ def sha1_line(path: str) -> dict[str, Any]:
         return {"rc": 0, "stdout": "", "stderr": ""}
     except OSError as error:
         raise Unsure(path) from error
-    if not stat.S_ISREG(st.st_mode) or not TOOLS["sha1"]:
+    if not stat.S_ISREG(st.st_mode) or not usable("sha1"):
         raise Unsure(path)
     try:
         return {"rc": 0, "stdout": f"{sha1(path)}  {name}\n", "stderr": ""}
@@ -116,7 +117,9 @@ def grep_lines(request: list[str]) -> dict[str, Any]:
     start, text, end = anchored(pattern)
     quoted(path)
     with open(path, "rb") as file:  # a folder, a missing file: OSError, the command answers
-        data = file.read()
+        data = file.read(SMALL + 1)
+    if len(data) > SMALL:
+        raise Unsure(path)
     data.decode()  # grep calls a file that is not UTF-8 binary: the command answers
     if b"\0" in data:
         raise Unsure(path)
@@ -181,11 +184,18 @@ NATIVE: dict[str, Callable[[Any], dict[str, Any]]] = {
 TOOLS: dict[str, bool] = {}  # a native way: whether the tool its command uses is there
 
 
+def usable(way: str) -> bool:
+    """Whether the tool the command of this way runs is there (asked once)."""
+    if way not in TOOLS:
+        TOOLS[way] = gnu_stat() if way == "stat" else on_path("sha1sum") if way == "sha1" else True
+    return TOOLS[way]
+
+
 def answer(request: str | dict[str, Any]) -> dict[str, Any]:
     if isinstance(request, str):
         return run(request)
     for way, function in NATIVE.items():
-        if way in request and TOOLS.get(way, True):
+        if way in request and usable(way):
             try:
                 return function(request[way])
             except Exception:  # Unsure, or anything unforeseen: the command answers
@@ -194,11 +204,7 @@ def answer(request: str | dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    requests = json.loads(sys.stdin.readline())
-    if any(isinstance(r, dict) for r in requests):
-        TOOLS["stat"] = gnu_stat()
-        TOOLS["sha1"] = on_path("sha1sum")
-    for request in requests:
+    for request in json.loads(sys.stdin.readline()):
         sys.stdout.write(json.dumps(answer(request)) + "\n")
         sys.stdout.flush()
 

@@ -11,9 +11,10 @@ no-op run (already converged). The floor is what that work cannot cost less than
 host one OpenSSH connection running one shell script that checks all of it (and makes
 it, on a first run), all hosts at once. Tools are interleaved (A B C C B A ...); medians
 are printed with each tool's time as a ratio of the floor measured in the same run, and
-opsagent's peak RSS. Ansible is skipped when ansible-playbook is not installed (pip
-install ansible-core); pyinfra and Ansible are left out above 50 hosts unless --tools
-names them (minutes per run). opsagent's modules are compiled first, as installing a
+opsagent's peak RSS. "warm" is the same `opsagent apply` handed to an `opsagent warm`
+server started for the bench ("opsagent" runs cold, OPSAGENT_COLD). Ansible is skipped
+when ansible-playbook is not installed (pip install ansible-core); pyinfra and Ansible
+are left out above 50 hosts unless --tools names them (minutes per run). opsagent's modules are compiled first, as installing a
 wheel does (an editable install under PYTHONDONTWRITEBYTECODE compiles them on every run).
 """
 
@@ -42,7 +43,8 @@ BIN = Path(sys.executable).parent
 FILES = 20
 LINES = 10
 FLOOR_AT_ONCE = 100  # ssh clients at a time (the loopback sshd takes 1000 at once)
-TOOLS = ("floor", "opsagent", "pyinfra", "ansible")
+TOOLS = ("floor", "opsagent", "warm", "pyinfra", "ansible")
+WARM_SOCKET = Path(tempfile.gettempdir()) / f"opsagent-bench-warm-{os.getpid()}" / "warm.sock"
 
 
 def write_sources(work: Path) -> None:
@@ -68,7 +70,18 @@ def opsagent_project(work: Path, names: list[str], keys: sshd.Keys, port: int
     (work / "inventory.yml").write_text(sshd.inventory_yaml(keys, dict.fromkeys(names, port),
                                                             host_vars))
     cmd = [str(BIN / "opsagent"), "apply", "policies", "-i", "inventory.yml"]
-    return lambda: run(cmd, work)
+    return lambda: run(cmd, work, {**os.environ, "OPSAGENT_COLD": "1"})
+
+
+def warm_project(work: Path, names: list[str], keys: sshd.Keys, port: int
+                 ) -> Callable[[], int]:
+    """The same `opsagent apply`, handed to an `opsagent warm` server (started by main)."""
+    (work / "warm").mkdir()
+    (work / "warm" / "templates").symlink_to(work / "templates")
+    opsagent_project(work / "warm", names, keys, port)  # its own hosts' folders
+    cmd = [str(BIN / "opsagent"), "apply", "policies", "-i", "inventory.yml"]
+    env = {k: v for k, v in os.environ.items() if k != "OPSAGENT_COLD"}
+    return lambda: run(cmd, work / "warm", {**env, "OPSAGENT_WARM_SOCKET": str(WARM_SOCKET)})
 
 
 def pyinfra_project(work: Path, names: list[str], keys: sshd.Keys, port: int
@@ -180,7 +193,8 @@ def timed(fn: Callable[[], Any]) -> tuple[float, int]:
 def measure(n: int, reps: int, keys: sshd.Keys, port: int, tools: list[str]
             ) -> dict[str, dict[str, list[tuple[float, int]]]]:
     times: dict[str, dict[str, list[tuple[float, int]]]] = {}
-    makers = {"floor": floor_project, "opsagent": opsagent_project, "pyinfra": pyinfra_project,
+    makers = {"floor": floor_project, "opsagent": opsagent_project, "warm": warm_project,
+              "pyinfra": pyinfra_project,
               "ansible": ansible_project}
     for rep in range(reps):
         with tempfile.TemporaryDirectory(prefix="opsagent-bench-") as tmp:
@@ -211,12 +225,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="opsagent-bench-sshd-") as tmp:
         keys = sshd.Keys.make(Path(tmp) / "keys")
         server = sshd.Sshd(keys, Path(tmp) / "sshd").start()
+        warm = start_warm(Path(tmp) / "warm.log")
         try:
             server.wait()
             print(f"{'hosts':>5} {'case':>6} {'floor':>6} " + " ".join(
                 f"{t:>9} {'/floor':>6}" for t in TOOLS[1:]) + f" {'opsagent RSS':>13}")
             for n in args.hosts:
-                tools = args.tools or [t for t in TOOLS[1:] if t == "opsagent" or n <= 50]
+                tools = args.tools or [t for t in TOOLS[1:]
+                                       if t in ("opsagent", "warm") or n <= 50]
                 if args.no_ansible and "ansible" in tools:
                     tools.remove("ansible")
                 times = measure(n, args.reps, keys, server.port, ["floor", *tools])
@@ -229,7 +245,22 @@ def main() -> int:
                           f" {rss:>10.0f} MB", flush=True)
         finally:
             server.stop()
+            warm.terminate()
+            warm.wait()
     return 0
+
+
+def start_warm(log: Path) -> subprocess.Popen[bytes]:
+    """`opsagent warm` at WARM_SOCKET, serving once its socket is there."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen([str(BIN / "opsagent"), "warm", "--socket", str(WARM_SOCKET),
+                                 "--idle", "8h"], stdout=out, stderr=out)
+    deadline = time.monotonic() + 60
+    while b"serving" not in log.read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"opsagent warm did not start:\n{log.read_text()}")
+        time.sleep(0.05)
+    return proc
 
 
 if __name__ == "__main__":

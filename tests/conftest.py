@@ -40,6 +40,7 @@ def unpatched(request: pytest.FixtureRequest) -> Iterator[None]:
 def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     old = os.environ.get("OPSAGENT_STATE_DIR")
     os.environ["OPSAGENT_STATE_DIR"] = str(tmp_path_factory.mktemp("state"))
+    os.environ["OPSAGENT_COLD"] = "1"  # a developer's `opsagent warm` never runs a test's command
     yield
     if old is None:
         del os.environ["OPSAGENT_STATE_DIR"]

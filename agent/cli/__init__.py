@@ -32,10 +32,14 @@ COMMANDS = {
     "daemon": ("agent.cli.daemon", "converge policies on their schedules; serve /metrics"),
     "run": ("agent.cli.run", "run a playbook: a one-shot procedure such as playbooks/restore.yml"),
     "deploy": ("agent.cli.deploy", "start, watch, pause, promote, abort or roll back a deploy"),
+    "warm": ("agent.cli.warm", "keep pyinfra and the kinds imported, so one-shot commands start "
+                               "at once"),
 }
 # Commands that run pyinfra over many hosts: gevent must patch the process first,
 # as pyinfra's own CLI does, or SSH hosts are worked one after another.
 PARALLEL = {"plan", "apply", "run", "facts", "deploy"}  # and every kind's actions
+# Commands a warm server (`opsagent warm`) runs when one is up: those and validate.
+WARM = PARALLEL | {"validate"}
 
 
 def usage() -> str:
@@ -67,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS and command not in kind_names():
         sys.stderr.write(f"opsagent: unknown command {command!r}\n\n{usage()}")
         return 1
+    if command in WARM or command not in COMMANDS:  # a kind's action
+        from agent.warm.client import handoff
+
+        handed = handoff(args)
+        if handed is not None:
+            return handed
     if command in PARALLEL or command not in COMMANDS:  # a kind's action
         from agent import patching
 

@@ -26,7 +26,7 @@ import os
 import signal
 import socket
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 PR_SET_PDEATHSIG = 1
 PACKET = 1 << 20  # a request's largest size: args and env, a megabyte is ample
@@ -38,6 +38,8 @@ def preload() -> None:
 
     patching.patch_all()
     import agent.cli.apply  # noqa: F401
+    import agent.engine.run  # noqa: F401
+    import agent.runs  # noqa: F401
     from agent.engine import catalog
     from agent.kinds import KINDS
 
@@ -109,22 +111,33 @@ def _request(sock: socket.socket, lives: dict[int, tuple[int, int]], fork: Any) 
 
 def _child(sock: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
     """In the forked child: become the run, as a cold start would have; never returns."""
+    sock.close()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    become(request, [devnull, *fds])
+
+
+def become(request: dict[str, Any], stdio: list[int], setup: Any = None) -> NoReturn:
+    """In a forked child: the command of request ({"args", "env", "cwd"}, and "umask" if
+    given) on the file descriptors stdio (stdin, stdout, stderr), in a session of its own
+    and ended by SIGTERM with its parent, as a cold start of it would run; setup() first,
+    if given. Never returns."""
     code = 70  # EX_SOFTWARE, if what follows fails before the run does
     try:
-        sock.close()
         os.setsid()
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.dup2(fds[0], 1)
-        os.dup2(fds[1], 2)
-        for fd in (devnull, *fds):
+        for target, fd in enumerate(stdio):
+            os.dup2(fd, target)
+        for fd in set(stdio) - {0, 1, 2}:
             os.close(fd)
         os.chdir(request["cwd"])
+        if "umask" in request:
+            os.umask(request["umask"])
         os.environ.clear()
         os.environ.update(request["env"])
         sys.argv = ["opsagent", *request["args"]]
         signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a cold start
+        if setup is not None:
+            setup()
         import gevent
 
         gevent.reinit()

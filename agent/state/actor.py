@@ -6,7 +6,9 @@ through sudo and su, unset for services) names the person behind it when it diff
 The daemon marks its runs with OPSAGENT_TRIGGER="opsagent daemon (pid N)"; any caller can
 set that, so it is believed only when N is this process, its parent, or its parent's
 parent through the daemon's fork server, and even then the uids above are still said: a
-person who fakes it is named by their login.
+person who fakes it is named by their login. A command a warm server (`opsagent warm`)
+runs for a caller is named by the caller's login uid, which the server reads from the
+kernel for the caller's process (SO_PEERCRED), not by the server's own.
 """
 
 from __future__ import annotations
@@ -26,9 +28,19 @@ def name(uid: int) -> str:
         return f"uid {uid}"
 
 
-def login_uid() -> int | None:
+_caller: list[int | None] = []  # set by a warm server's child: the caller's login uid
+
+
+def as_caller(login: int | None) -> None:
+    """In a warm server's child: the login uid is the caller's, as the server read it."""
+    _caller[:] = [login]
+
+
+def login_uid(pid: int | str = "self") -> int | None:
+    if _caller and pid == "self":
+        return _caller[0]
     try:
-        with open("/proc/self/loginuid") as f:
+        with open(f"/proc/{pid}/loginuid") as f:
             value = int(f.read().strip())
     except (OSError, ValueError):
         return None

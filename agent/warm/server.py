@@ -2,7 +2,7 @@
 needs (pyinfra, gevent, pydantic, the kinds) and forks a child for each command the CLI
 hands it (client.py), so `opsagent apply` starts in milliseconds instead of 0.4 s.
 
-The child is the command as a cold start would run it (fork_server.become): its own
+The child is the command as a cold start would run it (forkserver.become): its own
 process and session, the caller's stdin, stdout, stderr, folder, environment and umask.
 It is not the caller's in what a process inherits from its parent: limits, cgroup,
 namespaces come from the server, so start the server where the commands would run.
@@ -10,9 +10,11 @@ namespaces come from the server, so start the server where the commands would ru
 Trust: the socket is the caller's own (a 0700 folder, a 0600 socket), and a caller whose
 uid is not the server's is refused (SO_PEERCRED) even so. The audit log names the
 caller's login (read from the kernel for the caller's pid), not the server's. A server
-whose opsagent changed on disk since it started (an upgrade) refuses commands and ends;
-they run cold. It ends after `--idle` without a command, or on SIGTERM or SIGINT (its
-commands under way are stopped as by SIGTERM, and recorded).
+whose opsagent (or pyinfra, paramiko, gevent, pydantic, jinja2, ruamel) changed on disk
+since it started, an upgrade, refuses commands and ends; they run cold. A caller that is
+one of its own commands is refused too (it runs cold). It ends after `--idle` without a
+command, or on SIGTERM or SIGINT (its commands under way are stopped as by SIGTERM, and
+recorded).
 """
 
 from __future__ import annotations
@@ -227,12 +229,16 @@ def descends(pid: int) -> bool:
     return False
 
 
+WATCHED = ("agent", "pyinfra", "paramiko", "gevent", "pydantic", "pydantic_core", "jinja2",
+           "ruamel")  # an upgrade of any of these ends the server
+
+
 def loaded_sources() -> dict[str, float]:
-    """opsagent's modules this process imported, and their files' modification times."""
+    """The modules of WATCHED this process imported, and their files' modification times."""
     out = {}
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
-        if (name == "agent" or name.startswith("agent.")) and path:
+        if name.split(".")[0] in WATCHED and path:
             with contextlib.suppress(OSError):
                 out[path] = os.stat(path).st_mtime
     return out

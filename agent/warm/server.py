@@ -163,6 +163,7 @@ class Server:
             def setup() -> None:
                 served()
                 actor.as_caller(login)
+                os.environ.pop("OPSAGENT_TRIGGER", None)  # the daemon's runs never come here
 
             become({k: request[k] for k in ("args", "env", "cwd", "umask")}, list(fds), setup)
         os.close(life_w)

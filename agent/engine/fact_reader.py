@@ -62,18 +62,26 @@ def quoted(path: str) -> str:
     return f"'{path}'"
 
 
+def examined(how: Callable[[str], os.stat_result], path: str) -> os.stat_result | None:
+    """how(path); None where `test -e` (and `test -L`) would say no such file; Unsure for
+    any other error (a permission: the command says what it says)."""
+    try:
+        return how(path)
+    except GONE:
+        return None
+    except OSError as error:
+        raise Unsure(path) from error
+
+
 def stat_line(path: str) -> dict[str, Any]:
     """`! (test -e P || test -L P) || ( stat -c '...' P ... )`, as GNU stat answers."""
     import grp
     import pwd
     import stat
 
-    try:
-        st = os.lstat(path)
-    except GONE:
+    st = examined(os.lstat, path)
+    if st is None:
         return {"rc": 0, "stdout": "", "stderr": ""}
-    except OSError as error:
-        raise Unsure(path) from error
     name = quoted(path)
     if stat.S_ISLNK(st.st_mode):
         name += " -> " + quoted(os.readlink(path))
@@ -96,12 +104,9 @@ def sha1_line(path: str) -> dict[str, Any]:
     import stat
 
     name = quoted(path)[1:-1]
-    try:
-        st = os.stat(path)
-    except GONE:
+    st = examined(os.stat, path)
+    if st is None:
         return {"rc": 0, "stdout": "", "stderr": ""}
-    except OSError as error:
-        raise Unsure(path) from error
     if not stat.S_ISREG(st.st_mode) or not usable("sha1"):
         raise Unsure(path)
     try:

@@ -50,6 +50,16 @@ def handoff(args: list[str]) -> int | None:
     """The exit code of args run by the warm server; None when it should run here."""
     if _served or os.environ.get("OPSAGENT_COLD") or os.environ.get("OPSAGENT_TRIGGER"):
         return None
+    child: list[int] = []
+    early: list[int] = []  # signals that came before the child's pid did
+
+    def forward(signum: int, _frame: Any) -> None:
+        if child:
+            os.kill(child[0], signum)
+        else:
+            early.append(signum)
+
+    before = {signum: signal.signal(signum, forward) for signum in SIGNALS}
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
         sock.connect(str(socket_path()))
@@ -60,20 +70,21 @@ def handoff(args: list[str]) -> int | None:
         socket.send_fds(sock, [json.dumps(request).encode()], [0, 1, 2])
         started = _receive(sock)
     except OSError:  # no server, or a closed stdin or stdout: run here
-        sock.close()
-        return None
+        started = None
     if started is None or "pid" not in started:
         sock.close()
+        for kept, handler in before.items():
+            signal.signal(kept, handler)
+        for came in early:  # as if they came now, to the command run here
+            os.kill(os.getpid(), came)
         return None
-    return _follow(sock, int(started["pid"]))
+    child.append(int(started["pid"]))
+    for came in early:
+        os.kill(child[0], came)
+    return _follow(sock)
 
 
-def _follow(sock: socket.socket, pid: int) -> int:
-    def forward(signum: int, _frame: Any) -> None:
-        os.kill(pid, signum)
-
-    for signum in SIGNALS:
-        signal.signal(signum, forward)
+def _follow(sock: socket.socket) -> int:
     try:
         ended = _receive(sock)
     except OSError:

@@ -14,29 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.project import opsagent, write_project
-
-LOCAL = "vars: {sandbox: %s}\nhosts: {'@local': {}}\n"
-SLOW = """\
-apiVersion: opsagent/v1
-kind: tasks
-metadata: {name: slow}
-targets: [all]
-spec:
-  tasks:
-    - name: sandbox
-      files.directory: {path: "{{ sandbox }}"}
-    - name: first
-      server.shell: {commands: ["echo 1 >> {{ sandbox }}/log; sleep 2"]}
-    - name: second
-      server.shell: {commands: ["echo 2 >> {{ sandbox }}/log"]}
-"""
-
-
-def project(tmp_path: Path, policy: str | None = None) -> Path:
-    root = write_project(tmp_path / "p") if policy is None else write_project(tmp_path / "p", policy)
-    (root / "inventory.yml").write_text(LOCAL % (tmp_path / "sandbox"))
-    return root
+from tests.support.project import SLOW, local_project, opsagent, stop_midway
 
 
 def hold_lock(state: Path) -> subprocess.Popen[str]:
@@ -50,7 +28,7 @@ def hold_lock(state: Path) -> subprocess.Popen[str]:
 
 
 def test_apply_waits_for_a_held_host_then_names_the_holder(tmp_path: Path) -> None:
-    root, state = project(tmp_path), tmp_path / "state"
+    root, state = local_project(tmp_path), tmp_path / "state"
     holder = hold_lock(state)
     try:
         started = time.monotonic()
@@ -86,23 +64,16 @@ def _since(state: Path) -> str:
                          ids=["SIGTERM", "SIGINT"])
 def test_a_stop_signal_lets_the_running_operation_end_and_skips_the_rest(
         tmp_path: Path, signum: int, code: int) -> None:
-    root, state = project(tmp_path, SLOW), tmp_path / "state"
-    proc = subprocess.Popen([sys.executable, "-m", "agent", "apply", "policies", "-i", "inventory.yml",
-                             "--state-dir", str(state), "--json"], cwd=root, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    log = tmp_path / "sandbox" / "log"
-    deadline = time.monotonic() + 30
-    while not log.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signum)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == code, err
+    root, state = local_project(tmp_path, SLOW), tmp_path / "state"
+    returncode, out, err = stop_midway(root, state, signum)
+    assert returncode == code, err
     assert "stopping after the operations under way; the run is recorded" in err
     (host,) = json.loads(out)["hosts"]
     assert [(op["status"], op["error"]) for op in host["ops"]] == [
         ("changed", ""), ("ran", ""), ("skipped", "")]
     assert host["error"].startswith("stopped: opsagent was asked to stop")
-    assert log.read_text() == "1\n"  # the first command finished; the second never started
+    # the first command finished; the second never started
+    assert (tmp_path / "sandbox" / "log").read_text() == "1\n"
     history = opsagent(root, "history", "--state-dir", str(state), "--json")
     assert json.loads(history.stdout)[0]["failed"] is True
     verify = opsagent(root, "audit", "verify", "--state-dir", str(state))
@@ -111,7 +82,7 @@ def test_a_stop_signal_lets_the_running_operation_end_and_skips_the_rest(
 
 @pytest.mark.skipif(not shutil.which("promtool"), reason="promtool (Debian: prometheus) not installed")
 def test_textfile_export_passes_promtool_and_tells_compliance(tmp_path: Path) -> None:
-    root, state, out = project(tmp_path), tmp_path / "state", tmp_path / "textfile"
+    root, state, out = local_project(tmp_path), tmp_path / "state", tmp_path / "textfile"
     out.mkdir()
     args = ("apply", "policies", "-i", "inventory.yml", "--state-dir", str(state),
             "--textfile-dir", str(out))
@@ -132,7 +103,7 @@ def test_textfile_export_passes_promtool_and_tells_compliance(tmp_path: Path) ->
 
 
 def test_textfile_dir_must_exist_before_anything_runs(tmp_path: Path) -> None:
-    root = project(tmp_path)
+    root = local_project(tmp_path)
     done = opsagent(root, "apply", "policies", "-i", "inventory.yml", "--textfile-dir",
                     str(tmp_path / "nope"))
     assert done.returncode == 1

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.state.store import StateError, Store
-from tests.integration.test_locks_and_textfile import project
-from tests.support.project import opsagent
+from tests.support.project import local_project, opsagent
 
 
 def mode(path: Path) -> int:
@@ -18,7 +17,7 @@ def mode(path: Path) -> int:
 
 
 def test_apply_makes_a_private_state_dir_and_tightens_a_loose_one(tmp_path: Path) -> None:
-    root, state = project(tmp_path), tmp_path / "state"
+    root, state = local_project(tmp_path), tmp_path / "state"
     args = ("apply", "policies", "-i", "inventory.yml", "--state-dir", str(state))
     assert opsagent(root, *args).returncode == 0
     assert mode(state) == 0o700 and mode(state / "locks") == 0o700
@@ -31,7 +30,7 @@ def test_apply_makes_a_private_state_dir_and_tightens_a_loose_one(tmp_path: Path
 
 
 def test_a_planted_lock_link_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
-    root, state = project(tmp_path), tmp_path / "state"
+    root, state = local_project(tmp_path), tmp_path / "state"
     (state / "locks").mkdir(parents=True, mode=0o700)
     victim = tmp_path / "victim"
     victim.write_text("precious\n")

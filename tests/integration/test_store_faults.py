@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_locks_and_textfile import SLOW, project
-from tests.support.project import opsagent
+from tests.support.project import SLOW, local_project, opsagent
 
 APPLY = ("apply", "policies", "-i", "inventory.yml")
 
@@ -37,7 +36,7 @@ def damage(db_path: Path) -> None:
 
 
 def test_a_damaged_store_is_found_before_any_host_changes(tmp_path: Path) -> None:
-    root, state = project(tmp_path), tmp_path / "state"
+    root, state = local_project(tmp_path), tmp_path / "state"
     for _ in range(6):  # enough runs for the store to have a few pages
         assert opsagent(root, *APPLY, "--state-dir", str(state)).returncode == 0
     damage(state / "state.db")
@@ -69,7 +68,7 @@ def test_audit_verify_of_a_missing_store_fails_and_makes_nothing(tmp_path: Path)
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
                     reason="needs root and unshare for a mount namespace of the run's own")
 def test_a_full_disk_is_found_before_any_host_changes(tmp_path: Path) -> None:
-    root, state = project(tmp_path), tmp_path / "state"
+    root, state = local_project(tmp_path), tmp_path / "state"
     state.mkdir()
     # a small filesystem for the state dir, filled, seen by this apply alone
     script = ('mount -t tmpfs -o size=16m opsagent-test "$0" && '
@@ -85,7 +84,7 @@ def test_a_full_disk_is_found_before_any_host_changes(tmp_path: Path) -> None:
 
 
 def test_a_killed_apply_is_recorded_as_interrupted_by_the_next_run(tmp_path: Path) -> None:
-    root, state = project(tmp_path, SLOW), tmp_path / "state"
+    root, state = local_project(tmp_path, SLOW), tmp_path / "state"
     proc = subprocess.Popen([sys.executable, "-m", "agent", *APPLY, "--state-dir", str(state)],
                             cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log = tmp_path / "sandbox" / "log"

@@ -18,21 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.project import write_project
-
-LOCAL = "vars: {sandbox: %s}\nhosts: {'@local': {}}\n"
-SLOW = """\
-apiVersion: opsagent/v1
-kind: tasks
-metadata: {name: slow}
-targets: [all]
-spec:
-  tasks:
-    - name: first
-      server.shell: {commands: ["echo 1 >> {{ sandbox }}/log; sleep 2"]}
-    - name: second
-      server.shell: {commands: ["echo 2 >> {{ sandbox }}/log"]}
-"""
+from tests.support.project import SLOW, local_project, stop_midway
 
 
 class Warm:
@@ -69,13 +55,6 @@ def warm(tmp_path: Path) -> Iterator[Warm]:
     assert server.proc.returncode == 0 and not server.socket.exists()
 
 
-def project(tmp_path: Path, policy: str | None = None) -> Path:
-    root = write_project(tmp_path / "p") if policy is None else write_project(tmp_path / "p",
-                                                                             policy)
-    (root / "inventory.yml").write_text(LOCAL % (tmp_path / "sandbox"))
-    return root
-
-
 def command(root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "agent", *args], cwd=root, env=env, text=True,
                           capture_output=True, timeout=120)
@@ -88,7 +67,7 @@ def runs(state: Path) -> list[tuple[str, str]]:
 
 def test_a_command_handed_to_the_server_gives_what_it_gives_cold(
         warm: Warm, tmp_path: Path) -> None:
-    root = project(tmp_path)
+    root = local_project(tmp_path)
     cold_env = {**warm.env, "OPSAGENT_COLD": "1"}
     apply = ("apply", "policies", "-i", "inventory.yml", "--state-dir", "state", "--json")
     first = command(root, warm.env, *apply)
@@ -119,29 +98,20 @@ def test_a_command_handed_to_the_server_gives_what_it_gives_cold(
                          ids=["SIGTERM", "SIGINT"])
 def test_a_stop_signal_reaches_the_command_the_server_runs(
         warm: Warm, tmp_path: Path, signum: int, code: int) -> None:
-    root = project(tmp_path, SLOW)
-    proc = subprocess.Popen([sys.executable, "-m", "agent", "apply", "policies", "-i",
-                             "inventory.yml", "--state-dir", "state", "--json"], cwd=root,
-                            env=warm.env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    log = tmp_path / "sandbox" / "log"
-    (tmp_path / "sandbox").mkdir()
-    deadline = time.monotonic() + 30
-    while not log.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signum)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == code, err
+    root = local_project(tmp_path, SLOW)
+    returncode, out, err = stop_midway(root, root / "state", signum, warm.env)
+    assert returncode == code, err
     assert "stopping after the operations under way; the run is recorded" in err
     (host,) = json.loads(out)["hosts"]
-    assert [op["status"] for op in host["ops"]] == ["ran", "skipped"]
-    assert log.read_text() == "1\n"
+    assert [op["status"] for op in host["ops"]] == ["changed", "ran", "skipped"]
+    assert (tmp_path / "sandbox" / "log").read_text() == "1\n"
     assert len(runs(root / "state")) == 1 and len(warm.served()) == 1
 
 
 def test_the_audit_names_the_callers_login_not_the_servers(warm: Warm, tmp_path: Path) -> None:
     if os.getuid() != 0 or not os.access("/proc/self/loginuid", os.W_OK):
         pytest.skip("needs root and a writable /proc/self/loginuid (pam_loginuid's)")
-    root = project(tmp_path)
+    root = local_project(tmp_path)
     nobody = pwd.getpwnam("nobody").pw_uid
     script = (f"echo {nobody} > /proc/self/loginuid && exec {sys.executable} -m agent apply "
               "policies -i inventory.yml --state-dir state")
@@ -169,7 +139,7 @@ def test_only_the_servers_user_reaches_it_and_the_daemon_runs_cold(
                               timeout=60, check=True)
         assert done.stdout.strip() == "refused"
     # a run the daemon starts (or claims to) is not handed off: it keeps its own parent
-    root = project(tmp_path)
+    root = local_project(tmp_path)
     env = {**warm.env, "OPSAGENT_TRIGGER": "opsagent daemon (pid 1)"}
     done = command(root, env, "apply", "policies", "-i", "inventory.yml", "--state-dir", "state")
     assert done.returncode == 0, done.stderr

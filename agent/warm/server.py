@@ -177,12 +177,12 @@ class Server:
         command = self.lives.pop(fd)
         status = waitpid(command.pid, 0)[1]
         code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        say(f"{command.name} (pid {command.pid}): exit {code} after "
+            f"{time.monotonic() - command.started:.2f} s")  # logged before the caller ends
         with contextlib.suppress(OSError):
             command.conn.send(json.dumps({"exit": code}).encode())
         command.conn.close()
         self.last = time.monotonic()
-        say(f"{command.name} (pid {command.pid}): exit {code} after "
-            f"{time.monotonic() - command.started:.2f} s")
 
 
 class RefusedError(Exception):

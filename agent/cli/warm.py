@@ -6,8 +6,10 @@ Runs in the foreground until --idle passes without a command, or SIGTERM or Ctrl
 start it with `&`, from a user unit, or at login. A command finds it at
 $OPSAGENT_WARM_SOCKET, else $XDG_RUNTIME_DIR/opsagent/warm.sock, else
 ~/.cache/opsagent/warm.sock, and runs cold when no server answers there (or when
-OPSAGENT_COLD is set). See agent/warm/server.py for what a command shares with the
-server (limits, cgroup, namespaces) and what it keeps of its own.
+OPSAGENT_COLD is set). A command runs on your terminal, in your folder, environment and
+umask, and Ctrl-C reaches it; it shares the server's limits, cgroup and namespaces, so
+start the server where you run opsagent. Only this user may reach the server; the audit
+log names the caller's login, not the server's.
 """
 
 from __future__ import annotations

@@ -247,6 +247,7 @@ def main() -> int:
             server.stop()
             warm.terminate()
             warm.wait()
+            shutil.rmtree(WARM_SOCKET.parent, ignore_errors=True)
     return 0
 
 

@@ -158,7 +158,7 @@ def become(request: dict[str, Any], stdio: list[int], setup: Any = None) -> NoRe
 
 
 def _ended(sock: socket.socket, ident: int, status: int) -> None:
-    code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    code = os.waitstatus_to_exitcode(status)  # -N: killed by signal N
     _send(sock, {"id": ident, "exit": code})
 
 

@@ -103,14 +103,14 @@ def sha1_line(path: str) -> dict[str, Any]:
     """`test -e P && ( sha1sum P 2> /dev/null || ... ) || true`, as sha1sum answers."""
     import stat
 
-    name = quoted(path)[1:-1]
+    quoted(path)  # Unsure for a name sha1sum would print escaped
     st = examined(os.stat, path)
     if st is None:
         return {"rc": 0, "stdout": "", "stderr": ""}
     if not stat.S_ISREG(st.st_mode) or not usable("sha1"):
         raise Unsure(path)
     try:
-        return {"rc": 0, "stdout": f"{sha1(path)}  {name}\n", "stderr": ""}
+        return {"rc": 0, "stdout": f"{sha1(path)}  {path}\n", "stderr": ""}
     except OSError as error:
         raise Unsure(path) from error
 

@@ -71,8 +71,8 @@ class Prefetch:
         self.cache: dict[Key, tuple[bool, CommandOutput]] = {}
         self.facts: dict[str, Any] = {}  # while judging: each fact's value, as pyinfra made it
         self.verdicts: dict[int, Verdict] = {}
-        self.wanted: dict[Key, str] = {}  # fact command lines to read in the next round
-        self.native: dict[Key, dict[str, Any]] = {}  # of those, the ones with a native way
+        # the next round's requests: a fact's command line, or it and a native way to it
+        self.wanted: dict[Key, str | dict[str, Any]] = {}
         self.asking: tuple[Any, tuple[Any, ...], dict[str, Any]] | None = None  # the fact read
         self.waited: dict[int, float] = {}  # step index -> seconds of rounds it waited on
         self.depth = 0  # inside host.get_fact: commands are fact reads
@@ -114,10 +114,9 @@ class Prefetch:
         if self.judging:
             if key is None:  # read as pyinfra reads it: then judged from it
                 return self.real_run(command, *args, **kwargs)  # type: ignore[no-any-return]
-            self.wanted[key] = self._unix(command, kwargs)
+            unix = self._unix(command, kwargs)
             way = native.request(self.asking, key[1])
-            if way is not None:
-                self.native[key] = way
+            self.wanted[key] = unix if way is None else {"command": unix, **way}
             raise NeedFact(key[0])
         return self.real_run(command, *args, **kwargs)  # type: ignore[no-any-return]
 
@@ -159,7 +158,7 @@ class Prefetch:
         verdicts land in self.verdicts."""
         unknown: set[int] = set()
         for _ in range(ROUNDS):
-            self.wanted, self.native = {}, {}
+            self.wanted = {}
             needs: dict[int, set[Key]] = {}
             for index, walk in ahead:
                 if walk is None or index in unknown:
@@ -205,9 +204,7 @@ class Prefetch:
     def _read(self) -> bool:
         """The wanted facts' commands, run on the host in one call."""
         keys = list(self.wanted)
-        requests = [{"command": self.wanted[k], **self.native[k]} if k in self.native
-                    else self.wanted[k] for k in keys]
-        job = json.dumps(_reader()) + "\n" + json.dumps(requests) + "\n"
+        job = json.dumps(_reader()) + "\n" + json.dumps(list(self.wanted.values())) + "\n"
         self.depth += 1  # a fact read, for _run
         self.judging = False
         try:
@@ -227,8 +224,9 @@ class Prefetch:
         for key, answer in zip(keys, answers, strict=True):
             if not answer.get("undecodable"):  # pyinfra reads it and fails as it does
                 self.cache[key] = _output(answer, json.loads(key[1])["_success_exit_codes"])
-            if "sha1" in answer:  # the Sha1File files.put reads next, as sha1sum prints it
-                path = self.native[key]["stat"]
+            request = self.wanted[key]
+            if "sha1" in answer and isinstance(request, dict):  # the Sha1File files.put
+                path = request["stat"]  # reads next, as sha1sum prints it
                 self.cache.setdefault((native.sha1_command(path), key[1]), _output(
                     {"rc": 0, "stdout": f"{answer['sha1']}  {path}\n", "stderr": ""}, None))
         return True

@@ -62,13 +62,20 @@ def _server_parent() -> int | None:
     try:
         with open(f"/proc/{ppid}/cmdline", "rb") as f:
             argv = f.read().split(b"\0")
-        with open(f"/proc/{ppid}/stat") as f:
-            stat = f.read()
     except OSError:
         return None
     if argv[1:3] != [b"-m", b"agent.daemon.forkserver"]:
         return None
-    return int(stat.rsplit(")", 1)[1].split()[1])
+    return parent(ppid)
+
+
+def parent(pid: int) -> int | None:
+    """The parent process of pid, from /proc (None when pid is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def who(asked_by: str = "") -> str:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.state import actor
 from agent.warm.client import PACKET, served, source
 
 ANSWER_WAIT = 5.0  # seconds a caller has to send its request once connected
@@ -126,7 +127,9 @@ class Server:
                 raise RefusedError("a request carries stdin, stdout and stderr")
             if request.get("source") != source():
                 raise RefusedError("the caller runs another opsagent")
-            if self.stopping or changed(self.files):
+            if self.stopping:
+                raise RefusedError("the server is ending")
+            if changed(self.files):
                 self.stopping = True
                 raise RefusedError("opsagent changed on disk since the server started: ending")
             self._fork(conn, request, fds, pid)
@@ -146,15 +149,15 @@ class Server:
         from gevent import monkey
 
         from agent.daemon.forkserver import become
-        from agent.state import actor
 
         login = actor.login_uid(caller)  # read now, while the caller waits
         life_r, life_w = os.pipe()
         pid = monkey.get_original("os", "fork")()
         if pid == 0:
             os.close(life_r)
-            for fd in self.lives:
+            for fd, other in self.lives.items():
                 os.close(fd)
+                other.conn.close()
             self.listener.close()
             conn.close()
             for signum in (signal.SIGTERM, signal.SIGINT):
@@ -176,7 +179,7 @@ class Server:
         os.close(fd)
         command = self.lives.pop(fd)
         status = waitpid(command.pid, 0)[1]
-        code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        code = os.waitstatus_to_exitcode(status)  # -N: killed by signal N
         say(f"{command.name} (pid {command.pid}): exit {code} after "
             f"{time.monotonic() - command.started:.2f} s")  # logged before the caller ends
         with contextlib.suppress(OSError):
@@ -218,15 +221,12 @@ def listen(path: Path) -> socket.socket:
 def descends(pid: int) -> bool:
     """Whether pid is this process's child, or theirs (a few generations down)."""
     for _ in range(8):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                pid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
+        found = actor.parent(pid)
+        if found is None or found <= 1:
             return False
-        if pid == os.getpid():
+        if found == os.getpid():
             return True
-        if pid <= 1:
-            return False
+        pid = found
     return False
 
 
